@@ -1,0 +1,47 @@
+"""Every default value in one place, each with the spec section it comes from.
+
+Frozen configs elsewhere take their defaults from here, so that the CLI, the library and the
+docs agree. Section numbers refer to ``shared/reference/cellpose3-behaviour.md``.
+"""
+
+from __future__ import annotations
+
+# Network / tiling (§3.5)
+TILE_SIZE = 224            # bsize: the largest tile side the nets see
+TILE_MULTIPLE = 16         # padded sizes are multiples of 16 (get_pad_yx div)
+MIN_TILE = 32              # smallest padded tile side (1 px image -> 32)
+TILE_OVERLAP = 0.1         # fraction; usable range below
+TILE_OVERLAP_RANGE = (0.05, 0.5)
+TAPER_SIGMA = 7.5          # _taper_mask sig
+BATCH_SIZE = 8
+
+# Normalisation (§3.3)
+PERCENTILES = (1.0, 99.0)
+MIN_PERCENTILE_RANGE = 1e-3  # x99 - x01 must exceed this, else the channel becomes 0
+
+# Diameters (§1.5, §2.2, §2.3)
+DIAM_MEAN_CYTO = 30.0
+DIAM_MEAN_NUCLEI = 17.0
+NUCLEUS_CHANNEL_RESCALE = 30.0 / 17.0  # restoration: channel 1 runs at rescale * 30/17 (§3.11)
+
+# Dynamics (§3.7, §4)
+NITER_AT_RESCALE_1 = 200
+FLOW_THRESHOLD = 0.4
+CELLPROB_THRESHOLD = 0.0
+MIN_SIZE = 15
+MAX_SIZE_FRACTION = 0.4
+FLOW_SCALE = 5.0           # nets are trained on 5 x unit flows; dynamics integrate dP / 5
+HIST_PAD = 20              # rpad in get_masks
+SEED_MIN_COUNT = 10        # a seed needs more than this many end points
+SEED_WINDOW = 5            # local-max window
+EXPAND_MIN_COUNT = 2       # expansion keeps histogram bins with more than this
+EXPAND_ITERATIONS = 5
+EXPAND_RADIUS = 5          # 11 x 11 window around a seed
+
+# Degradations (§6.2) are kept with the degradation code: they are presets, not defaults.
+
+# Caches and environment variables
+ENV_CACHE_DIR = "CP3RT_CACHE_DIR"
+ENV_CELLPOSE_MODELS = "CELLPOSE_LOCAL_MODELS_PATH"
+ZOO_URL = "https://www.cellpose.org/models/{basename}"
+ENV_ZOO_URL = "CP3RT_ZOO_URL"  # override (tests point it at a loopback server; mirrors)

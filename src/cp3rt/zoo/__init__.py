@@ -1,0 +1,1 @@
+"""Model zoo: names, metadata and where weight files come from (torch-free)."""
