@@ -45,3 +45,13 @@ ENV_CACHE_DIR = "CP3RT_CACHE_DIR"
 ENV_CELLPOSE_MODELS = "CELLPOSE_LOCAL_MODELS_PATH"
 ZOO_URL = "https://www.cellpose.org/models/{basename}"
 ENV_ZOO_URL = "CP3RT_ZOO_URL"  # override (tests point it at a loopback server; mirrors)
+
+# Model zoo downloads (§2.1, §2.4). A CPnet file holds ~6.6 M float32 parameters (~26 MB,
+# §1.3); anything far smaller is an error page or a truncated transfer.
+MIN_WEIGHT_FILE_BYTES = 20_000_000
+MIN_SIZE_MODEL_BYTES = 1_000   # size_*.npy: two 256-vectors + two floats, pickled
+DOWNLOAD_TIMEOUT_S = 60.0      # per socket operation, not for the whole transfer
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+
+# Engines (§1.2): every CPnet input side must be a multiple of 8 (three 2x poolings).
+NET_HW_MULTIPLE = 8
