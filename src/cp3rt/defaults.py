@@ -55,3 +55,11 @@ DOWNLOAD_CHUNK_BYTES = 1 << 20
 
 # Engines (§1.2): every CPnet input side must be a multiple of 8 (three 2x poolings).
 NET_HW_MULTIPLE = 8
+
+# onnxruntime CPU session settings (chosen by benchmarks/bench_tiles_cpu.py, see
+# benchmarks/results/tiles_cpu.md).
+ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
+ORT_GRAPH_OPT = "all"
+ORT_EXECUTION_MODE = "sequential"
+ORT_MEM_ARENA = True
+ORT_SPIN = True
