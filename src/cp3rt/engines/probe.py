@@ -61,6 +61,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def onnxruntime_providers() -> list[str]:
+    """Execution providers this onnxruntime build lists (not proof that they work)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return []
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
 def backend_report() -> tuple[BackendStatus, ...]:
     """Status of every backend ``open_engine`` knows, in its ``auto`` order, then torch."""
     ort_statuses = _onnxruntime_statuses()

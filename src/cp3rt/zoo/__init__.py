@@ -3,7 +3,7 @@
 from cp3rt.zoo.download import ProgressFn, zoo_url
 from cp3rt.zoo.locations import Location, cache_dir, models_cache_dir, search_dirs
 from cp3rt.zoo.registry import ZOO, ModelInfo, Registry, runtime_diameters, zoo_basename
-from cp3rt.zoo.resolve import locate, resolve_size_model, resolve_weights
+from cp3rt.zoo.resolve import inventory, locate, resolve_size_model, resolve_weights
 from cp3rt.zoo.size import SizeModel
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Registry",
     "SizeModel",
     "cache_dir",
+    "inventory",
     "locate",
     "models_cache_dir",
     "resolve_size_model",

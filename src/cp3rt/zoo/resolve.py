@@ -90,6 +90,11 @@ def locate(info: ModelInfo) -> Location | None:
     return find_file(info.basename)
 
 
+def inventory(role: str | None = None, registry: Registry = ZOO) -> list[tuple[ModelInfo, Location | None]]:
+    """Every model (of ``role`` if given) with where its weights are present locally."""
+    return [(info, locate(info)) for info in registry if role in (None, info.role)]
+
+
 def _existing_path(name_or_path: str | os.PathLike[str]) -> Path | None:
     path = Path(name_or_path).expanduser()
     if path.is_file():
