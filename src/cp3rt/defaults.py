@@ -63,3 +63,28 @@ ORT_GRAPH_OPT = "all"
 ORT_EXECUTION_MODE = "sequential"
 ORT_MEM_ARENA = True
 ORT_SPIN = True
+
+# Input conversion (§3.2)
+CHANNEL_GUESS_MAX = 10     # without channel_axis, a smallest axis below this is the channel axis
+Z_GUESS_MIN = 5            # with channels given, a smallest axis above this is taken as Z
+MAX_RGB_CHANNEL = 3        # Cellpose channel numbers: 0 = gray/none, 1..3 = R, G, B
+
+# Percentile subsampling (§3.3 step 4): above 224**3 values per channel, stride dim // 224
+# (dim // 50 along the plane axis of a stack).
+PERCENTILE_SUBSAMPLE_SIZE = 224 ** 3
+PERCENTILE_SUBSAMPLE_YX = 224
+PERCENTILE_SUBSAMPLE_Z = 50
+
+# Tiling (§3.5, Appendix A)
+PAD_EXTRA = 8              # get_pad_yx: at least 8 px of zeros on every side
+TAPER_MIN_SIZE = 224       # the taper mask is built on max(224, ly, lx), whatever bsize is
+TAPER_EDGE = 20            # the taper's half-height point lies 20 px inside the tile edge
+STYLE_DIM = 256            # style vector length of every CPnet
+
+# onnxruntime CPU session settings (chosen by benchmarks/bench_tiles_cpu.py, see
+# benchmarks/results/tiles_cpu.md).
+ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
+ORT_GRAPH_OPT = "all"
+ORT_EXECUTION_MODE = "sequential"
+ORT_MEM_ARENA = True
+ORT_SPIN = True
