@@ -1,0 +1,150 @@
+"""Run a net over an image tile by tile (spec §3.5): pad -> tile -> batch -> infer -> stitch -> crop.
+
+``run_tiled`` takes one normalised (and already resized) float32 (C, Y, X) image and any
+``infer`` function with the engines' calling convention::
+
+    infer(batch: float32 (B, C, h, w)) -> (y: (B, nout, h, w), style: (B, 256) or None)
+
+and returns the blended (nout, Y, X) float32 output plus the image's style vector (the sum of
+the tile styles divided by its L2 norm, float32, no epsilon — as the reference).
+
+``run_tiled_stack`` does the same for a (Z, C, Y, X) stack of equally sized planes and batches
+like the reference's ``run_net``: ``max(1, batch_size // ntiles)`` planes at a time, their tiles
+concatenated and sent in chunks of ``batch_size``. Batch composition never changes results
+(BatchNorm runs in inference mode); it only matters for throughput.
+
+The geometry (``pad_yx``, ``Tile``, ``TileGrid``, ``taper_mask``) and the blending
+(``Stitcher``) live in ``tile_grid`` and ``stitch`` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from cp3rt import defaults as D
+from cp3rt.errors import ConfigError, EngineError, InputError
+from cp3rt.runtime.augment import unflip_output
+from cp3rt.runtime.stitch import Stitcher
+from cp3rt.runtime.tile_grid import Tile, TileGrid, pad_yx, taper_mask
+
+__all__ = [
+    "InferFn", "ProgressFn", "Stitcher", "Tile", "TileGrid", "pad_yx", "run_tiled",
+    "run_tiled_stack", "taper_mask",
+]
+
+InferFn = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
+ProgressFn = Callable[[int, int], None]  # (tiles done, tiles in total)
+
+
+def run_tiled(
+    image_cyx: np.ndarray,
+    infer: InferFn,
+    *,
+    nout: int,
+    bsize: int = D.TILE_SIZE,
+    tile_overlap: float = D.TILE_OVERLAP,
+    augment: bool = False,
+    batch_size: int = D.BATCH_SIZE,
+    progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One (C, Y, X) image -> ((nout, Y, X) float32, (256,) float32 style or None)."""
+    image = np.asarray(image_cyx)
+    if image.ndim != 3:
+        raise InputError(f"run_tiled expects a (C, Y, X) image, got shape {image.shape}.")
+    out, styles = run_tiled_stack(
+        image[np.newaxis], infer, nout=nout, bsize=bsize, tile_overlap=tile_overlap,
+        augment=augment, batch_size=batch_size, progress=progress,
+    )
+    return out[0], (None if styles is None else styles[0])
+
+
+def run_tiled_stack(
+    stack: np.ndarray,
+    infer: InferFn,
+    *,
+    nout: int,
+    bsize: int = D.TILE_SIZE,
+    tile_overlap: float = D.TILE_OVERLAP,
+    augment: bool = False,
+    batch_size: int = D.BATCH_SIZE,
+    progress: ProgressFn | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(Z, C, Y, X) planes -> ((Z, nout, Y, X) float32, (Z, 256) float32 styles or None)."""
+    stack = np.asarray(stack, dtype=np.float32)
+    if stack.ndim != 4 or 0 in stack.shape:
+        raise InputError(f"run_tiled_stack expects a (Z, C, Y, X) stack, got shape {stack.shape}.")
+    for field, value in (("nout", nout), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"{field}={value!r} is not allowed; allowed: an integer >= 1.")
+    nz, _, ly, lx = stack.shape
+    top, bottom, left, right = pad_yx(ly, lx)
+    grid = TileGrid.plan((ly + top + bottom, lx + left + right), bsize, tile_overlap, augment)
+    # Zeros for the padding plus, with augment, the extension of the canvas to >= bsize.
+    pads = (
+        (0, 0),
+        (top, bottom + grid.canvas_shape[0] - grid.image_shape[0]),
+        (left, right + grid.canvas_shape[1] - grid.image_shape[1]),
+    )
+    ntiles = len(grid)
+    weights = grid.weights() if ntiles > 1 else None
+    out = np.empty((nz, nout, ly, lx), dtype=np.float32)
+    styles: np.ndarray | None = np.empty((nz, D.STYLE_DIM), dtype=np.float32)
+    has_style: bool | None = None
+    per_group = max(1, batch_size // ntiles)
+    done, total = 0, nz * ntiles
+    for g0 in range(0, nz, per_group):
+        planes = range(g0, min(nz, g0 + per_group))
+        canvases = {z: np.pad(stack[z], pads) for z in planes}
+        stitchers = {z: Stitcher(grid, nout, weights=weights) for z in planes}
+        tile_styles = {z: np.zeros((ntiles, D.STYLE_DIM), dtype=np.float32) for z in planes}
+        jobs = [(z, k) for z in planes for k in range(ntiles)]
+        for b0 in range(0, len(jobs), batch_size):
+            chunk = jobs[b0 : b0 + batch_size]
+            batch = np.stack([grid.cut(canvases[z], k) for z, k in chunk])
+            y, style = _checked(infer(batch), len(chunk), nout, grid.tile_shape)
+            if has_style is None:
+                has_style = style is not None
+            elif has_style != (style is not None):
+                raise EngineError("infer returned a style vector for some batches but not others.")
+            for n, (z, k) in enumerate(chunk):
+                tile = grid.tiles[k]
+                yk = unflip_output(y[n], tile.flip_y, tile.flip_x) if augment else y[n]
+                stitchers[z].add(k, yk)
+                if style is not None:
+                    tile_styles[z][k] = style[n]
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+        for z in planes:
+            out[z] = stitchers[z].result()[:, top : top + ly, left : left + lx]
+            if has_style:
+                styles[z] = _image_style(tile_styles[z])
+    return out, (styles if has_style else None)
+
+
+def _image_style(tile_styles: np.ndarray) -> np.ndarray:
+    """Sum of the tile styles over its L2 norm, float32, no epsilon (reference §3.5 step 8)."""
+    total = tile_styles.sum(axis=0)
+    total /= (total**2).sum() ** 0.5
+    return total
+
+
+def _checked(result, batch: int, nout: int, tile_shape: tuple[int, int]):
+    """Validate what ``infer`` returned; a wrong shape is an engine/adapter bug worth naming."""
+    try:
+        y, style = result
+    except (TypeError, ValueError):
+        raise EngineError("infer must return a pair (y, style); style may be None.") from None
+    y = np.asarray(y, dtype=np.float32)
+    want = (batch, nout, *tile_shape)
+    if y.shape != want:
+        raise EngineError(f"infer returned outputs of shape {y.shape}; expected {want}.")
+    if style is not None:
+        style = np.asarray(style, dtype=np.float32)
+        if style.shape != (batch, D.STYLE_DIM):
+            raise EngineError(
+                f"infer returned styles of shape {style.shape}; expected {(batch, D.STYLE_DIM)}."
+            )
+    return y, style
