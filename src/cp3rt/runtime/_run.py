@@ -1,0 +1,149 @@
+"""The body of Pipeline.run: axes -> (restore) -> normalise -> (size estimate) -> net -> dynamics."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cp3rt.errors import InputError
+from cp3rt.runtime.axes import to_cyx
+from cp3rt.runtime.dynamics import compute_masks, niter_for
+from cp3rt.runtime.normalize import NormalizeConfig, check_finite, normalize_image
+from cp3rt.runtime.restore import restore_image
+from cp3rt.runtime.result import Result
+from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.segment import NetOutput, rescale_for, run_segment_net
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.nets import Net
+    from cp3rt.runtime.pipeline import Pipeline
+
+Progress = Callable[[int, int], None]
+
+
+def run_pipeline(
+    pipe: Pipeline, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
+    progress: Progress | None,
+) -> Result:
+    seg = pipe.segment_net
+    t = time.perf_counter()
+    # The restoration keeps every channel (nchan None), the segmentation net takes nchan (§3.2).
+    nchan = None if pipe.restore_net is not None else seg.nchan
+    image = _to_2d(raw, cfg, nchan)
+    timings["normalize"] += time.perf_counter() - t
+
+    diameter = cfg.diameter if cfg.diameter else None
+    restored = None
+    seg_norm = cfg.normalize
+    if pipe.restore_net is not None:
+        t = time.perf_counter()
+        rest = restore_image(
+            image, pipe.restore_net, diameter=diameter, normalize=cfg.normalize,
+            channels=cfg.channels, tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size,
+            chan2_net=pipe.restore_chan2_net, reference_bugs=cfg.reference_bugs, progress=progress,
+        )
+        restored = rest.image
+        timings["restore"] += time.perf_counter() - t
+        t = time.perf_counter()
+        image = to_cyx(
+            restored, channels=_channels_after_restore(cfg.channels), channel_axis=0,
+            nchan=seg.nchan,
+        )
+        seg_norm = _normalize_after_restore(cfg)
+        if rest.ratio > 1.0:  # upsampled: objects now have the restore model's diameter (§3.12)
+            diameter = pipe.restore_net.diam_mean
+        timings["normalize"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    x = normalize_image(image, seg_norm) if seg_norm is not None else image
+    timings["normalize"] += time.perf_counter() - t
+
+    if diameter is None and cfg.estimate_diameter and pipe.size_model() is not None:
+        t = time.perf_counter()
+        diameter = _estimate_diameter(x, seg, pipe.size_model(), cfg)
+        timings["segment"] += time.perf_counter() - t
+
+    rescale = rescale_for(diameter, seg)
+    t = time.perf_counter()
+    out = _net(x, seg, rescale, cfg, cfg.resample, progress)
+    timings["segment"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    niter = niter_for(rescale, cfg.resample, cfg.niter)
+    masks = _masks(out, cfg, niter, image.shape[-2:])
+    timings["dynamics"] += time.perf_counter() - t
+    return Result(
+        masks=masks, dP=out.dP, cellprob=out.cellprob, style=out.style, restored=restored,
+        diameter=float(seg.diam_mean / rescale), rescale=float(rescale), niter=int(niter), timings=timings,
+    )
+
+
+def _to_2d(raw: np.ndarray, cfg: RunConfig, nchan: int | None) -> np.ndarray:
+    image = to_cyx(raw, channels=cfg.channels, channel_axis=cfg.channel_axis, z_axis=cfg.z_axis, nchan=nchan)
+    if image.ndim != 3:
+        raise InputError(
+            f"the pipeline segments 2-D images, but this input is a stack of shape {raw.shape}; "
+            "pass one plane at a time (or set channel_axis/z_axis)."
+        )
+    check_finite(image)  # also when normalisation is off: NaN would poison tiles and dynamics
+    return image
+
+
+def _channels_after_restore(channels: tuple[int, int] | None) -> tuple[int, int] | None:
+    """§3.12 step 4: restored channel 0 = cytoplasm, channel 1 = nucleus (if any)."""
+    if channels is None:
+        return None
+    return (0, 0) if channels[0] == 0 else (1, 2)
+
+
+def _normalize_after_restore(cfg: RunConfig) -> NormalizeConfig | None:
+    """§3.12 step 3: the restored image is re-normalised with default settings.
+
+    The reference also carries ``invert`` into this second normalisation (inverting twice);
+    cp3rt inverts once, before restoration, unless reference_bugs is set.
+    """
+    if cfg.normalize is None or not cfg.normalize.normalizes:
+        return None
+    if cfg.reference_bugs and cfg.normalize.invert:
+        return NormalizeConfig(invert=True)
+    return NormalizeConfig()
+
+
+def _net(x: np.ndarray, seg: Net, rescale: float, cfg: RunConfig, resample: bool,
+         progress: Progress | None) -> NetOutput:
+    return run_segment_net(
+        x, seg, rescale=rescale, resample=resample, tile_overlap=cfg.tile_overlap,
+        batch_size=cfg.batch_size, augment=cfg.augment, progress=progress,
+    )
+
+
+def _masks(out: NetOutput, cfg: RunConfig, niter: float, image_hw: tuple[int, int]) -> np.ndarray:
+    return compute_masks(
+        out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
+        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
+        max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
+        output_shape=tuple(image_hw), reference_bugs=cfg.reference_bugs,
+    )
+
+
+def _estimate_diameter(x: np.ndarray, seg: Net, size_model, cfg: RunConfig) -> float:
+    """§2.4 two-step estimate: style -> d_style, segment at that scale, median mask diameter."""
+    from cp3rt.runtime.metrics import diameters
+
+    style_out = _net(x, seg, rescale_for(None, seg), cfg, False, None)
+    d_style = float(size_model.estimate_diameter(style_out.style))
+    # The reference's second pass uses default thresholds, resample=False and interp=False.
+    probe = dataclasses.replace(
+        RunConfig(), resample=False, interp=False, reference_bugs=cfg.reference_bugs,
+        tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size,
+    )
+    rescale = seg.diam_mean / d_style
+    out = _net(x, seg, rescale, probe, False, None)
+    niter = niter_for(rescale, False)
+    diam = diameters(_masks(out, probe, niter, x.shape[-2:]))
+    return float(diam) if diam > 0 and np.isfinite(diam) else float(seg.diam_mean)
+

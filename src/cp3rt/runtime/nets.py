@@ -1,0 +1,127 @@
+"""Open one model spec as an engine plus the metadata the pipeline needs (diameters, channels,
+whether it upsamples, its size model)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cp3rt.errors import ConfigError, IncompatibleEngineError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.engines.base import Engine
+    from cp3rt.engines.manifest import EngineManifest
+    from cp3rt.runtime.run_config import PipelineConfig
+    from cp3rt.zoo import SizeModel
+
+STYLE_OUTPUT = "style"
+OUTPUT_FOR_ROLE = {"segment": "flows", "restore": "restored"}
+
+
+@dataclasses.dataclass(eq=False)
+class Net:
+    """An opened engine and what the pipeline must know about its model."""
+
+    spec: str
+    role: str
+    engine: Engine
+    nchan: int
+    diam_mean: float
+    diam_labels: float
+    upsamples: bool
+    weights: Path | None
+    builtin: bool  # a zoo name: float64 rescale arithmetic, else float32 (§3.4)
+
+    def infer_fn(self):
+        """``tiles (B, C, h, w) float32 -> (y (B, nout, h, w), style (B, 256) | None)``."""
+        out_name = OUTPUT_FOR_ROLE[self.role]
+        engine = self.engine
+
+        def infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            out = engine.infer(np.ascontiguousarray(batch, dtype=np.float32))
+            return out[out_name], out.get(STYLE_OUTPUT)
+
+        return infer
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:
+    """Resolve/export ``spec`` (see cp3rt.artefacts), open its engine and check its role."""
+    from cp3rt.artefacts import resolve_model
+    from cp3rt.engines import open_engine
+
+    source = resolve_model(
+        spec, precision=cfg.precision, backend=cfg.backend, cache_root=cfg.cache_dir,
+        download=cfg.download,
+    )
+    engine = open_engine(source.path, backend=cfg.backend)
+    try:
+        manifest = engine.manifest if engine.manifest is not None else source.manifest
+        return net_from_engine(spec, role, engine, manifest=manifest, weights=source.weights,
+                               where=os.fspath(source.path))
+    except BaseException:
+        engine.close()
+        raise
+
+
+def net_from_engine(
+    spec: str,
+    role: str,
+    engine: Engine,
+    *,
+    manifest: EngineManifest | None = None,
+    weights: Path | None = None,
+    where: str = "",
+) -> Net:
+    """Wrap an opened engine; its manifest supplies diameters and channels."""
+    from cp3rt.zoo import ZOO
+
+    manifest = manifest if manifest is not None else engine.manifest
+    if manifest is None:
+        raise IncompatibleEngineError(f"engine for {spec!r} carries no manifest (diameters, channels).")
+    if manifest.role != role:
+        raise ConfigError(
+            f"{spec!r} is a {manifest.role} model but was given as the {role} model; "
+            f"{'use --restore for it' if manifest.role == 'restore' else 'use --model for it'}."
+        )
+    names = " ".join(filter(None, [os.fspath(spec), where, manifest.source_model]))
+    return Net(
+        spec=spec,
+        role=role,
+        engine=engine,
+        nchan=int(manifest.nchan),
+        diam_mean=float(manifest.diam_mean),
+        diam_labels=float(manifest.diam_labels),
+        # The reference decides by the substring in the model path (§3.11).
+        upsamples=role == "restore" and "upsample" in names,
+        weights=weights,
+        builtin=os.fspath(spec) in ZOO or (weights is None and manifest.source_model in ZOO),
+    )
+
+
+def find_size_model(spec: str, weights: Path | None, *, download: bool) -> SizeModel | None:
+    """The style -> diameter model of a segmentation spec (§2.4), or None if it has none.
+
+    Zoo names with a size model and weight files with ``<file>_size.npy`` beside them have one;
+    if such a file is registered but cannot be fetched the error propagates (no silent change
+    of the diameter rule).
+    """
+    from cp3rt.zoo import ZOO, SizeModel, resolve_size_model
+
+    text = os.fspath(spec)
+    if text in ZOO:
+        if ZOO.get(text).size_model is None:
+            return None
+        return SizeModel.from_file(resolve_size_model(text, download=download))
+    candidates = [Path(text)] + ([weights] if weights is not None else [])
+    for path in candidates:
+        size = path.with_name(path.name + "_size.npy")
+        if size.is_file():
+            return SizeModel.from_file(size)
+    return None

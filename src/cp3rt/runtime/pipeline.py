@@ -1,0 +1,172 @@
+"""Pipeline: optional restoration -> segmentation -> dynamics, for one 2-D image at a time.
+
+Engines are opened once per Pipeline and reused for every image; close it (or use it as a
+context manager) to free them. The library never prints: progress goes through a callback
+``progress(done_tiles, total_tiles)``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cp3rt.errors import InputError
+from cp3rt.runtime.nets import Net, find_size_model, net_from_engine, open_net
+from cp3rt.runtime.result import STAGES, Result
+from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.engines.base import Engine
+
+__all__ = ["Pipeline", "PipelineConfig", "Result", "RunConfig"]
+
+Progress = Callable[[int, int], None]
+
+
+class Pipeline:
+    """Restore (optional) and segment images with Cellpose v3 nets outside PyTorch.
+
+    ``Pipeline(segment="cyto3", restore="denoise_cyto3", backend="auto", diameter=25)``:
+    model specs are zoo names, weight files or exported ``.onnx`` artefacts; keyword arguments
+    that are :class:`RunConfig` fields set the defaults of every :meth:`run`.
+    """
+
+    def __init__(
+        self,
+        segment: str | os.PathLike[str] = "cyto3",
+        restore: str | os.PathLike[str] | None = None,
+        *,
+        restore_chan2: str | os.PathLike[str] | None = None,
+        backend: str = "auto",
+        precision: str = "fp32",
+        cache_dir: str | os.PathLike[str] | None = None,
+        download: bool = True,
+        run: RunConfig | None = None,
+        **run_settings: Any,
+    ) -> None:
+        config = PipelineConfig(
+            segment=segment, restore=restore, restore_chan2=restore_chan2, backend=backend,
+            precision=precision, cache_dir=Path(cache_dir) if cache_dir is not None else None,
+            download=download,
+        )
+        self._init(config, (run or RunConfig()).replace(**run_settings))
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig, run: RunConfig | None = None) -> Pipeline:
+        self = cls.__new__(cls)
+        self._init(config, run or RunConfig())
+        return self
+
+    @classmethod
+    def from_engines(
+        cls,
+        segment: Engine,
+        restore: Engine | None = None,
+        *,
+        restore_chan2: Engine | None = None,
+        run: RunConfig | None = None,
+    ) -> Pipeline:
+        """A Pipeline around engines opened elsewhere (any object with the Engine protocol and
+        a manifest). The Pipeline takes ownership: ``close()`` closes them."""
+        self = cls.__new__(cls)
+        self._setup(PipelineConfig(segment=_label(segment), restore=_label(restore) if restore else None,
+                                   restore_chan2=_label(restore_chan2) if restore_chan2 else None),
+                    run or RunConfig())
+        for attr, engine, role in (("segment_net", segment, "segment"), ("restore_net", restore, "restore"),
+                                   ("restore_chan2_net", restore_chan2, "restore")):
+            net = net_from_engine(_label(engine), role, engine) if engine is not None else None
+            if net is not None:
+                self._nets.append(net)
+            setattr(self, attr, net)
+        return self
+
+    def _setup(self, config: PipelineConfig, run: RunConfig) -> None:
+        self.config = config
+        self.run_config = run
+        self._nets: list[Net] = []
+        self._size_model: Any = None
+        self._size_model_loaded = False
+
+    def _init(self, config: PipelineConfig, run: RunConfig) -> None:
+        self._setup(config, run)
+        try:
+            self.segment_net = self._open(config.segment, "segment")
+            self.restore_net = self._open(config.restore, "restore") if config.restore else None
+            self.restore_chan2_net = (
+                self._open(config.restore_chan2, "restore") if config.restore_chan2 else None
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, spec: str, role: str) -> Net:
+        net = open_net(spec, role, self.config)
+        self._nets.append(net)
+        return net
+
+    # ---- lifetime ------------------------------------------------------------------------
+    def close(self) -> None:
+        nets, self._nets = self._nets, []
+        for net in nets:
+            net.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ---- running -------------------------------------------------------------------------
+    def run(
+        self,
+        image: np.ndarray | str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+        run: RunConfig | None = None,
+        **overrides: Any,
+    ) -> Result:
+        """Segment one 2-D image (array or file path); ``overrides`` are RunConfig fields."""
+        from cp3rt.runtime._run import run_pipeline
+
+        if not self._nets:
+            raise InputError("this Pipeline is closed; create a new one.")
+        cfg = (run or self.run_config).replace(**overrides) if overrides else (run or self.run_config)
+        timings = dict.fromkeys(STAGES, 0.0)
+        t0 = time.perf_counter()
+        raw = _load(image)
+        timings["read"] = time.perf_counter() - t0
+        return run_pipeline(self, raw, cfg, timings, progress)
+
+    def size_model(self) -> Any:
+        """The segmentation model's size model (loaded on first use), or None."""
+        if not self._size_model_loaded:
+            net = self.segment_net
+            self._size_model = find_size_model(net.spec, net.weights, download=self.config.download)
+            self._size_model_loaded = True
+        return self._size_model
+
+
+def _label(engine: Any) -> str:
+    manifest = getattr(engine, "manifest", None)
+    return manifest.source_model if manifest is not None else type(engine).__name__
+
+
+def _load(image: np.ndarray | str | os.PathLike[str]) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):
+        from cp3rt.runtime.io import read_image
+
+        return read_image(image)
+    if not isinstance(image, np.ndarray):
+        try:
+            image = np.asarray(image)
+        except Exception as exc:  # noqa: BLE001 - anything unconvertible is a user input error
+            raise InputError(f"image of type {type(image).__name__} is not an array: {exc}.") from exc
+    return image

@@ -1,0 +1,160 @@
+"""Frozen settings of a :class:`~cp3rt.runtime.pipeline.Pipeline`: which models (PipelineConfig)
+and how to run them on one image (RunConfig). Validated once, here, with messages that name the
+field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from cp3rt import defaults as D
+from cp3rt.errors import ConfigError
+from cp3rt.runtime.normalize import NormalizeConfig
+
+Backend = Literal["auto", "ort", "trt", "torch"]
+Precision = Literal["fp32", "fp16"]
+BACKENDS: tuple[str, ...] = ("auto", "ort", "trt", "torch")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+ModelSpec = str | os.PathLike  # zoo name, weight-file path or exported .onnx artefact
+
+
+def _bad(field: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{field}={value!r} is not allowed; allowed: {allowed}.")
+
+
+def _finite(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad(field, value, "a finite number")
+    return float(value)
+
+
+def _model_text(field: str, value: Any, *, optional: bool) -> str | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(field, value, "a zoo model name, a weight-file path or an .onnx artefact"
+                   + (" (or None)" if optional else ""))
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Which nets run and on what.
+
+    ``segment`` / ``restore`` / ``restore_chan2`` are zoo names (``cyto3``, ``denoise_cyto3``),
+    weight-file paths or exported ``.onnx`` artefacts. ``restore_chan2`` is the net applied to
+    the second (nucleus) channel during restoration; the reference loads it but never applies
+    it (§3.11 [bug]) — cp3rt applies it (docs/deviations.md).
+    """
+
+    segment: str = "cyto3"
+    restore: str | None = None
+    restore_chan2: str | None = None
+    backend: Backend = "auto"
+    precision: Precision = "fp32"
+    cache_dir: Path | None = None
+    download: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segment", _model_text("segment", self.segment, optional=False))
+        object.__setattr__(self, "restore", _model_text("restore", self.restore, optional=True))
+        object.__setattr__(
+            self, "restore_chan2", _model_text("restore_chan2", self.restore_chan2, optional=True)
+        )
+        if self.restore_chan2 is not None and self.restore is None:
+            raise ConfigError(
+                f"restore_chan2={self.restore_chan2!r} needs restore to be set as well "
+                "(it only replaces the net for channel 2 of the restoration)."
+            )
+        if self.backend not in BACKENDS:
+            raise _bad("backend", self.backend, ", ".join(BACKENDS))
+        if self.precision not in PRECISIONS:
+            raise _bad("precision", self.precision, ", ".join(PRECISIONS))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """How one image is processed (defaults: spec §3.1 / cp3rt.defaults).
+
+    ``diameter`` None or 0 means: estimate it with the model's size model when there is one,
+    else use the model's ``diam_mean / diam_labels`` rule (§3.4). ``channels`` follows the
+    Cellpose convention ``(cyto, nucleus)`` with 0 = gray/none, 1..3 = R, G, B; None keeps the
+    first ``nchan`` channels. ``reference_bugs=True`` reproduces the reference's documented bugs
+    (docs/deviations.md) for parity checks only.
+    """
+
+    diameter: float | None = None
+    channels: tuple[int, int] | None = None
+    channel_axis: int | None = None
+    z_axis: int | None = None
+    flow_threshold: float = D.FLOW_THRESHOLD
+    cellprob_threshold: float = D.CELLPROB_THRESHOLD
+    niter: int | None = None
+    min_size: int = D.MIN_SIZE
+    max_size_fraction: float = D.MAX_SIZE_FRACTION
+    tile_overlap: float = D.TILE_OVERLAP
+    batch_size: int = D.BATCH_SIZE
+    augment: bool = False
+    resample: bool = True
+    interp: bool = True
+    normalize: NormalizeConfig | None = dataclasses.field(default_factory=NormalizeConfig)
+    estimate_diameter: bool = True
+    reference_bugs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.diameter is not None:
+            d = _finite("diameter", self.diameter)
+            if d < 0:
+                raise _bad("diameter", self.diameter, "None, 0 (automatic) or a number > 0 (pixels)")
+            object.__setattr__(self, "diameter", d)
+        if self.channels is not None:
+            ch = tuple(self.channels)
+            if len(ch) != 2 or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 3 for c in ch):
+                raise _bad("channels", self.channels, "None or two integers in 0..3 (0 = gray/none, 1=R, 2=G, 3=B)")
+            object.__setattr__(self, "channels", ch)
+        for name in ("channel_axis", "z_axis"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise _bad(name, value, "None or an integer axis index")
+        object.__setattr__(self, "flow_threshold", _finite("flow_threshold", self.flow_threshold))
+        if self.flow_threshold < 0:
+            raise _bad("flow_threshold", self.flow_threshold, ">= 0 (0 disables the flow check)")
+        object.__setattr__(
+            self, "cellprob_threshold", _finite("cellprob_threshold", self.cellprob_threshold)
+        )
+        if self.niter is not None and (isinstance(self.niter, bool) or not isinstance(self.niter, int) or self.niter < 0):
+            raise _bad("niter", self.niter, "None/0 (automatic) or a positive integer")
+        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int):
+            raise _bad("min_size", self.min_size, "an integer (<= 0 disables the size filter)")
+        frac = _finite("max_size_fraction", self.max_size_fraction)
+        if not 0 < frac <= 1:
+            raise _bad("max_size_fraction", self.max_size_fraction, "0 < value <= 1")
+        lo, hi = D.TILE_OVERLAP_RANGE
+        ov = _finite("tile_overlap", self.tile_overlap)
+        if not lo <= ov <= hi:
+            raise _bad("tile_overlap", self.tile_overlap, f"{lo} <= value <= {hi}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise _bad("batch_size", self.batch_size, "an integer >= 1")
+        for name in ("augment", "resample", "interp", "estimate_diameter", "reference_bugs"):
+            if not isinstance(getattr(self, name), bool):
+                raise _bad(name, getattr(self, name), "True or False")
+        if self.normalize is not None and not isinstance(self.normalize, NormalizeConfig):
+            raise _bad("normalize", self.normalize, "a NormalizeConfig or None (no normalisation)")
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with ``changes`` applied (unknown names raise ConfigError)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown run setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}."
+            )
+        return dataclasses.replace(self, **changes)
