@@ -18,6 +18,13 @@ CONVERT_ATOL = 0.0
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
+def _report(out: np.ndarray, ref: np.ndarray) -> str:
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    idx = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return (f"worst |diff|={diff[idx]:.3g} at {idx} (ours {out[idx]!r}, ref {ref[idx]!r}); "
+            f"mismatch rate {(diff > 0).mean():.4%}")
+
+
 def _ref(x: np.ndarray, **kw) -> np.ndarray:
     """Reference result in cp3rt's layout ((C, Y, X) or (Z, C, Y, X))."""
     out = ref_transforms.convert_image(x.copy(), kw.pop("channels", None), **kw)
@@ -30,7 +37,7 @@ def _same(x: np.ndarray, **kw) -> None:
     ref = _ref(x, **kw)
     assert ours.dtype == np.float32 and ours.flags.c_contiguous
     assert ours.shape == ref.shape, (ours.shape, ref.shape)
-    assert np.abs(ours - ref).max() <= CONVERT_ATOL
+    assert np.abs(ours - ref).max() <= CONVERT_ATOL, _report(ours, ref)
 
 
 def _img(*shape: int, seed: int = 0) -> np.ndarray:

@@ -3,6 +3,8 @@ torch conv net as the reference's ``net`` and the same net's forward as cp3rt's 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from cp3rt.runtime.tiling import TileGrid, pad_yx, run_tiled, run_tiled_stack
 RUN_NET_ATOL = 0.0
 SINGLE_TILE_RTOL = 2.4e-7  # 2 ulp of float32
 STYLE_ATOL = 0.0
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 class TinyNet(torch.nn.Module):
@@ -84,6 +87,18 @@ def test_run_tiled_matches_run_net_segmentation(shape, augment: bool) -> None:
     rng = np.random.default_rng(shape[0] + 10 * shape[1])
     stack = rng.random((1, 2, *shape)).astype(np.float32)
     _compare(stack, 3, augment=augment)
+
+
+def test_run_tiled_matches_run_net_on_real_image() -> None:
+    import tifffile
+
+    from cp3rt.runtime.normalize import normalize_image
+
+    path = DATA / "ctc_msc_cells" / "images"
+    img = tifffile.imread(sorted(path.glob("*.tif"))[0])[:400, :500].astype(np.float32)
+    x = normalize_image(np.stack([img, np.zeros_like(img)]))
+    _compare(x[np.newaxis], 3, augment=False)
+    _compare(x[np.newaxis, :, :150, :230], 3, augment=True)
 
 
 def test_run_tiled_matches_run_net_restoration_net_and_overlap() -> None:

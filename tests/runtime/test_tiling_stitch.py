@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cp3rt.runtime.augment import flip_tile, unflip_output
-from cp3rt.runtime.tiling import Stitcher, TileGrid, run_tiled
+from cp3rt.runtime.tiling import Stitcher, TileGrid, pad_yx, run_tiled
 
 # The blend is the same float64-product / float32-accumulator arithmetic: bit-identical when
 # tiles are added in grid order; another order changes float32 rounding (a few ulps).
@@ -115,8 +115,6 @@ def test_flow_equivariant_engine_roundtrip_with_augment(ly: int, lx: int) -> Non
 
     out, _ = run_tiled(img, field, nout=3, augment=True)
     # The same tiles without mirroring, stitched directly.
-    from cp3rt.runtime.tile_grid import pad_yx
-
     top, bottom, left, right = pad_yx(ly, lx)
     grid = TileGrid.plan((ly + top + bottom, lx + left + right), augment=True)
     canvas = np.pad(img, ((0, 0), (top, bottom + grid.canvas_shape[0] - grid.image_shape[0]),
