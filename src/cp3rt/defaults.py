@@ -37,6 +37,8 @@ SEED_WINDOW = 5            # local-max window
 EXPAND_MIN_COUNT = 2       # expansion keeps histogram bins with more than this
 EXPAND_ITERATIONS = 5
 EXPAND_RADIUS = 5          # 11 x 11 window around a seed
+FLOW_NORM_EPS = 1e-60      # masks_to_flows normalises by eps + |(dy, dx)| (§4.1)
+INTERP = True              # bilinear Euler steps (§4.3)
 
 # Degradations (§6.2) are kept with the degradation code: they are presets, not defaults.
 

@@ -1,0 +1,35 @@
+"""Flow dynamics: Cellpose network flows -> instance masks, with numba kernels (no torch).
+
+Reproduces the reference's CPU path (``shared/reference/cellpose3-behaviour.md`` §4): the
+heat-diffusion flows and the Euler end points are bit-identical, masks match. 2-D only for now;
+the public functions reject 3-D input with a clear error.
+
+Deliberate deviations (documented where they happen): the small-mask index bug of §4.7 is fixed
+unless ``reference_bugs=True``; equal-count seeds are ordered in raster order (the reference's
+torch sort is unstable); non-finite inputs are sanitised instead of propagating.
+"""
+
+from __future__ import annotations
+
+from cp3rt.runtime.dynamics.api import compute_masks, compute_masks_with
+from cp3rt.runtime.dynamics.assemble import get_masks
+from cp3rt.runtime.dynamics.cleanup import fill_holes_and_remove_small_masks
+from cp3rt.runtime.dynamics.config import DynamicsConfig
+from cp3rt.runtime.dynamics.flows import masks_to_flows
+from cp3rt.runtime.dynamics.integrate import follow_flows, niter_for
+from cp3rt.runtime.dynamics.qc import flow_error, remove_bad_flow_masks
+from cp3rt.runtime.dynamics.resize import resize_nearest
+
+__all__ = [
+    "DynamicsConfig",
+    "compute_masks",
+    "compute_masks_with",
+    "fill_holes_and_remove_small_masks",
+    "flow_error",
+    "follow_flows",
+    "get_masks",
+    "masks_to_flows",
+    "niter_for",
+    "remove_bad_flow_masks",
+    "resize_nearest",
+]
