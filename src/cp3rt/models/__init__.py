@@ -1,1 +1,31 @@
-"""Torch side: CPnet (reads Cellpose v3 weight files unchanged), ONNX export. Imports torch."""
+"""Torch side: CPnet (reads Cellpose v3 weight files unchanged), ONNX export. Imports torch.
+
+The public names are also reachable here (``cp3rt.models.export_onnx``), loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.models.cpnet import CPnet, load_cpnet
+    from cp3rt.models.export import ExportResult, export_onnx
+    from cp3rt.models.weights import WeightFile, read_weight_file
+
+__all__ = ["CPnet", "ExportResult", "WeightFile", "export_onnx", "load_cpnet", "read_weight_file"]
+
+_LAZY = {
+    "CPnet": "cp3rt.models.cpnet",
+    "load_cpnet": "cp3rt.models.cpnet",
+    "ExportResult": "cp3rt.models.export",
+    "export_onnx": "cp3rt.models.export",
+    "WeightFile": "cp3rt.models.weights",
+    "read_weight_file": "cp3rt.models.weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cp3rt.models' has no attribute {name!r}")
