@@ -90,3 +90,8 @@ ORT_GRAPH_OPT = "all"
 ORT_EXECUTION_MODE = "sequential"
 ORT_MEM_ARENA = True
 ORT_SPIN = True
+
+# ONNX export (§1.8): opset 17 is what TensorRT 8.6+/10 and onnxruntime >= 1.13 all read.
+ONNX_OPSET = 17
+ONNX_OPSET_RANGE = (13, 20)  # 13: Unsqueeze/Resize input forms used; 20: TorchScript exporter max
+EXPORT_PRECISION = "fp32"
