@@ -35,6 +35,7 @@ class Net:
     upsamples: bool
     weights: Path | None
     builtin: bool  # a zoo name: float64 rescale arithmetic, else float32 (§3.4)
+    source_model: str = ""  # the manifest's source (zoo name or weight-file name)
 
     def infer_fn(self):
         """``tiles (B, C, h, w) float32 -> (y (B, nout, h, w), style (B, 256) | None)``."""
@@ -102,24 +103,27 @@ def net_from_engine(
         upsamples=role == "restore" and "upsample" in names,
         weights=weights,
         builtin=os.fspath(spec) in ZOO or (weights is None and manifest.source_model in ZOO),
+        source_model=manifest.source_model,
     )
 
 
-def find_size_model(spec: str, weights: Path | None, *, download: bool) -> SizeModel | None:
-    """The style -> diameter model of a segmentation spec (§2.4), or None if it has none.
+def find_size_model(net: Net, *, download: bool) -> SizeModel | None:
+    """The style -> diameter model of a segmentation net (§2.4), or None if it has none.
 
-    Zoo names with a size model and weight files with ``<file>_size.npy`` beside them have one;
-    if such a file is registered but cannot be fetched the error propagates (no silent change
-    of the diameter rule).
+    Zoo models with a size model (also when given as an exported artefact of the zoo model)
+    and weight files with ``<file>_size.npy`` beside them have one; if such a file is
+    registered but cannot be fetched the error propagates (no silent change of the rule).
     """
     from cp3rt.zoo import ZOO, SizeModel, resolve_size_model
 
-    text = os.fspath(spec)
-    if text in ZOO:
-        if ZOO.get(text).size_model is None:
+    name = os.fspath(net.spec)
+    if name not in ZOO and net.builtin and net.source_model in ZOO:
+        name = net.source_model
+    if name in ZOO:
+        if ZOO.get(name).size_model is None:
             return None
-        return SizeModel.from_file(resolve_size_model(text, download=download))
-    candidates = [Path(text)] + ([weights] if weights is not None else [])
+        return SizeModel.from_file(resolve_size_model(name, download=download))
+    candidates = [Path(name)] + ([net.weights] if net.weights is not None else [])
     for path in candidates:
         size = path.with_name(path.name + "_size.npy")
         if size.is_file():

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cp3rt.errors import InputError
+from cp3rt.errors import DownloadError, InputError, ModelNotFoundError
 from cp3rt.runtime.nets import Net, find_size_model, net_from_engine, open_net
 from cp3rt.runtime.result import STAGES, Result
 from cp3rt.runtime.run_config import PipelineConfig, RunConfig
@@ -148,8 +148,13 @@ class Pipeline:
     def size_model(self) -> Any:
         """The segmentation model's size model (loaded on first use), or None."""
         if not self._size_model_loaded:
-            net = self.segment_net
-            self._size_model = find_size_model(net.spec, net.weights, download=self.config.download)
+            try:
+                self._size_model = find_size_model(self.segment_net, download=self.config.download)
+            except (DownloadError, ModelNotFoundError) as exc:
+                raise type(exc)(
+                    f"{str(exc).rstrip('.')}; the diameter estimate needs it - give the object "
+                    "diameter instead (--diameter D, or diameter=D)."
+                ) from exc
             self._size_model_loaded = True
         return self._size_model
 

@@ -1,0 +1,103 @@
+"""``cp3rt run``: restore (optional) + segment image files and write masks.
+
+The command only turns flags into configs, calls :func:`cp3rt.runtime.batch.run_batch` and
+renders progress and the summary; all logic lives in the library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+_EPILOG = """
+**Examples**
+
+Segment every image in a folder with cyto3, masks next to the images:
+
+    cp3rt run images/
+
+Denoise, then segment cells of ~25 px, writing masks, Cellpose _seg.npy files and an overlay:
+
+    cp3rt run "plates/*.tif" --restore denoise_cyto3 --diameter 25 --save-seg --overlay --out masks/
+
+Cytoplasm in green, nuclei in red, an exported fp16 ONNX model on a TensorRT GPU:
+
+    cp3rt run img.tif --chan 2 --chan2 1 --model cyto3.onnx --backend trt
+
+**Notes**
+
+- --model/--restore take Cellpose zoo names (`cp3rt models`), weight files or exported .onnx files.
+  A weight file is exported to ONNX once and cached (needs the `export` extra the first time).
+- Outputs are `<stem>_cp_masks.tif` (+ `_seg.npy`, `_flows.tif` = dY,dX,cellprob,
+  `_restored.tif`, `_overlay.png` on request). Existing outputs are skipped, so re-running a
+  stopped batch resumes it; --overwrite redoes everything.
+- Exit code 0 if every image succeeded, 1 if any failed (each failure is listed).
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "run",
+        help="Restore (optional) and segment images; write masks and other outputs.",
+        epilog=_EPILOG,
+        no_args_is_help=True,
+    )(run)
+
+
+def run(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders or glob patterns."),
+    model: str = typer.Option("cyto3", "--model", "-m", help="Segmentation model: zoo name, weight file or .onnx."),
+    restore: Optional[str] = typer.Option(None, "--restore", help="Restoration model run first, e.g. denoise_cyto3."),
+    restore_chan2: Optional[str] = typer.Option(None, "--restore-chan2", help="Restoration model for the nucleus channel (e.g. denoise_nuclei)."),
+    diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Object diameter in pixels; 0 or unset = estimate (size model) or the model's default."),
+    chan: int = typer.Option(0, "--chan", min=0, max=3, help="Channel to segment: 0 = gray (mean of all), 1 = R, 2 = G, 3 = B."),
+    chan2: int = typer.Option(0, "--chan2", min=0, max=3, help="Optional nucleus channel: 0 = none, 1 = R, 2 = G, 3 = B."),
+    flow_threshold: float = typer.Option(0.4, "--flow-threshold", help="Max flow error of a mask; 0 disables the check."),
+    cellprob_threshold: float = typer.Option(0.0, "--cellprob-threshold", help="Pixels with a cell-probability logit above this are foreground."),
+    niter: int = typer.Option(0, "--niter", min=0, help="Dynamics iterations; 0 = automatic (200 x diameter / diam_mean)."),
+    min_size: int = typer.Option(15, "--min-size", help="Drop masks smaller than this many pixels; -1 keeps all."),
+    tile_overlap: float = typer.Option(0.1, "--tile-overlap", min=0.05, max=0.5, help="Fraction of overlap between tiles."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Tiles per network call."),
+    augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (fp16 needs a GPU backend)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
+    save_flows: bool = typer.Option(False, "--save-flows", help="Also write <stem>_flows.tif (dY, dX, cellprob; float32)."),
+    save_restored: bool = typer.Option(False, "--save-restored", help="Also write <stem>_restored.tif (with --restore)."),
+    save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible <stem>_seg.npy."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.png (outlines on the image)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist."),
+) -> None:
+    from cp3rt.cli import _run_render as render
+    from cp3rt.runtime.batch import OutputOptions, collect_inputs, run_batch
+    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+
+    run_cfg = RunConfig(
+        diameter=diameter,
+        channels=(chan, chan2),
+        flow_threshold=flow_threshold,
+        cellprob_threshold=cellprob_threshold,
+        niter=niter or None,
+        min_size=min_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        augment=augment,
+    )
+    pipe_cfg = PipelineConfig(
+        segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
+        precision=precision,
+    )
+    outputs = OutputOptions(
+        out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
+        overlay=overlay, overwrite=overwrite,
+    )
+    images = collect_inputs(inputs)
+    with Pipeline.from_config(pipe_cfg, run=run_cfg) as pipeline:
+        with render.Progress(len(images)) as progress:
+            summary = run_batch(pipeline, images, run_cfg, outputs, on_event=progress.update)
+    render.summary(summary)
+    if not summary.ok:
+        raise typer.Exit(1)
