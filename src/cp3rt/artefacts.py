@@ -173,7 +173,7 @@ def _export_function(text: str, precision: str, final: Path) -> Callable[..., ob
     except (BackendUnavailableError, AttributeError) as exc:
         raise BackendUnavailableError(
             f"no exported ONNX artefact for {text!r} ({precision}) in {final}, and exporting one "
-            f"needs torch, which is not usable here ({exc}); run `cp3rt export {text} "
-            f"--precision {precision} --out DIR` where `pip install 'cp3rt[export]'` is "
-            "installed and pass DIR/<model>.onnx as the model."
+            f"needs torch, which cannot be imported here; run `cp3rt export {text} --precision "
+            f"{precision} --out DIR` where `pip install 'cp3rt[export]'` is installed, then pass "
+            "the .onnx file it writes as the model."
         ) from exc
