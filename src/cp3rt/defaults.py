@@ -42,6 +42,10 @@ INTERP = True              # bilinear Euler steps (§4.3)
 
 # Degradations (§6.2) are kept with the degradation code: they are presets, not defaults.
 
+# Metrics (§5)
+AP_THRESHOLDS = (0.5, 0.75, 0.9)  # average_precision IoU thresholds
+MASK_IOU_THRESHOLD = 0.5          # mask_ious / AJI assignment threshold
+
 # Caches and environment variables
 ENV_CACHE_DIR = "CP3RT_CACHE_DIR"
 ENV_CELLPOSE_MODELS = "CELLPOSE_LOCAL_MODELS_PATH"
