@@ -25,7 +25,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; outputs should get the usual umask-based mode (e.g. 0644).
-    os.chmod(tmp, 0o666 & ~_current_umask())
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -35,10 +35,15 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask is process-global, so probing it later from worker threads
+# could briefly give files created elsewhere a 0 umask.
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> None:
