@@ -1,0 +1,74 @@
+"""Atomic writers for TIFF and JSON outputs; file-system failures become OutputError."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cp3rt._fs import atomic_path
+from cp3rt.errors import ConfigError, OutputError
+
+
+@contextlib.contextmanager
+def output_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """:func:`cp3rt._fs.atomic_path`, turning OS errors (read-only folder, disk full...) into
+    :class:`OutputError` naming the folder."""
+    final = Path(final)
+    try:
+        with atomic_path(final) as tmp:
+            yield tmp
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputError(f"Cannot write {final.name} into folder {final.parent}: {why}.") from exc
+
+
+def mask_dtype(masks: np.ndarray) -> type[np.unsignedinteger[Any]]:
+    """uint16 when every label fits, else uint32 (as Cellpose's TIFF masks)."""
+    top = int(masks.max(initial=0))
+    if top >= 2**32:
+        raise ConfigError(f"masks has label {top}; at most 2**32 - 1 labels can be stored.")
+    return np.uint16 if top < 2**16 else np.uint32
+
+
+def _check_masks(masks: Any) -> np.ndarray:
+    m = np.asarray(masks)
+    if m.dtype.kind not in "biu":
+        raise ConfigError(f"masks has dtype {m.dtype}; label images must be integers.")
+    if m.size and m.min() < 0:
+        raise ConfigError(f"masks has negative labels (min {m.min()}); labels must be >= 0.")
+    return m
+
+
+def write_masks_tif(path: str | os.PathLike[str], masks: Any) -> Path:
+    """Write a label image as a zlib-compressed TIFF (uint16, or uint32 above 65535 labels)."""
+    import tifffile
+
+    m = _check_masks(masks)
+    m = m.astype(mask_dtype(m), copy=False)
+    with output_path(path) as tmp:
+        tifffile.imwrite(tmp, m, compression="zlib")
+    return Path(path)
+
+
+def write_image_tif(path: str | os.PathLike[str], image: Any) -> Path:
+    """Write a float image as a zlib-compressed float32 TIFF."""
+    import tifffile
+
+    x = np.asarray(image, dtype=np.float32)
+    with output_path(path) as tmp:
+        tifffile.imwrite(tmp, x, compression="zlib")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented UTF-8 JSON (NaN not allowed: store None instead)."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    with output_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,85 @@
+"""The numba outer-contour kernel behind masks_to_outlines against an obvious slow version
+(scipy hole filling per label). Re-run in a subprocess with NUMBA_DISABLE_JIT=1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cp3rt.runtime.io import masks_to_outlines
+
+CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def slow_outlines(masks: np.ndarray) -> np.ndarray:
+    """A pixel is an outline pixel iff one of its 4 neighbours (or the outside of the image)
+    is background of its label that is not enclosed by the label (holes excluded)."""
+    out = np.zeros(masks.shape, bool)
+    for label in np.unique(masks[masks > 0]):
+        obj = np.pad(masks == label, 1)
+        solid = ndimage.binary_fill_holes(obj, structure=CROSS)
+        out |= (obj & ~ndimage.binary_erosion(solid, CROSS))[1:-1, 1:-1]
+    return out
+
+
+def cases():
+    rng = np.random.default_rng(3)
+    yield "single pixel", np.pad(np.ones((1, 1), int), 2)
+    yield "full image", np.full((4, 5), 2)
+    ring = np.ones((9, 9), int)
+    ring[3:6, 3:6] = 0
+    ring[4, 4] = 1  # island inside the hole: not an outer contour
+    yield "ring with island", ring
+    diag = np.zeros((6, 6), int)
+    diag[1, 1] = diag[2, 2] = diag[3, 3] = 4  # 8-connected diagonal line, label 1-3 absent
+    yield "diagonal", diag
+    nested = np.zeros((12, 12), int)
+    nested[1:11, 1:11] = 1
+    nested[4:8, 4:8] = 2
+    yield "nested", nested
+    for it in range(25):
+        shape = tuple(rng.integers(3, 30, size=2))
+        m = rng.integers(0, int(rng.integers(1, 5)) + 1, size=shape)
+        if it % 2:
+            m = ndimage.median_filter(m, 3)
+        yield f"random {it}", m
+
+
+@pytest.mark.parametrize("name,masks", list(cases()), ids=lambda v: v if isinstance(v, str) else "")
+def test_kernel_matches_slow(name, masks):
+    got = masks_to_outlines(masks)
+    want = slow_outlines(masks)
+    bad = got != want
+    assert not bad.any(), f"{name}: mismatch rate {bad.mean():.3%} at {np.argwhere(bad)[:3]}"
+
+
+def test_dtypes_agree():
+    m = ndimage.median_filter(np.random.default_rng(0).integers(0, 4, (20, 20)), 3)
+    want = slow_outlines(m)
+    for dtype in (np.uint8, np.uint16, np.int32, np.uint32, np.int64, np.uint64):
+        np.testing.assert_array_equal(masks_to_outlines(m.astype(dtype)), want, err_msg=dtype)
+
+
+def test_jit_state_is_as_requested():
+    from cp3rt.runtime.io._outlines import _outer_contours
+
+    is_python = type(_outer_contours).__name__ == "function"
+    assert is_python == (os.environ.get("NUMBA_DISABLE_JIT") == "1")
+
+
+def test_kernel_without_jit():
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        return  # this is the inner run itself
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert f"{len(list(cases())) + 3} passed" in proc.stdout, proc.stdout[-2000:]
