@@ -99,3 +99,18 @@ ORT_SPIN = True
 ONNX_OPSET = 17
 ONNX_OPSET_RANGE = (13, 20)  # 13: Unsqueeze/Resize input forms used; 20: TorchScript exporter max
 EXPORT_PRECISION = "fp32"
+
+# Training (§7.2 restoration, §7.3 augmentation, §7.4 segmentation, §6.3 degradation canvas)
+TRAIN_NBASE = (32, 64, 128, 256)   # CPnet widths after the input channels (§1.3)
+TRAIN_SEG_EPOCHS = 100
+TRAIN_SEG_LR = 0.005               # AdamW (train_seg default)
+TRAIN_RESTORE_EPOCHS = 100
+TRAIN_RESTORE_LR = 0.001           # denoise.py CLI default
+TRAIN_WEIGHT_DECAY = 1e-5
+TRAIN_SCALE_RANGE = 0.5            # objects end at diam_mean x U(0.75, 1.25)
+TRAIN_MIN_MASKS = 5                # images with fewer masks are dropped
+TRAIN_MIN_DIAMETER = 5.0           # per-image diameters are clamped to at least this (§1.5)
+TRAIN_RESTORE_CANVAS = 340         # degradations are drawn on a 340 x 340 canvas (§6.3)
+TRAIN_LAM_PER = 1.0                # loss weights [per, seg, rec] (§7.1)
+TRAIN_LAM_SEG = 1.5
+TRAIN_LAM_REC = 0.0
