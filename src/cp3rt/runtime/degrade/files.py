@@ -1,0 +1,118 @@
+"""Degrade image files into an output folder with a JSON record (library side of
+``cp3rt degrade``)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cp3rt._version import __version__
+from cp3rt.errors import InputError, OutputError
+from cp3rt.runtime.degrade.ops import normalize_clean
+from cp3rt.runtime.degrade.params import DIAMETER, Noise
+from cp3rt.runtime.degrade.synth import AppliedNoise, add_noise_batch
+from cp3rt.runtime.io.read import read_image
+from cp3rt.runtime.io.write import write_image_tif, write_json
+
+RECORD_NAME = "cp3rt_degrade.json"
+MAX_CHANNELS = 4  # a 3-D image with a side this small is read as channels, not as a stack
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class DegradeRun:
+    """Outputs of one run: written images (same order as inputs), what each got, the record."""
+
+    outputs: tuple[Path, ...]
+    applied: tuple[AppliedNoise, ...]
+    record: Path
+
+
+def _to_cyx(image: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
+    if image.ndim == 2:
+        return image[None], "yx"
+    if image.ndim == 3 and image.shape[-1] <= MAX_CHANNELS < min(image.shape[:2]):
+        return np.moveaxis(image, -1, 0), "yxc"
+    if image.ndim == 3 and image.shape[0] <= MAX_CHANNELS < min(image.shape[1:]):
+        return image, "cyx"
+    raise InputError(
+        f"{path} has shape {image.shape}; degrade needs a 2-D image with at most "
+        f"{MAX_CHANNELS} channels (Z-stacks and time series are not supported)."
+    )
+
+
+def _from_cyx(image: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "yx":
+        return image[0]
+    return np.moveaxis(image, 0, -1) if layout == "yxc" else image
+
+
+def _plan_outputs(inputs: Sequence[Path], out_dir: Path) -> list[Path]:
+    outputs: list[Path] = []
+    seen: dict[Path, Path] = {}
+    for src in inputs:
+        dst = out_dir / f"{src.stem}.tif"
+        if dst.resolve() == src.resolve():
+            raise OutputError(f"Writing {dst} would overwrite its input; choose another --out.")
+        if dst in seen:
+            raise OutputError(
+                f"{seen[dst]} and {src} would both be written to {dst}; rename one of them."
+            )
+        seen[dst] = src
+        outputs.append(dst)
+    return outputs
+
+
+def degrade_files(
+    inputs: Sequence[str | os.PathLike[str]],
+    noise: Noise,
+    out_dir: str | os.PathLike[str],
+    seed: int = 0,
+    diameter: float = DIAMETER,
+    noise_name: str | None = None,
+    command: str | None = None,
+    progress: Progress | None = None,
+) -> DegradeRun:
+    """Read each image, normalise it (1/99 percentiles, clip >= 0), degrade it and write
+    ``out_dir/<stem>.tif`` (float32, same axis order) plus ``out_dir/cp3rt_degrade.json``.
+
+    Image ``i`` uses its own generator from ``SeedSequence(seed).spawn``: the same seed and
+    input list give the same files.
+    """
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise InputError("No input image was given.")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"The output folder {out} is a file.")
+    outputs = _plan_outputs(paths, out)
+    children = np.random.SeedSequence(seed).spawn(len(paths))
+    applied: list[AppliedNoise] = []
+    entries: list[dict[str, Any]] = []
+    for i, (src, dst) in enumerate(zip(paths, outputs)):
+        cyx, layout = _to_cyx(read_image(src), src)
+        clean = normalize_clean(cyx)
+        noisy, plan = add_noise_batch(clean[None], noise, np.random.default_rng(children[i]),
+                                      diameter)
+        write_image_tif(dst, _from_cyx(noisy[0], layout))
+        applied.append(plan[0])
+        entries.append({"input": str(src), "output": str(dst), "shape_cyx": list(cyx.shape),
+                        "layout": layout, "applied": plan[0].to_dict()})
+        if progress is not None:
+            progress(i + 1, len(paths), src.name)
+    record = write_json(out / RECORD_NAME, {
+        "tool": "cp3rt degrade", "cp3rt_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "seed": int(seed), "diameter": float(diameter),
+        "noise_name": noise_name, "noise": noise.to_dict(),
+        "normalisation": "per channel 1/99 percentiles to 0/1, negatives clipped to 0",
+        "images": entries,
+    })
+    return DegradeRun(tuple(outputs), tuple(applied), record)
