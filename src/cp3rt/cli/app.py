@@ -22,6 +22,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "info",
     "eval",
     "degrade",
+    "train",
 )
 
 app = typer.Typer(
@@ -73,29 +74,23 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point: user errors become one line on stderr and a non-zero code."""
+    """Console-script entry point: user errors become one line on stderr and a non-zero code.
+
+    Typer's standalone mode handles usage errors (exit 2), --help and Ctrl-C itself and ends
+    with SystemExit; only our own Cp3rtError needs translating here.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except Cp3rtError as err:
         if _state["verbose"]:
             raise
         typer.echo(f"error: {err}", err=True)
         return err.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        return 130
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return 130
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        return code if isinstance(code, int) else 1
     return 0
 
 
