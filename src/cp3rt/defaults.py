@@ -68,7 +68,7 @@ ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
 ORT_GRAPH_OPT = "all"
 ORT_EXECUTION_MODE = "sequential"
 ORT_MEM_ARENA = True
-ORT_SPIN = True
+ORT_SPIN = False  # spinning steals CPU from other work between calls (benchmark: no loss)
 
 # Input conversion (§3.2)
 CHANNEL_GUESS_MAX = 10     # without channel_axis, a smallest axis below this is the channel axis
@@ -86,14 +86,6 @@ PAD_EXTRA = 8              # get_pad_yx: at least 8 px of zeros on every side
 TAPER_MIN_SIZE = 224       # the taper mask is built on max(224, ly, lx), whatever bsize is
 TAPER_EDGE = 20            # the taper's half-height point lies 20 px inside the tile edge
 STYLE_DIM = 256            # style vector length of every CPnet
-
-# onnxruntime CPU session settings (chosen by benchmarks/bench_tiles_cpu.py, see
-# benchmarks/results/tiles_cpu.md).
-ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
-ORT_GRAPH_OPT = "all"
-ORT_EXECUTION_MODE = "sequential"
-ORT_MEM_ARENA = True
-ORT_SPIN = True
 
 # ONNX export (§1.8): opset 17 is what TensorRT 8.6+/10 and onnxruntime >= 1.13 all read.
 ONNX_OPSET = 17

@@ -28,7 +28,11 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_tables(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    lines: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.strip():
+            lines.setdefault(line.split()[0], line)  # first row per name: the versions table
     assert lines["onnxruntime"].split()[1] == onnxruntime.__version__
+    assert f"onnxruntime providers: {', '.join(onnxruntime.get_available_providers())}" in out
     assert lines["ort-cpu"].split()[1] == "yes"
     assert lines["trt"].split()[1] == "no"
