@@ -98,3 +98,21 @@ def test_size_model_from_cellpose_cache(isolated_dirs: dict[str, Path]) -> None:
     folder.mkdir(parents=True)
     (folder / "size_cyto3.npy").write_bytes(b"\x93NUMPY" + b"\0" * 2000)
     assert resolve_size_model("cyto3", download=False) == folder / "size_cyto3.npy"
+
+
+def test_packaged_model_from_a_zipped_install(tmp_path: Path, isolated_dirs: dict[str, Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    payload = b"\x80\x02weights" * 1000
+    archive = tmp_path / "site.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("zipped_cp3rt_assets/__init__.py", "")
+        zf.writestr("zipped_cp3rt_assets/models/tiny", payload)
+    monkeypatch.syspath_prepend(str(archive))
+    monkeypatch.delitem(sys.modules, "zipped_cp3rt_assets", raising=False)
+    info = ModelInfo("cp3rt_zipped", "tiny", "segment", 17.0, 2, 3, source="package",
+                     package="zipped_cp3rt_assets", resource="models/tiny")
+    path = resolve_weights("cp3rt_zipped", registry=ZOO.with_models(info))
+    assert path == isolated_dirs["cp3rt"] / "models" / "tiny"  # extracted once to a real file
+    assert path.read_bytes() == payload
