@@ -106,3 +106,15 @@ TRAIN_RESTORE_CANVAS = 340         # degradations are drawn on a 340 x 340 canva
 TRAIN_LAM_PER = 1.0                # loss weights [per, seg, rec] (§7.1)
 TRAIN_LAM_SEG = 1.5
 TRAIN_LAM_REC = 0.0
+
+# TensorRT plans (§1.8: tiles are multiples of 16 from 32 to 224, possibly rectangular; 224 x 224
+# is the common case and gets an optimisation profile of its own).
+TRT_BATCH = (1, 64, 256)       # min:opt:max batch of a built plan (`cp3rt build --batch`)
+TRT_OPT_LEVEL = 3              # builder optimisation level, TensorRT's own default (0..5)
+TRT_OPT_LEVEL_RANGE = (0, 5)
+TRT_ENGINE_SLOTS = 2           # double buffering: host work on one batch while the GPU runs the other
+
+# `cp3rt check` tolerances (§9.14): max |a - b| per output as a fraction of the reference output's
+# range, per precision of the engine under test; masks are judged by AP at IoU 0.5.
+CHECK_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}
+CHECK_MIN_AP50 = {"fp32": 0.99, "fp16": 0.95, "bf16": 0.9}

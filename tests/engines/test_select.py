@@ -60,7 +60,7 @@ def test_auto_reports_every_failure(standin, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(BackendUnavailableError) as info:
         open_engine(path)
     msg = str(info.value)
-    assert "trt: the native TensorRT backend is not in this cp3rt version" in msg
+    assert "trt: the native TensorRT backend needs TensorRT >= 10" in msg
     assert "ort-cuda: no cuda today" in msg and "ort-cpu: no cpu today" in msg
     assert torch_opened == []  # torch is never a silent fallback
 

@@ -2,11 +2,13 @@
 
 ``auto`` tries, in this order, and takes the first that loads:
 
-1. ``trt``      — native TensorRT (not in this cp3rt version: always reports why),
+1. ``trt``      — native TensorRT (>= 10, NVIDIA GPU): a ``.plan`` opens as it is, an ``.onnx``
+   export is built once into the plan cache (``cp3rt.engines.tensorrt``),
 2. ``ort-cuda`` — onnxruntime with the CUDA execution provider,
 3. ``ort-cpu``  — onnxruntime on the CPU.
 
-torch is never chosen automatically: it is the reference backend and must be asked for. When
+torch is never chosen automatically: it is the reference backend and must be asked for, and so
+is ``torch-cuda`` (the fast PyTorch GPU backend, weight files only). When
 nothing loads, the error lists every backend with the reason it failed. Only "cannot load here"
 failures move on to the next backend; a broken file or a bad setting stops at once.
 """
@@ -20,10 +22,11 @@ from typing import Any, Literal
 from cp3rt.engines.base import Engine
 from cp3rt.errors import BackendUnavailableError, ConfigError
 
-BackendName = Literal["auto", "ort", "torch", "trt"]
-BACKENDS = ("auto", "ort", "torch", "trt")
+BackendName = Literal["auto", "ort", "torch", "trt", "torch-cuda"]
+BACKENDS = ("auto", "ort", "torch", "trt", "torch-cuda")
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 ONNX_SUFFIX = ".onnx"
+PLAN_SUFFIXES = (".plan", ".engine")
 
 
 def open_engine(
@@ -32,13 +35,15 @@ def open_engine(
     *,
     providers: tuple[str, ...] | str | None = None,
     device: str = "cpu",
+    precision: str | None = None,
     **ort_options: Any,
 ) -> Engine:
     """Open ``artefact_or_weights`` with ``backend``.
 
     ``ort``/``auto`` open an exported ``.onnx`` (``providers`` and ``ort_options`` go to
     :class:`~cp3rt.engines.ort.OrtEngine`); ``torch`` opens a weight file or zoo name on
-    ``device``; ``trt`` is not available in this version and says so.
+    ``device``; ``trt`` opens a TensorRT ``.plan`` or builds one from an ``.onnx`` export (plan
+    cache); ``torch-cuda`` runs a weight file on the GPU at ``precision`` (default fp16).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend is {backend!r}; allowed: {', '.join(BACKENDS)}.")
@@ -52,8 +57,17 @@ def open_engine(
         from cp3rt.engines.torch_engine import TorchEngine
 
         return TorchEngine(source, device=device)
-    if backend == "trt":
-        raise BackendUnavailableError(_trt_reason())
+    if backend == "torch-cuda":
+        if is_onnx:
+            raise ConfigError(
+                f"backend 'torch-cuda' runs weight files or zoo names, not the ONNX file {source}."
+            )
+        from cp3rt.engines.torch_cuda import TorchCudaEngine
+
+        return TorchCudaEngine(source, precision=precision or "fp16",
+                               device=device if device.startswith("cuda") else "cuda")
+    if backend == "trt" or (backend == "auto" and Path(source).suffix.lower() in PLAN_SUFFIXES):
+        return _open_trt(source)
     if not is_onnx:
         raise ConfigError(
             f"backend {backend!r} runs exported .onnx files and {source!r} is not one; export it "
@@ -69,7 +83,7 @@ def open_engine(
     for name in AUTO_ORDER:
         try:
             if name == "trt":
-                raise BackendUnavailableError(_trt_reason())
+                return _open_trt(source)
             return OrtEngine(source, providers=(name.removeprefix("ort-"),), **ort_options)
         except BackendUnavailableError as exc:
             reasons.append(f"{name}: {exc}")
@@ -78,8 +92,26 @@ def open_engine(
     )
 
 
-def _trt_reason() -> str:
-    return (
-        "the native TensorRT backend is not in this cp3rt version; use backend 'ort' with "
-        "providers=('tensorrt',) where onnxruntime-gpu has TensorRT"
-    )
+def _open_trt(source: str) -> Engine:
+    """A TensorRT engine for a ``.plan``, or for an ``.onnx`` export via the plan cache.
+
+    TensorRT and the GPU are checked first, so on a machine without them the answer is
+    BackendUnavailableError (``auto`` moves on) before any file is looked at.
+    """
+    from cp3rt.engines.tensorrt._trt import current_environment
+
+    environment = current_environment()
+    from cp3rt.engines.tensorrt import BuildConfig, PlanCache, TrtEngine
+    from cp3rt.engines.tensorrt.builder import read_onnx_manifest
+
+    path = Path(source)
+    if path.suffix.lower() in PLAN_SUFFIXES:
+        return TrtEngine(path)
+    if path.suffix.lower() != ONNX_SUFFIX:
+        raise ConfigError(
+            f"backend 'trt' runs TensorRT plans or exported .onnx files and {source!r} is neither; "
+            f"build a plan with `cp3rt build {source}`."
+        )
+    manifest, _ = read_onnx_manifest(path)
+    entry = PlanCache().get(path, BuildConfig(precision=manifest.precision), environment=environment)
+    return TrtEngine(entry.plan_path)
