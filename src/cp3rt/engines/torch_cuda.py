@@ -1,0 +1,275 @@
+"""torch-CUDA backend: a Cellpose v3 weight file run by PyTorch on the GPU as fast as it goes.
+
+* fp16 (or bf16) convolutions with channels-last activations, cuDNN autotuning
+  (``torch.backends.cudnn.benchmark``), BatchNorm statistics kept in fp32 (mixed-type BN);
+* the style path in fp32 (global mean, L2 norm and the style Linear layers): the norm sums 256
+  squares and overflows fp16, and the style bias enters every decoder conv (spec §1.8);
+* one CUDA graph per (slot, batch, height, width), so each call is one graph launch;
+* pinned host staging buffers and one CUDA stream per slot: :meth:`infer_many` stages batch
+  k+1 on the host while batch k runs on the GPU;
+* :class:`TorchCudaChain` runs restoration then segmentation in one graph without leaving the GPU.
+
+torch and the torch-side model code are imported in the constructors only (the engines package
+stays torch-free at import time). Not a silent fallback: ``auto`` never picks it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from cp3rt import defaults as D
+from cp3rt._lazy import require
+from cp3rt.engines.base import BaseEngine, Batch, TensorSpec
+from cp3rt.engines.manifest import EngineManifest, ShapeRange
+from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+OUTPUTS = {"segment": ("flows", "style"), "restore": ("restored",)}
+SHAPES = ShapeRange(1, 64, 4096, (D.MIN_TILE, D.MIN_TILE), (D.TILE_SIZE, D.TILE_SIZE),
+                    (D.TILE_SIZE, D.TILE_SIZE))
+
+
+def mixed_forward(net: Any, x: Any, dtype: Any) -> tuple[Any, Any]:
+    """CPnet forward (spec §1.2) with convolutions in ``dtype`` and the style path in fp32.
+
+    ``net`` is a :class:`cp3rt.models.cpnet.CPnet` prepared by :func:`prepare_net`; returns
+    (y, style) with y in ``dtype`` and style in fp32.
+    """
+    feats = net.downsample(x.to(dtype))
+    deepest = feats[-1].float()
+    style = deepest.mean(dim=(2, 3))
+    style = style / style.square().sum(dim=1, keepdim=True).sqrt()  # no epsilon, as the reference
+    blocks = list(net.upsample.up)
+    h = _res_up(blocks[-1], feats[-1], feats[-1], style)
+    for n in range(len(blocks) - 2, -1, -1):
+        h = _res_up(blocks[n], net.upsample.upsampling(h), feats[n], style)
+    return net.output(h), style
+
+
+def _style_conv(block: Any, style: Any, x: Any, skip: Any = None) -> Any:
+    if skip is not None:
+        x = x + skip
+    bias = block.full(style).to(x.dtype)  # fp32 Linear, rounded once where it meets the features
+    return block.conv(x + bias[:, :, None, None])
+
+
+def _res_up(block: Any, x: Any, skip: Any, style: Any) -> Any:
+    h = block.proj(x) + _style_conv(block.conv[1], style, block.conv[0](x), skip)
+    return h + _style_conv(block.conv[3], style, _style_conv(block.conv[2], style, h))
+
+
+def prepare_net(net: Any, dtype: Any, device: Any, channels_last: bool) -> Any:
+    """Convolutions to ``dtype`` (channels-last on request); BN and style Linear stay fp32."""
+    torch = require("torch", "the torch-cuda backend")
+    net = net.to(device).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.to(dtype)
+            if channels_last:
+                module.to(memory_format=torch.channels_last)
+    return net
+
+
+@dataclasses.dataclass
+class _Slot:
+    stream: Any
+    pool: Any
+    graphs: dict = dataclasses.field(default_factory=dict)  # (B, H, W) -> _Graph
+
+
+@dataclasses.dataclass
+class _Graph:
+    static_in: Any
+    outputs: dict
+    pinned_in: Any
+    pinned_out: dict
+    graph: Any  # torch.cuda.CUDAGraph or None (graphs off)
+    done: Any   # torch.cuda.Event
+
+
+class _GraphRunner:
+    """Shared machinery: slots of (stream, graph pool, per-shape graphs) and the pipelined loop."""
+
+    def _setup_runner(self, torch: Any, device: Any, nchan: int, cuda_graphs: bool, slots: int) -> None:
+        self._torch, self._device, self._nchan = torch, device, nchan
+        self._cuda_graphs = cuda_graphs
+        self._slots = [_Slot(torch.cuda.Stream(device), torch.cuda.graph_pool_handle() if cuda_graphs else None)
+                       for _ in range(slots)]
+        self._next = 0
+
+    def _outputs_of(self, x: Any) -> dict:  # pragma: no cover - implemented by the engines
+        raise NotImplementedError
+
+    def _graph_for(self, slot: _Slot, shape: tuple[int, ...]) -> _Graph:
+        g = slot.graphs.get(shape)
+        if g is not None:
+            return g
+        torch = self._torch
+        static_in = torch.zeros(shape, device=self._device).contiguous(memory_format=torch.channels_last)
+        slot.stream.wait_stream(torch.cuda.current_stream(self._device))  # static_in is ready
+        with torch.cuda.stream(slot.stream), torch.inference_mode():
+            for _ in range(3):  # warm-up: cuDNN autotuning and lazy init happen outside capture
+                outputs = self._outputs_of(static_in)
+            graph = None
+            if self._cuda_graphs:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=slot.pool, stream=slot.stream):
+                    outputs = self._outputs_of(static_in)
+        slot.stream.synchronize()
+        pinned_in = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+        pinned_out = {k: torch.empty(v.shape, dtype=torch.float32, pin_memory=True) for k, v in outputs.items()}
+        g = _Graph(static_in, outputs, pinned_in, pinned_out, graph, torch.cuda.Event())
+        slot.graphs[shape] = g
+        return g
+
+    def _submit(self, array: np.ndarray) -> _Graph:
+        torch = self._torch
+        slot = self._slots[self._next]
+        self._next = (self._next + 1) % len(self._slots)
+        g = self._graph_for(slot, tuple(array.shape))
+        g.pinned_in.numpy()[...] = array  # host work; the other slot's batch keeps the GPU busy
+        with torch.cuda.stream(slot.stream), torch.inference_mode():
+            g.static_in.copy_(g.pinned_in, non_blocking=True)
+            if g.graph is not None:
+                g.graph.replay()
+            else:
+                for k, v in self._outputs_of(g.static_in).items():
+                    g.outputs[k] = v
+            for k, v in g.outputs.items():
+                g.pinned_out[k].copy_(v, non_blocking=True)
+            g.done.record(slot.stream)
+        return g
+
+    @staticmethod
+    def _result(g: _Graph) -> dict[str, np.ndarray]:
+        g.done.synchronize()
+        return {k: v.numpy().copy() for k, v in g.pinned_out.items()}
+
+    def _pipelined(self, arrays: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        pending: collections.deque[_Graph] = collections.deque()
+        for array in arrays:
+            if len(pending) == len(self._slots):
+                yield self._result(pending.popleft())
+            pending.append(self._submit(np.ascontiguousarray(array, dtype=np.float32)))
+        while pending:
+            yield self._result(pending.popleft())
+
+
+class TorchCudaEngine(_GraphRunner, BaseEngine):
+    """A Cellpose v3 weight file (zoo name or path) on a CUDA GPU in fp16/bf16/fp32."""
+
+    backend = "torch-cuda"
+
+    def __init__(self, weights: str | os.PathLike[str], *, precision: str = "fp16",
+                 device: str = "cuda", cuda_graphs: bool = True, channels_last: bool = True,
+                 slots: int = D.TRT_ENGINE_SLOTS) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision={precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}.")
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ConfigError(f"slots={slots!r} is not allowed; allowed: an int >= 1.")
+        torch = require("torch", "the torch-cuda backend")
+        dev = torch.device(device)
+        if dev.type != "cuda":
+            raise ConfigError(f"device={device!r} is not allowed; allowed: 'cuda' or 'cuda:N'.")
+        if not torch.cuda.is_available():
+            raise BackendUnavailableError(
+                f"backend 'torch-cuda' needs an NVIDIA GPU, and torch {torch.__version__} sees no CUDA device here."
+            )
+        from cp3rt.models.cpnet import load_cpnet  # torch-side code, imported only here
+        from cp3rt.models.weights import read_weight_file
+        from cp3rt.zoo import resolve_weights, runtime_diameters
+
+        path = resolve_weights(weights)
+        wf = read_weight_file(path)
+        role = {3: "segment", 1: "restore"}.get(wf.nout)
+        if role is None:
+            raise EngineError(f"{path} has {wf.nout} outputs; cp3rt runs 3 (segment) or 1 (restore).")
+        diam_mean, diam_labels = runtime_diameters(weights, wf.diam_mean, wf.diam_labels, role=role)
+        manifest = EngineManifest(
+            role=role, source_model=os.fspath(weights), source_sha256=wf.sha256, nchan=wf.nchan,
+            nout=wf.nout, diam_mean=diam_mean, diam_labels=diam_labels,
+            precision="fp16" if precision == "bf16" else precision, opset=0, shapes=SHAPES,
+        )
+        torch.backends.cudnn.benchmark = True  # tile shapes repeat: autotune once per shape
+        self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        self._net = prepare_net(load_cpnet(wf), self._dtype, dev, channels_last)
+        self.precision = precision
+        self.role = role
+        image = TensorSpec("image", "float32", (None, wf.nchan, None, None))
+        outs = (TensorSpec("flows", "float32", (None, wf.nout, None, None)),
+                TensorSpec("style", "float32", (None, int(wf.nbase[-1])))) if role == "segment" else (
+                TensorSpec("restored", "float32", (None, wf.nout, None, None)),)
+        BaseEngine.__init__(self, (image,), outs, manifest, label=path.name)
+        self._setup_runner(torch, dev, wf.nchan, cuda_graphs, slots)
+        self.path = path
+
+    def _outputs_of(self, x: Any) -> dict:
+        y, style = mixed_forward(self._net, x, self._dtype)
+        if self.role == "segment":
+            return {"flows": y.float(), "style": style}
+        return {"restored": y.float()}
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._result(self._submit(np.ascontiguousarray(feeds["image"])))
+
+    def infer_many(self, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
+        """Results of ``batches`` in order, one batch staged on the host while one runs."""
+        def checked() -> Iterator[np.ndarray]:
+            for batch in batches:
+                feeds = self._feeds(batch)
+                self._check_tensor(self._inputs[0], feeds["image"])
+                yield feeds["image"]
+        return self._pipelined(checked())
+
+    def _release(self) -> None:
+        self._torch.cuda.synchronize(self._device)
+        self._slots = []
+        del self._net
+
+
+class TorchCudaChain(_GraphRunner, BaseEngine):
+    """Restore then segment on the GPU in one graph: (B, 1, H, W) -> segmentation outputs.
+
+    The restored tile goes to segmentation channel 0 after ``scale * restored + offset`` (the
+    re-normalisation, when its constants are known); other segmentation channels are zeros (a
+    gray image, as after restoration with channels [0, 0], spec §3.12).
+    """
+
+    backend = "torch-cuda-chain"
+
+    def __init__(self, restore: TorchCudaEngine, segment: TorchCudaEngine, *,
+                 scale: float = 1.0, offset: float = 0.0, cuda_graphs: bool = True,
+                 slots: int = D.TRT_ENGINE_SLOTS) -> None:
+        if restore.role != "restore" or segment.role != "segment":
+            raise ConfigError("TorchCudaChain takes a restoration engine then a segmentation engine.")
+        self._restore, self._segment = restore, segment
+        self._scale, self._offset = float(scale), float(offset)
+        manifest = dataclasses.replace(segment.manifest, nchan=restore.manifest.nchan)
+        BaseEngine.__init__(self, restore.inputs, segment.outputs, manifest,
+                            label=f"{restore.path.name}+{segment.path.name}")
+        self._setup_runner(restore._torch, restore._device, restore.manifest.nchan, cuda_graphs, slots)
+
+    def _outputs_of(self, x: Any) -> dict:
+        torch = self._torch
+        restored, _ = mixed_forward(self._restore._net, x, self._restore._dtype)
+        restored = restored.float() * self._scale + self._offset
+        extra = self._segment.manifest.nchan - restored.shape[1]
+        if extra > 0:
+            restored = torch.cat([restored, restored.new_zeros((restored.shape[0], extra, *restored.shape[2:]))], 1)
+        return self._segment._outputs_of(restored)
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._result(self._submit(np.ascontiguousarray(feeds["image"])))
+
+    def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        return self._pipelined(batches)
+
+    def _release(self) -> None:
+        self._torch.cuda.synchronize(self._device)
+        self._slots = []
