@@ -23,6 +23,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "eval",
     "degrade",
     "train",
+    "build", "check",
 )
 
 app = typer.Typer(

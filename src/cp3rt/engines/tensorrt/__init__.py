@@ -12,17 +12,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.engines.tensorrt.builder import BuildConfig, BuildResult, build_plan, parse_batch
     from cp3rt.engines.tensorrt.engine import TrtEngine
+    from cp3rt.engines.tensorrt.for_model import BuiltPlan, build_for_model
     from cp3rt.engines.tensorrt.plan_cache import PlanCache, PlanEntry, check_plan
 
 __all__ = [
-    "BuildConfig", "BuildResult", "PlanCache", "PlanEntry", "TrtEngine", "build_plan",
-    "check_plan", "parse_batch",
+    "BuildConfig", "BuildResult", "BuiltPlan", "PlanCache", "PlanEntry", "TrtEngine", "build_for_model",
+    "build_plan", "check_plan", "parse_batch",
 ]
 
 _LAZY = {
     "BuildConfig": "builder", "BuildResult": "builder", "build_plan": "builder",
     "parse_batch": "builder", "TrtEngine": "engine", "PlanCache": "plan_cache",
-    "PlanEntry": "plan_cache", "check_plan": "plan_cache",
+    "PlanEntry": "plan_cache", "check_plan": "plan_cache", "BuiltPlan": "for_model",
+    "build_for_model": "for_model",
 }
 
 

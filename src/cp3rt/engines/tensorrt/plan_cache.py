@@ -44,6 +44,7 @@ class PlanEntry:
     manifest: EngineManifest
     built: bool = False
     reason: str = ""
+    seconds: float | None = None  # build time, when this call built it
 
 
 def check_plan(plan_path: Path, manifest: EngineManifest, env: TrtEnvironment, command: str) -> None:
@@ -146,7 +147,7 @@ class PlanCache:
                     shutil.rmtree(tmp)
                 raise
         plan = folder / result.plan_path.name
-        return PlanEntry(plan, result.manifest, built=True, reason=problem)
+        return PlanEntry(plan, result.manifest, built=True, reason=problem, seconds=result.seconds)
 
     def _valid_in(self, folder: Path, env: TrtEnvironment, command: str) -> tuple[PlanEntry | None, str]:
         """(entry, "") for a valid finished plan in ``folder``, else (None, why not)."""
