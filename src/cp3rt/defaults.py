@@ -68,7 +68,7 @@ ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
 ORT_GRAPH_OPT = "all"
 ORT_EXECUTION_MODE = "sequential"
 ORT_MEM_ARENA = True
-ORT_SPIN = False  # spinning steals CPU from other work between calls (benchmark: no loss)
+ORT_SPIN = False  # speed within noise either way; idle spinning would steal CPU from the dynamics
 
 # Input conversion (§3.2)
 CHANNEL_GUESS_MAX = 10     # without channel_axis, a smallest axis below this is the channel axis
