@@ -6,6 +6,9 @@ Python semantics are checked too; keep inputs small. No reference oracle here.
 
 from __future__ import annotations
 
+import os
+import types
+
 import numpy as np
 import pytest
 
@@ -51,6 +54,14 @@ def blobs(shape: tuple[int, int], n: int, seed: int, rmax: int = 5) -> np.ndarra
             lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = value
     lab[rng.integers(0, shape[0]), rng.integers(0, shape[1])] = 3 * n + 1  # a single pixel
     return lab
+
+
+def test_jit_mode_matches_environment():
+    """Guards the NUMBA_DISABLE_JIT re-run: there the kernels must be plain Python functions."""
+    from cp3rt.runtime.dynamics._euler import _follow
+
+    disabled = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
+    assert isinstance(_follow, types.FunctionType) == disabled
 
 
 # ---------------------------------------------------------------- masks -> flows (§4.1)

@@ -27,7 +27,7 @@ from cp3rt.runtime.dynamics import (
 
 from . import synth
 
-pytestmark = pytest.mark.reference
+pytestmark = [pytest.mark.reference, pytest.mark.filterwarnings("ignore:Sparse invariant checks")]
 
 CPU = torch.device("cpu")
 AP_MIN = 0.99          # AP at IoU 0.9 against the reference (all three thresholds checked)

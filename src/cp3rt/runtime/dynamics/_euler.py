@@ -16,6 +16,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from cp3rt.runtime.dynamics._sched import chunked
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _bilinear_step(flow, y, x, ly, lx):  # pragma: no cover - compiled
@@ -81,6 +83,7 @@ def _advance(flow, y, x, ly, lx, ymax, xmax, interp):  # pragma: no cover - comp
 # Points integrated together by one thread: their independent steps overlap in the CPU
 # pipeline (a single trajectory is a long dependency chain and would be latency-bound).
 _LANES = 32
+_CHUNK_BLOCKS = 16  # blocks of _LANES points handed out at a time
 
 
 @numba.njit(parallel=True, cache=True)
@@ -153,3 +156,9 @@ def _follow(flow, ys, xs, niter, interp):  # pragma: no cover - compiled
             out[0, j0 + i] = py[i]
             out[1, j0 + i] = px[i]
     return out
+
+
+def follow(flow: np.ndarray, ys: np.ndarray, xs: np.ndarray, niter: int, interp: bool) -> np.ndarray:
+    """``_follow`` with dynamic scheduling (trajectories differ a lot in length)."""
+    with chunked(_CHUNK_BLOCKS):
+        return _follow(flow, ys, xs, niter, interp)

@@ -12,7 +12,9 @@ import numba
 import numpy as np
 
 from cp3rt.defaults import FLOW_NORM_EPS
+from cp3rt.runtime.dynamics._sched import chunked
 
+_LABEL_CHUNK = 4  # labels handed out at a time (cell sizes vary a lot)
 _INV9 = 1.0 / 9.0  # the reference multiplies by the double 1/9, it does not divide by 9
 
 
@@ -123,3 +125,15 @@ def _flow_error_kernel(lab, boxes, flow5, niter):  # pragma: no cover - compiled
         n = np.float64(boxes[k, 4])
         err[k - 1] = sum_y / n + sum_x / n
     return err
+
+
+def flows_into(lab: np.ndarray, boxes: np.ndarray, niter: int, mu: np.ndarray) -> None:
+    """Unit flows of every label into ``mu`` (2, Y, X) float64; ``niter < 0``: per-label rule."""
+    with chunked(_LABEL_CHUNK):
+        _flows_kernel(lab, boxes, niter, mu)
+
+
+def flow_errors(lab: np.ndarray, boxes: np.ndarray, flow5: np.ndarray) -> np.ndarray:
+    """Per-label flow error against ``flow5`` (= dP / 5); NaN for absent labels."""
+    with chunked(_LABEL_CHUNK):
+        return _flow_error_kernel(lab, boxes, flow5, -1)

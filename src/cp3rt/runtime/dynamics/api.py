@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from cp3rt.errors import InputError
-from cp3rt.runtime.dynamics._euler import _follow
+from cp3rt.runtime.dynamics._euler import follow
 from cp3rt.runtime.dynamics._labels import label_dtype
 from cp3rt.runtime.dynamics._prepare import _prepare
 from cp3rt.runtime.dynamics.assemble import get_masks
@@ -57,7 +57,7 @@ def compute_masks_with(dP: np.ndarray, cellprob: np.ndarray, config: DynamicsCon
     flow5, field, ys, xs = _prepare(dP, cellprob, np.float32(config.cellprob_threshold))
     if ys.size == 0:
         return np.zeros(out_shape, np.uint16)
-    ends = _follow(field, ys, xs, config.steps, config.interp).astype(np.int32)  # truncation
+    ends = follow(field, ys, xs, config.steps, config.interp).astype(np.int32)  # truncation
     del field
     lab = get_masks(ends, (ys, xs), cellprob.shape, config.max_size_fraction)
     del ends

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.dynamics._heat import _flows_kernel
+from cp3rt.runtime.dynamics._heat import flows_into
 from cp3rt.runtime.dynamics._labels import as_label_image, label_boxes
 
 
@@ -24,5 +24,5 @@ def masks_to_flows(masks: np.ndarray, niter: int | None = None) -> np.ndarray:
     if lab.size == 0 or lab.max() == 0:
         return mu
     boxes = label_boxes(lab)
-    _flows_kernel(lab, boxes, -1 if niter is None else int(niter), mu)
+    flows_into(lab, boxes, -1 if niter is None else int(niter), mu)
     return mu

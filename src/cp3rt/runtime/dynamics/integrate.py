@@ -8,7 +8,7 @@ import numpy as np
 
 from cp3rt.defaults import NITER_AT_RESCALE_1
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.dynamics._euler import _follow
+from cp3rt.runtime.dynamics._euler import follow
 
 
 def niter_for(rescale: float, resample: bool = True, user_niter: float | None = None) -> int:
@@ -61,4 +61,4 @@ def follow_flows(
     ly, lx = flow.shape[1:]
     if ys.size and (ys.min() < 0 or ys.max() >= ly or xs.min() < 0 or xs.max() >= lx):
         raise InputError(f"inds contain positions outside the flow field of size {ly}x{lx}.")
-    return _follow(flow, ys, xs, check_niter(niter), bool(interp))
+    return follow(flow, ys, xs, check_niter(niter), bool(interp))

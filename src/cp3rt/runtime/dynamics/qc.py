@@ -6,7 +6,7 @@ import numpy as np
 
 from cp3rt.defaults import FLOW_SCALE, FLOW_THRESHOLD
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.dynamics._heat import _flow_error_kernel
+from cp3rt.runtime.dynamics._heat import flow_errors
 from cp3rt.runtime.dynamics._labels import _apply_map, as_label_image, label_boxes
 
 
@@ -38,7 +38,7 @@ def flow_error(masks: np.ndarray, dP: np.ndarray) -> np.ndarray:
     flow5 = flow_over_5(dP, lab.shape)
     if lab.size == 0 or lab.max() == 0:
         return np.zeros(0, np.float64)
-    return _flow_error_kernel(lab, label_boxes(lab), flow5, -1)
+    return flow_errors(lab, label_boxes(lab), flow5)
 
 
 def remove_bad_flow_masks(
@@ -67,7 +67,7 @@ def drop_bad_labels(lab: np.ndarray, flow5: np.ndarray, threshold: float) -> np.
     nmax = int(lab.max()) if lab.size else 0
     if nmax == 0:
         return lab.copy()
-    err = _flow_error_kernel(lab, label_boxes(lab), flow5, -1)
+    err = flow_errors(lab, label_boxes(lab), flow5)
     remap = np.arange(nmax + 1, dtype=np.int32)
     remap[1:][err > threshold] = 0  # NaN (absent label) compares False: kept, like the reference
     return _apply_map(lab, remap)
