@@ -31,9 +31,38 @@ def test_report_here_lists_every_backend() -> None:
     report = {s.name: s for s in probe.backend_report()}
     assert list(report) == ["trt", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch"]
     assert report["ort-cpu"].available
-    assert not report["trt"].available and "not in this cp3rt version" in report["trt"].detail
     for status in report.values():
         assert status.detail.endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("version", "gpu", "available", "detail"),
+    [
+        (None, None, False, "tensorrt is not installed"),
+        ("8.6.1", None, False, "tensorrt 8.6.1 is installed but cp3rt needs >= 10"),
+        ("10.3.0", "none", False, "tensorrt 10.3.0 is installed but no NVIDIA GPU 0 is visible"),
+        ("10.3.0", "H100", True, "tensorrt 10.3.0 (not imported by this report) on H100, compute capability 9.0"),
+    ],
+)
+def test_tensorrt_status(monkeypatch: pytest.MonkeyPatch, version: str | None, gpu: str | None,
+                         available: bool, detail: str) -> None:
+    import types
+
+    import cp3rt.engines.tensorrt._cuda as cuda
+    from cp3rt.errors import BackendUnavailableError
+
+    def device_info(index: int = 0) -> object:
+        if gpu == "none":
+            raise BackendUnavailableError("no NVIDIA GPU 0 is visible here (CUDA reports 0 device(s)).")
+        return types.SimpleNamespace(name=gpu, compute_capability="9.0")
+
+    real = probe.package_version
+    monkeypatch.setattr(probe, "package_version", lambda dist: version if dist == "tensorrt" else real(dist))
+    monkeypatch.setattr(cuda, "device_info", device_info)
+    status = probe._tensorrt_status()
+    assert status.available is available
+    assert status.detail.startswith(detail)
+    assert status.detail.endswith(".") and not status.detail.endswith("..")
 
 
 def test_listed_gpu_provider_that_does_not_come_up(monkeypatch: pytest.MonkeyPatch) -> None:

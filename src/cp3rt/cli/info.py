@@ -45,6 +45,7 @@ def info(
         return
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -57,6 +58,6 @@ def info(
     console.print(f"\nonnxruntime providers: {', '.join(providers) or 'none'}", highlight=False)
     table = Table("backend", "loads", "detail", box=None, show_edge=False, pad_edge=False, header_style="bold")
     for status in backends:
-        table.add_row(status.name, "yes" if status.available else "no", status.detail)
+        table.add_row(status.name, "yes" if status.available else "no", escape(status.detail))
     console.print()
     console.print(table)

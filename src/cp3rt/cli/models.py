@@ -77,6 +77,7 @@ def _download(console: object, name: str) -> None:
 
 
 def _table(rows: list) -> object:  # list[tuple[ModelInfo, Location | None]]
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
@@ -91,6 +92,6 @@ def _table(rows: list) -> object:  # list[tuple[ModelInfo, Location | None]]
             "from file" if info.nchan is None else str(info.nchan),
             "yes" if info.size_model else "-",
             "not downloaded" if location is None else location.kind,
-            info.notes if info.supported else f"[red]{info.notes} (refused)[/red]",
+            escape(info.notes) if info.supported else f"[red]{escape(info.notes)} (refused)[/red]",
         )
     return table

@@ -83,9 +83,25 @@ def backend_report() -> tuple[BackendStatus, ...]:
 
 
 def _tensorrt_status() -> BackendStatus:
+    """TensorRT >= 10 installed (metadata) and an NVIDIA GPU visible; tensorrt itself is not
+    imported here (``cp3rt info`` stays light), so a broken install shows when a plan is built."""
+    from cp3rt.engines.tensorrt._trt import MIN_TENSORRT_MAJOR, tensorrt_major
+    from cp3rt.errors import Cp3rtError
+
     version = package_version("tensorrt")
-    where = f"tensorrt {version} is installed" if version else "tensorrt is not installed"
-    return BackendStatus("trt", False, f"the native TensorRT backend is not in this cp3rt version ({where}).")
+    if version is None:
+        return BackendStatus("trt", False, "tensorrt is not installed (pip install 'cp3rt[trt]' on an NVIDIA GPU machine).")
+    if tensorrt_major(version) < MIN_TENSORRT_MAJOR:
+        return BackendStatus("trt", False, f"tensorrt {version} is installed but cp3rt needs >= {MIN_TENSORRT_MAJOR}.")
+    try:
+        from cp3rt.engines.tensorrt._cuda import device_info
+
+        gpu = device_info(0)
+    except Cp3rtError as exc:
+        return BackendStatus("trt", False, f"tensorrt {version} is installed but {str(exc).rstrip('.')}.")
+    return BackendStatus(
+        "trt", True, f"tensorrt {version} (not imported by this report) on {gpu.name}, compute capability {gpu.compute_capability}."
+    )
 
 
 def _onnxruntime_statuses() -> dict[str, BackendStatus]:
