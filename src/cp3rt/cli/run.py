@@ -22,9 +22,9 @@ Denoise, then segment cells of ~25 px, writing masks, Cellpose _seg.npy files an
 
     cp3rt run "plates/*.tif" --restore denoise_cyto3 --diameter 25 --save-seg --overlay --out masks/
 
-Cytoplasm in green, nuclei in red, an exported fp16 ONNX model on a TensorRT GPU:
+Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 --out models/`):
 
-    cp3rt run img.tif --chan 2 --chan2 1 --model cyto3.onnx --backend trt
+    cp3rt run img.tif --chan 2 --chan2 1 --model models/cyto3.fp32.onnx --backend ort
 
 **Notes**
 
@@ -62,12 +62,12 @@ def run(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Tiles per network call."),
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (fp16 needs a GPU backend)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
-    save_flows: bool = typer.Option(False, "--save-flows", help="Also write <stem>_flows.tif (dY, dX, cellprob; float32)."),
-    save_restored: bool = typer.Option(False, "--save-restored", help="Also write <stem>_restored.tif (with --restore)."),
-    save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible <stem>_seg.npy."),
-    overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.png (outlines on the image)."),
+    save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (dY, dX, cellprob; float32)."),
+    save_restored: bool = typer.Option(False, "--save-restored", help="Also write STEM_restored.tif (with --restore)."),
+    save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible STEM_seg.npy."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write STEM_overlay.png (outlines on the image)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist."),
 ) -> None:
     from cp3rt.cli import _run_render as render
