@@ -1,0 +1,76 @@
+"""Config validation (one sentence naming field and range) and the `cp3rt train` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cp3rt.cli.app import main
+from cp3rt.errors import ConfigError
+from cp3rt.models.weights import read_weight_file
+from cp3rt.train.config import RestoreTrainConfig, SegmentTrainConfig
+
+from conftest import TINY_NBASE
+
+
+@pytest.mark.parametrize("field,value,pattern", [
+    ("epochs", 0, "epochs=0 .*>= 1"),
+    ("crop", 100, "crop=100 .*multiple of 16"),
+    ("crop", 16, "crop=16 .*>= 32"),
+    ("learning_rate", -1.0, "learning_rate=-1.0 .*> 0"),
+    ("nbase", (32,), "nbase=\\[32\\]"),
+    ("scale_range", 3.0, "scale_range=3.0 .*<= 2"),
+    ("diam_mean", 0.0, "diam_mean=0.0"),
+])
+def test_segment_config_errors_name_field_and_range(field, value, pattern) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        SegmentTrainConfig(images=Path("i"), out=Path("o"), **{field: value})
+
+
+def test_restore_config_errors() -> None:
+    base = dict(segmenter=Path("s"), images=Path("i"), out=Path("o"))
+    with pytest.raises(ConfigError, match="task='denoize'.*denoise"):
+        RestoreTrainConfig(task="denoize", **base)
+    with pytest.raises(ConfigError, match="all 0"):
+        RestoreTrainConfig(task="denoise", lam_per=0, lam_seg=0, lam_rec=0, **base)
+    with pytest.raises(ConfigError, match="canvas=64 .*>= 224"):
+        RestoreTrainConfig(task="denoise", canvas=64, **base)
+    cfg = RestoreTrainConfig(task="denoise", **base)
+    assert cfg.lam == (1.0, 1.5, 0.0)  # §7.1 defaults, [per, seg, rec]
+    assert cfg.checkpoint_path == Path("o.ckpt")
+
+
+def test_cli_train_segment_then_restore(synth_set: Path, tmp_path: Path, capsys) -> None:
+    seg = tmp_path / "seg"
+    nbase = ",".join(map(str, TINY_NBASE))
+    rc = main(["train", "segment", "--images", str(synth_set / "images"), "--masks",
+               str(synth_set / "masks"), "--out", str(seg), "--nbase", nbase, "--diam-mean", "17",
+               "--epochs", "2", "--crop", "32", "--batch-size", "6"])
+    assert rc == 0, capsys.readouterr()
+    wf = read_weight_file(seg)
+    assert (wf.nchan, wf.nout, wf.diam_mean) == (2, 3, 17.0)
+    assert wf.nbase == (2, *TINY_NBASE)
+    assert "wrote" in capsys.readouterr().out
+    dn = tmp_path / "dn"
+    rc = main(["train", "restore", "--task", "denoise", "--segmenter", str(seg), "--images",
+               str(synth_set / "images"), "--masks", str(synth_set / "masks"), "--out", str(dn),
+               "--nbase", nbase, "--epochs", "1", "--crop", "32", "--canvas", "64",
+               "--images-per-epoch", "3", "--lam-per", "0", "--lam-seg", "0", "--lam-rec", "1"])
+    assert rc == 0, capsys.readouterr()
+    wf = read_weight_file(dn)
+    assert (wf.nchan, wf.nout, wf.diam_mean) == (1, 1, 17.0)  # diam_mean from the segmenter
+    state = torch.load(str(dn) + ".ckpt", weights_only=True)
+    assert state["settings"]["lam_rec"] == 1.0 and state["settings"]["lam_seg"] == 0.0
+
+
+def test_cli_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
+    rc = main(["train", "segment", "--images", str(tmp_path), "--out", str(tmp_path / "o"),
+               "--nbase", "16,x"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "--nbase" in err
+    rc = main(["train", "segment", "--images", str(tmp_path / "nope"), "--out",
+               str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and err.count("\n") == 0 and "nope is not a folder" in err
