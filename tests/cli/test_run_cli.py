@@ -187,3 +187,16 @@ def test_sigkill_then_rerun_completes_without_partial_files(onnx_model, tmp_path
         assert tifffile.imread(out / f"{img.stem}_flows.tif").shape == (3, 300, 300)
     assert (out / "img0_cp_masks.tif").stat().st_mtime_ns == stamp  # finished image skipped
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_no_diameter_and_no_size_model_fails_once_with_a_hint(onnx_model, tmp_path, capsys, monkeypatch):
+    """The exported cyto3 has a zoo size model; offline it cannot be fetched: one error, no outputs."""
+    monkeypatch.setenv("CP3RT_ZOO_URL", "http://127.0.0.1:9/{basename}")  # nothing listens there
+    monkeypatch.setenv("CP3RT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.cellpose/models
+    monkeypatch.delenv("CELLPOSE_LOCAL_MODELS_PATH", raising=False)
+    write_images(tmp_path / "in", n=2)
+    assert cli(tmp_path / "in", "--model", onnx_model, "--out", tmp_path / "out") != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "--diameter" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
