@@ -32,6 +32,8 @@ from cp3rt.errors import (
 )
 
 ONNX_SUFFIX = ".onnx"
+PLAN_SUFFIXES = (".plan", ".engine")  # built TensorRT engines, also used as they are
+WEIGHT_BACKENDS = ("torch", "torch-cuda")  # run the weight file itself: nothing to export
 _SUBDIR = "onnx"
 _KEY_CHARS = 20  # of the weights' sha256: collisions are not a practical concern at 80 bits
 
@@ -54,6 +56,11 @@ class ModelSource:
 
 def is_onnx_artefact(spec: str | os.PathLike[str]) -> bool:
     return Path(spec).suffix.lower() == ONNX_SUFFIX
+
+
+def is_built_artefact(spec: str | os.PathLike[str]) -> bool:
+    """An exported .onnx or a built TensorRT plan: opened as it is."""
+    return is_onnx_artefact(spec) or Path(spec).suffix.lower() in PLAN_SUFFIXES
 
 
 def artefact_dir(
@@ -83,26 +90,26 @@ def resolve_model(
 ) -> ModelSource:
     """Find (and if needed export) what the engine for ``spec`` opens. See the module docstring."""
     text = os.fspath(spec)
-    if is_onnx_artefact(text):
+    if is_built_artefact(text):
         return _given_artefact(text, backend)
     from cp3rt.zoo import resolve_weights
 
     weights = Path(resolve_weights(text, download=download, progress=progress))
-    if backend == "torch":
-        # The torch engine takes the spec itself: a zoo name keeps its name-based diam_mean.
+    if backend in WEIGHT_BACKENDS:
+        # The torch engines take the spec itself: a zoo name keeps its name-based diam_mean.
         return ModelSource(text, Path(text), weights, None)
     return _cached_or_exported(text, weights, precision=precision, cache_root=cache_root)
 
 
 def _given_artefact(text: str, backend: str) -> ModelSource:
     path = Path(text).expanduser()
-    if backend == "torch":
+    if backend in WEIGHT_BACKENDS:
         raise ConfigError(
-            f"backend='torch' runs weight files, but {path} is an exported ONNX artefact; "
-            "pass the weight file or choose backend 'ort'."
+            f"backend={backend!r} runs weight files, but {path} is an exported artefact; "
+            "pass the weight file or choose backend 'auto'."
         )
     if not path.is_file():
-        raise ModelNotFoundError(f"{path}: ONNX artefact not found.")
+        raise ModelNotFoundError(f"{path}: model artefact not found.")
     mpath = manifest_path_for(path)
     if not mpath.is_file():
         raise IncompatibleEngineError(

@@ -61,7 +61,7 @@ def run(
     tile_overlap: float = typer.Option(0.1, "--tile-overlap", min=0.05, max=0.5, help="Fraction of overlap between tiles."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Tiles per network call."),
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch."),
+    backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
     save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (dY, dX, cellprob; float32)."),

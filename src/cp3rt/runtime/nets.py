@@ -61,7 +61,9 @@ def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:
         spec, precision=cfg.precision, backend=cfg.backend, cache_root=cfg.cache_dir,
         download=cfg.download,
     )
-    engine = open_engine(source.path, backend=cfg.backend)
+    # torch-cuda runs the weights at a chosen precision; the other backends take it from the graph.
+    extra = {"precision": cfg.precision} if cfg.backend == "torch-cuda" else {}
+    engine = open_engine(source.path, backend=cfg.backend, **extra)
     try:
         manifest = engine.manifest if engine.manifest is not None else source.manifest
         return net_from_engine(spec, role, engine, manifest=manifest, weights=source.weights,

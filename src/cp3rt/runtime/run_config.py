@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cp3rt import defaults as D
+from cp3rt.engines.select import BACKENDS
 from cp3rt.errors import ConfigError
 from cp3rt.runtime.normalize import NormalizeConfig
 
-Backend = Literal["auto", "ort", "trt", "torch"]
+Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
 Precision = Literal["fp32", "fp16"]
-BACKENDS: tuple[str, ...] = ("auto", "ort", "trt", "torch")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
 ModelSpec = str | os.PathLike  # zoo name, weight-file path or exported .onnx artefact
 
