@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import enum
+import importlib.machinery
 import itertools
 import sys
 import types
@@ -239,6 +240,7 @@ def install(monkeypatch, state: FakeCudaState) -> types.ModuleType:  # noqa: ANN
     cuda.cudart = rt
     for name, module in (("cuda", cuda), ("cuda.bindings", bindings),
                          ("cuda.bindings.runtime", rt), ("cuda.cudart", rt)):
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=name != "cuda.bindings.runtime")
         if monkeypatch is None:
             sys.modules[name] = module
         else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib.machinery
 import json
 import sys
 import time
@@ -61,6 +62,8 @@ class FakeTrtState:
 
 def build_module(state: FakeTrtState) -> types.ModuleType:
     trt = types.ModuleType("tensorrt")
+    # A spec like an installed package's: importlib.util.find_spec (used by torch._dynamo) needs it.
+    trt.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     trt.__version__ = state.version
     major = state.major
 

@@ -99,6 +99,8 @@ class _GraphRunner:
     def _setup_runner(self, torch: Any, device: Any, nchan: int, cuda_graphs: bool, slots: int) -> None:
         self._torch, self._device, self._nchan = torch, device, nchan
         self._cuda_graphs = cuda_graphs
+        # One graph memory pool per slot: graphs of one slot never run concurrently and keep their
+        # static outputs alive, so they can share intermediates; the two slots run concurrently.
         self._slots = [_Slot(torch.cuda.Stream(device), torch.cuda.graph_pool_handle() if cuda_graphs else None)
                        for _ in range(slots)]
         self._next = 0
