@@ -46,3 +46,28 @@ def test_weight_files_need_an_export_first(fake_trt, exports) -> None:  # noqa: 
     fake_trt()
     with pytest.raises(ConfigError, match="build a plan with `cp3rt build"):
         open_engine(exports.weights, "trt")
+
+
+def test_pipeline_with_backend_trt_finds_or_builds_its_plan(fake_trt, tmp_path) -> None:  # noqa: ANN001
+    """`cp3rt run --backend trt` path: weights -> cached ONNX export -> plan cache -> TrtEngine, and
+    the masks equal those of the onnxruntime pipeline on the same graph (the fake runs it)."""
+    import torch
+
+    from cp3rt.models.cpnet import CPnet
+    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.pipeline import Pipeline
+
+    state = fake_trt()
+    torch.manual_seed(0)
+    weights = CPnet((2, 32, 64, 128, 256), 3).save(tmp_path / "seg")  # the runtime needs style 256
+    image = np.random.default_rng(0).normal(100, 20, (120, 150)).astype(np.float32)
+    results = {}
+    for backend in ("trt", "ort"):
+        with Pipeline(weights, backend=backend, precision="fp16", estimate_diameter=False,
+                      flow_threshold=0.0) as pipe:
+            assert pipe.segment_net.engine.backend == ("trt" if backend == "trt" else "ort-cpu")
+            results[backend] = pipe.run(image)
+    assert state.builds == 1
+    np.testing.assert_array_equal(results["trt"].cellprob, results["ort"].cellprob)
+    if results["ort"].masks.max():
+        assert average_precision(results["ort"].masks, results["trt"].masks)[0][0] == 1.0
