@@ -51,7 +51,7 @@ def export(
     from cp3rt._lazy import require
 
     require("torch", "cp3rt export")
-    from cp3rt.models.export import builtin_diam_mean, export_onnx
+    from cp3rt.models.export import export_onnx
 
     weights, builtin = _resolve(model)
     result = export_onnx(
@@ -61,7 +61,6 @@ def export(
         opset=opset,
         name=name,
         source_model=model if builtin else None,
-        diam_mean=builtin_diam_mean(model) if builtin else None,
         verify=verify,
     )
     m = result.manifest

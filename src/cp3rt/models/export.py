@@ -19,8 +19,6 @@ import onnx
 from cp3rt._fs import atomic_write_bytes
 from cp3rt._version import __version__
 from cp3rt.defaults import (
-    DIAM_MEAN_CYTO,
-    DIAM_MEAN_NUCLEI,
     EXPORT_PRECISION,
     ONNX_OPSET,
     ONNX_OPSET_RANGE,
@@ -31,6 +29,7 @@ from cp3rt.models._trace import role_for, trace_to_onnx
 from cp3rt.models._verify import verify_against_torch
 from cp3rt.models.cpnet import load_cpnet
 from cp3rt.models.weights import WeightFile, read_weight_file
+from cp3rt.zoo.registry import runtime_diameters
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -43,11 +42,6 @@ class ExportResult:
     manifest_path: Path
     manifest: EngineManifest
     max_abs_error: dict[str, float]
-
-
-def builtin_diam_mean(name: str) -> float:
-    """Runtime diam_mean of a built-in zoo model: 17 for nuclei models, else 30 (§2.2, §2.3)."""
-    return DIAM_MEAN_NUCLEI if "nuclei" in name else DIAM_MEAN_CYTO
 
 
 def export_onnx(
@@ -74,8 +68,12 @@ def export_onnx(
     wf = weights if isinstance(weights, WeightFile) else read_weight_file(weights)
     source = source_model or wf.path.name
     role = role_for(wf.nout)
-    d_mean = _diameter("diam_mean", diam_mean, wf.diam_mean, builtin_diam_mean(source))
-    d_labels = _diameter("diam_labels", diam_labels, wf.diam_labels, d_mean)
+    # The zoo owns the §1.5 rules (name-based diam_mean for built-ins, file values for paths).
+    zoo_mean, zoo_labels = runtime_diameters(
+        source_model or wf.path, wf.diam_mean, wf.diam_labels, role=role
+    )
+    d_mean = _diameter("diam_mean", diam_mean, zoo_mean)
+    d_labels = _diameter("diam_labels", diam_labels, zoo_labels)
 
     net = load_cpnet(wf)
     model = trace_to_onnx(net, role, opset)
@@ -124,12 +122,12 @@ def _check_options(precision: str, opset: int, name: str | None) -> None:
         raise ConfigError(f"name={name!r} is not allowed; give a plain file name without folders.")
 
 
-def _diameter(field: str, given: float | None, from_file: float | None, fallback: float) -> float:
+def _diameter(field: str, given: float | None, default: float) -> float:
     if given is not None:
         if not (isinstance(given, (int, float)) and math.isfinite(given) and given > 0):
             raise ConfigError(f"{field}={given!r} is not allowed; use a finite number > 0.")
         return float(given)
-    return float(from_file) if from_file is not None else float(fallback)
+    return float(default)
 
 
 def _file_name(name: str | None, source: str, precision: str) -> str:
