@@ -62,13 +62,25 @@ DOWNLOAD_CHUNK_BYTES = 1 << 20
 # Engines (§1.2): every CPnet input side must be a multiple of 8 (three 2x poolings).
 NET_HW_MULTIPLE = 8
 
-# onnxruntime CPU session settings (chosen by benchmarks/bench_tiles_cpu.py, see
-# benchmarks/results/tiles_cpu.md).
-ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
-ORT_GRAPH_OPT = "all"
-ORT_EXECUTION_MODE = "sequential"
-ORT_MEM_ARENA = True
-ORT_SPIN = False  # speed within noise either way; idle spinning would steal CPU from the dynamics
+# Training (§7.2 restoration, §7.3 augmentation, §7.4 segmentation, §6.3 degradation canvas)
+TRAIN_NBASE = (32, 64, 128, 256)   # CPnet widths after the input channels (§1.3)
+TRAIN_SEG_EPOCHS = 100
+TRAIN_SEG_LR = 0.005               # AdamW (train_seg default)
+TRAIN_RESTORE_EPOCHS = 100
+TRAIN_RESTORE_LR = 0.001           # denoise.py CLI default
+TRAIN_WEIGHT_DECAY = 1e-5
+TRAIN_SCALE_RANGE = 0.5            # objects end at diam_mean x U(0.75, 1.25)
+TRAIN_MIN_MASKS = 5                # images with fewer masks are dropped
+TRAIN_MIN_DIAMETER = 5.0           # per-image diameters are clamped to at least this (§1.5)
+TRAIN_RESTORE_CANVAS = 340         # degradations are drawn on a 340 x 340 canvas (§6.3)
+TRAIN_LAM_PER = 1.0                # loss weights [per, seg, rec] (§7.1)
+TRAIN_LAM_SEG = 1.5
+TRAIN_LAM_REC = 0.0
+
+# ONNX export (§1.8): opset 17 is what TensorRT 8.6+/10 and onnxruntime >= 1.13 all read.
+ONNX_OPSET = 17
+ONNX_OPSET_RANGE = (13, 20)  # 13: Unsqueeze/Resize input forms used; 20: TorchScript exporter max
+EXPORT_PRECISION = "fp32"
 
 # Input conversion (§3.2)
 CHANNEL_GUESS_MAX = 10     # without channel_axis, a smallest axis below this is the channel axis
@@ -87,25 +99,13 @@ TAPER_MIN_SIZE = 224       # the taper mask is built on max(224, ly, lx), whatev
 TAPER_EDGE = 20            # the taper's half-height point lies 20 px inside the tile edge
 STYLE_DIM = 256            # style vector length of every CPnet
 
-# ONNX export (§1.8): opset 17 is what TensorRT 8.6+/10 and onnxruntime >= 1.13 all read.
-ONNX_OPSET = 17
-ONNX_OPSET_RANGE = (13, 20)  # 13: Unsqueeze/Resize input forms used; 20: TorchScript exporter max
-EXPORT_PRECISION = "fp32"
-
-# Training (§7.2 restoration, §7.3 augmentation, §7.4 segmentation, §6.3 degradation canvas)
-TRAIN_NBASE = (32, 64, 128, 256)   # CPnet widths after the input channels (§1.3)
-TRAIN_SEG_EPOCHS = 100
-TRAIN_SEG_LR = 0.005               # AdamW (train_seg default)
-TRAIN_RESTORE_EPOCHS = 100
-TRAIN_RESTORE_LR = 0.001           # denoise.py CLI default
-TRAIN_WEIGHT_DECAY = 1e-5
-TRAIN_SCALE_RANGE = 0.5            # objects end at diam_mean x U(0.75, 1.25)
-TRAIN_MIN_MASKS = 5                # images with fewer masks are dropped
-TRAIN_MIN_DIAMETER = 5.0           # per-image diameters are clamped to at least this (§1.5)
-TRAIN_RESTORE_CANVAS = 340         # degradations are drawn on a 340 x 340 canvas (§6.3)
-TRAIN_LAM_PER = 1.0                # loss weights [per, seg, rec] (§7.1)
-TRAIN_LAM_SEG = 1.5
-TRAIN_LAM_REC = 0.0
+# onnxruntime CPU session settings (chosen by benchmarks/bench_tiles_cpu.py, see
+# benchmarks/results/tiles_cpu.md).
+ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
+ORT_GRAPH_OPT = "all"
+ORT_EXECUTION_MODE = "sequential"
+ORT_MEM_ARENA = True
+ORT_SPIN = False  # speed within noise either way; idle spinning would steal CPU from the dynamics
 
 # TensorRT plans (§1.8: tiles are multiples of 16 from 32 to 224, possibly rectangular; 224 x 224
 # is the common case and gets an optimisation profile of its own).
@@ -118,3 +118,12 @@ TRT_ENGINE_SLOTS = 2           # double buffering: host work on one batch while 
 # range, per precision of the engine under test; masks are judged by AP at IoU 0.5.
 CHECK_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}
 CHECK_MIN_AP50 = {"fp32": 0.99, "fp16": 0.95, "bf16": 0.9}
+
+# Throughput at scale (issue 6; cp3rt-only, no reference counterpart)
+STREAM_WORKERS = 3         # images in flight: one reading, one on the engine, one in dynamics
+STREAM_MAX_BATCH = 32      # tiles per shared engine call (same tile shape only)
+BLOCK_SIZE = 2048          # core side of a block of a huge image (pixels)
+BLOCK_HALO_DIAMETERS = 2.0  # halo around a block, in object diameters (>= 2 per issue 6)
+BLOCK_MERGE_IOU = 0.5      # two labels across a seam are one object above this IoU (overlap zone)
+LABELS_NAME = "cp3rt"      # NGFF labels/<name> group written into OME-Zarr inputs
+CLUSTER_RETRIES = 2        # a failed Dask task is retried this many times

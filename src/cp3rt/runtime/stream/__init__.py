@@ -1,0 +1,25 @@
+"""Streaming batch engine: many images in flight, their tiles sharing engine batches.
+
+Design (issue 6, part 1)
+------------------------
+* ``workers`` threads each take the next image, read it, normalise, tile, stitch and run the
+  dynamics for it exactly as :func:`cp3rt.runtime._run.run_pipeline` does for one image, so
+  every image is still stitched on its own and results are those of the one-at-a-time path.
+* Engine calls do not go to the engine directly: each worker hands its tile batch to one
+  :class:`TileBatcher` thread, which concatenates the requests waiting for the same engine
+  and tile shape (tiles of different shapes cannot share a tensor) into one call of up to
+  ``max_batch`` tiles, runs it, and hands every requester its slice back. Batch composition
+  never changes a tile's output (BatchNorm runs in inference mode), so sharing is free.
+* While one worker waits on the engine another reads its file or runs dynamics: reading,
+  engine and dynamics overlap. Memory is bounded: at most ``workers`` images are in flight.
+
+The GIL: onnxruntime releases it while it runs. The dynamics' serial numba kernels are
+compiled with ``nogil=True``; the ``parallel=True`` ones (prange) are not, but spread their
+work over numba's own thread pool, so a worker in dynamics still uses the cores.
+"""
+
+from cp3rt.runtime.stream.batcher import StreamConfig, StreamStats, TileBatcher, streaming_view
+from cp3rt.runtime.stream.folder import stream_batch
+from cp3rt.runtime.stream.map import stream_map
+
+__all__ = ["StreamConfig", "StreamStats", "TileBatcher", "stream_batch", "stream_map", "streaming_view"]

@@ -1,0 +1,175 @@
+"""The tile batcher: one thread owning the engine calls, merging same-shape requests from
+many images into one batch, and the engine/pipeline stand-ins that route through it."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cp3rt import defaults as D
+from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.result import STAGES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.nets import Net
+    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.result import Result
+    from cp3rt.runtime.run_config import RunConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+    """How many images are in flight and how large a shared engine batch may grow."""
+
+    workers: int = D.STREAM_WORKERS
+    max_batch: int = D.STREAM_MAX_BATCH
+
+    def __post_init__(self) -> None:
+        for name, value in (("workers", self.workers), ("max_batch", self.max_batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is not allowed; allowed: an integer >= 1.")
+
+
+@dataclasses.dataclass
+class StreamStats:
+    """Counters of the batcher: engine calls, tiles and how many calls mixed images."""
+
+    calls: int = 0
+    tiles: int = 0
+    shared_calls: int = 0  # calls that served more than one request
+
+    @property
+    def mean_batch(self) -> float:
+        return self.tiles / self.calls if self.calls else 0.0
+
+
+class TileBatcher:
+    """One thread that owns the engine calls and merges same-shape requests into one batch."""
+
+    def __init__(self, max_batch: int = D.STREAM_MAX_BATCH, *, stats: StreamStats | None = None) -> None:
+        self.max_batch = max_batch
+        self.stats = stats if stats is not None else StreamStats()
+        self._cond = threading.Condition()
+        # (engine id, tile shape) -> requests in arrival order; dict order = oldest key first
+        self._pending: dict[tuple, collections.deque] = {}
+        self._engines: dict[int, Any] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="cp3rt-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, engine: Any, batch: np.ndarray) -> Future:
+        fut: Future = Future()
+        key = (id(engine), batch.shape[1:])
+        with self._cond:
+            if self._closed:
+                raise InputError("the streaming engine is closed.")
+            self._engines[id(engine)] = engine
+            self._pending.setdefault(key, collections.deque()).append((batch, fut))
+            self._cond.notify()
+        return fut
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _take(self) -> tuple[Any, list] | None:
+        with self._cond:
+            while not self._pending and not self._closed:
+                self._cond.wait()
+            if not self._pending:
+                return None
+            key = next(iter(self._pending))
+            queue = self._pending[key]
+            taken, n = [], 0
+            # Always take one request; add more while they fit in max_batch.
+            while queue and (not taken or n + len(queue[0][0]) <= self.max_batch):
+                item = queue.popleft()
+                taken.append(item)
+                n += len(item[0])
+            if not queue:
+                del self._pending[key]
+            else:  # move the key to the back: other shapes get their turn
+                self._pending[key] = self._pending.pop(key)
+            return self._engines[key[0]], taken
+
+    def _loop(self) -> None:
+        while True:
+            job = self._take()
+            if job is None:
+                return
+            engine, taken = job
+            try:
+                x = taken[0][0] if len(taken) == 1 else np.concatenate([t[0] for t in taken])
+                out = engine.infer(np.ascontiguousarray(x, dtype=np.float32))
+            except BaseException as exc:  # noqa: BLE001 - handed to every requester
+                for _, fut in taken:
+                    fut.set_exception(exc)
+                continue
+            self.stats.calls += 1
+            self.stats.tiles += len(x)
+            self.stats.shared_calls += len(taken) > 1
+            start = 0
+            for batch, fut in taken:
+                stop = start + len(batch)
+                fut.set_result({k: v[start:stop] for k, v in out.items()})
+                start = stop
+
+
+class _SharedEngine:
+    """Looks like the wrapped engine to a Net, but routes ``infer`` through the batcher."""
+
+    def __init__(self, engine: Any, batcher: TileBatcher) -> None:
+        self._engine = engine
+        self._batcher = batcher
+        self.manifest = getattr(engine, "manifest", None)
+        self.backend = getattr(engine, "backend", "?")
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self._batcher.submit(self._engine, np.asarray(batch)).result()
+
+    def close(self) -> None:  # the Pipeline owns the real engine
+        pass
+
+
+class _StreamingPipeline:
+    """The attributes run_pipeline reads from a Pipeline, with shared-batch engines."""
+
+    def __init__(self, pipeline: Pipeline, batcher: TileBatcher) -> None:
+        self._pipeline = pipeline
+        self.config = pipeline.config
+        self.run_config = pipeline.run_config
+        self.segment_net = _shared(pipeline.segment_net, batcher)
+        self.restore_net = _shared(pipeline.restore_net, batcher)
+        self.restore_chan2_net = _shared(pipeline.restore_chan2_net, batcher)
+        self._size_lock = threading.Lock()
+
+    def size_model(self) -> Any:
+        with self._size_lock:  # loaded once, on first use, by whichever worker gets there
+            return self._pipeline.size_model()
+
+    def run(self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
+            run: RunConfig | None = None) -> Result:
+        from cp3rt.runtime._run import run_pipeline
+
+        return run_pipeline(self, image, run or self.run_config, dict.fromkeys(STAGES, 0.0), progress)
+
+
+def _shared(net: Net | None, batcher: TileBatcher) -> Net | None:
+    if net is None:
+        return None
+    return dataclasses.replace(net, engine=_SharedEngine(net.engine, batcher))
+
+
+def streaming_view(pipeline: Pipeline, batcher: TileBatcher) -> _StreamingPipeline:
+    """A thread-safe stand-in for ``pipeline`` whose engine calls share batches."""
+    return _StreamingPipeline(pipeline, batcher)
+
+

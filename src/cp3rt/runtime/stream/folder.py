@@ -1,0 +1,78 @@
+"""``stream_batch``: the streaming engine behind ``cp3rt run`` for many files.
+
+Same contract as :func:`cp3rt.runtime.batch.run_batch` (skip/resume, atomic outputs, one line
+per failed file, the same outputs) — each image goes through ``batch._one`` unchanged — but
+several images are in flight and their tiles share engine batches. Events are emitted from the
+calling thread only, so a progress renderer needs no locking; 'start' events come when an
+image is picked up, 'end' events in completion order (their ``index`` names the image).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, _one
+from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.stream.batcher import StreamConfig, StreamStats
+from cp3rt.runtime.stream.map import stream_map
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.pipeline import Pipeline
+
+
+def stream_batch(
+    pipeline: Pipeline,
+    images: Sequence[Path],
+    run: RunConfig | None = None,
+    outputs: OutputOptions | None = None,
+    *,
+    on_event: Callable[[BatchEvent], None] | None = None,
+    stream: StreamConfig | None = None,
+    stats: StreamStats | None = None,
+) -> BatchSummary:
+    """Segment every file in ``images`` with shared engine batches; outcomes in input order."""
+    run = run or RunConfig()
+    outputs = outputs or OutputOptions()
+    emit = on_event or (lambda _event: None)
+    t0 = time.perf_counter()
+    if not run.diameter and run.estimate_diameter:
+        pipeline.size_model()  # fetch it now: a missing size model fails the batch, not each image
+    total = len(images)
+    # Events raised on worker threads are queued and emitted here, between results.
+    events: queue.SimpleQueue[BatchEvent] = queue.SimpleQueue()
+    main = threading.get_ident()
+
+    def post(event: BatchEvent) -> None:
+        if threading.get_ident() == main:
+            emit(event)
+        else:
+            events.put(event)
+
+    def drain() -> None:
+        while True:
+            try:
+                emit(events.get_nowait())
+            except queue.Empty:
+                return
+
+    def work(view, item: tuple[int, Path]) -> ImageOutcome:
+        i, image = item
+        post(BatchEvent("start", i, total, image))
+        return _one(view, image, run, outputs,  # type: ignore[arg-type]
+                    lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
+
+    outcomes: list[ImageOutcome | None] = [None] * total
+    items = [(i, Path(p)) for i, p in enumerate(images)]
+    for (i, image), outcome, error in stream_map(pipeline, items, work, stream, stats=stats):
+        drain()
+        if error is not None:  # _one turns user errors into outcomes; anything else is a bug
+            raise error
+        outcomes[i] = outcome
+        emit(BatchEvent("end", i, total, image, outcome=outcome))
+    drain()
+    return BatchSummary(tuple(o for o in outcomes if o is not None), time.perf_counter() - t0)
