@@ -17,16 +17,21 @@ from cp3rt.runtime.dynamics.cleanup import fill_holes_and_remove_small_masks
 from cp3rt.runtime.dynamics.config import DynamicsConfig
 from cp3rt.runtime.dynamics.flows import masks_to_flows
 from cp3rt.runtime.dynamics.integrate import follow_flows, niter_for
+from cp3rt.runtime.dynamics.integrate3d import follow_flows_3d
+from cp3rt.runtime.dynamics.masks3d import compute_masks_3d, fill_holes_3d
 from cp3rt.runtime.dynamics.qc import flow_error, remove_bad_flow_masks
 from cp3rt.runtime.dynamics.resize import resize_nearest
 
 __all__ = [
     "DynamicsConfig",
     "compute_masks",
+    "compute_masks_3d",
     "compute_masks_with",
+    "fill_holes_3d",
     "fill_holes_and_remove_small_masks",
     "flow_error",
     "follow_flows",
+    "follow_flows_3d",
     "get_masks",
     "masks_to_flows",
     "niter_for",
