@@ -29,6 +29,10 @@ def run_pipeline(
     pipe: Pipeline, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
     progress: Progress | None,
 ) -> Result:
+    if cfg.is_volume:
+        from cp3rt.runtime.volume_run import run_volume
+
+        return run_volume(pipe, raw, cfg, timings, progress)
     seg = pipe.segment_net
     t = time.perf_counter()
     # The restoration keeps every channel (nchan None), the segmentation net takes nchan (§3.2).

@@ -108,6 +108,12 @@ class RunConfig:
     normalize: NormalizeConfig | None = dataclasses.field(default_factory=NormalizeConfig)
     estimate_diameter: bool = True
     reference_bugs: bool = False
+    # Volumes (§3.9, §3.10): do_3D wins over stitch_threshold, as in the reference.
+    do_3D: bool = False
+    anisotropy: float | None = None
+    stitch_threshold: float = 0.0
+    flow3D_smooth: float = 0.0
+    sampling_3d: Literal["grid", "exact"] = "grid"
 
     def __post_init__(self) -> None:
         if self.diameter is not None:
@@ -143,11 +149,30 @@ class RunConfig:
             raise _bad("tile_overlap", self.tile_overlap, f"{lo} <= value <= {hi}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise _bad("batch_size", self.batch_size, "an integer >= 1")
-        for name in ("augment", "resample", "interp", "estimate_diameter", "reference_bugs"):
+        self._check_volume()
+        for name in ("augment", "resample", "interp", "estimate_diameter", "reference_bugs", "do_3D"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "True or False")
         if self.normalize is not None and not isinstance(self.normalize, NormalizeConfig):
             raise _bad("normalize", self.normalize, "a NormalizeConfig or None (no normalisation)")
+
+    def _check_volume(self) -> None:
+        if self.anisotropy is not None:
+            if _finite("anisotropy", self.anisotropy) <= 0:
+                raise _bad("anisotropy", self.anisotropy, "None or a number > 0 (Z step / XY pixel size)")
+            object.__setattr__(self, "anisotropy", float(self.anisotropy))
+        st = _finite("stitch_threshold", self.stitch_threshold)
+        if not 0 <= st <= 1:
+            raise _bad("stitch_threshold", self.stitch_threshold, "0 (off) <= value <= 1 (IoU)")
+        if _finite("flow3D_smooth", self.flow3D_smooth) < 0:
+            raise _bad("flow3D_smooth", self.flow3D_smooth, ">= 0 (0 disables the smoothing)")
+        if self.sampling_3d not in ("grid", "exact"):
+            raise _bad("sampling_3d", self.sampling_3d, "grid (the reference's) or exact")
+
+    @property
+    def is_volume(self) -> bool:
+        """do_3D or stitching: the input is a (Z, Y, X[, C]) volume."""
+        return self.do_3D or self.stitch_threshold > 0
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` applied (unknown names raise ConfigError)."""

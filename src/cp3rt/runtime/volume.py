@@ -1,0 +1,150 @@
+"""do_3D network stage (§3.9): the 2-D net on the YX, ZX and ZY plane stacks of a volume.
+
+Every view goes through ``run_tiled_stack`` with the same engine as 2-D images (so fp16 /
+TensorRT apply unchanged); planes of one view are batched together. The three outputs are
+combined as the reference does: cellprob = sum of the three views, each flow component = sum
+of the two views that see it (Z: ZX rows + ZY rows; Y: YX rows + ZY columns; X: YX columns +
+ZX columns). Z is resized by ``anisotropy * rescale`` before the net and back afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from cp3rt import defaults as D
+from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.resize import resize_bilinear
+from cp3rt.runtime.rescale import scaled_size
+from cp3rt.runtime.tile_grid import TileGrid, pad_yx
+from cp3rt.runtime.tiling import InferFn, run_tiled_stack
+
+Progress = Callable[[int, int], None]
+
+# View k: (transpose of the (Z, C, Y, X) volume into planes, output component of the plane's
+# row flow, of its column flow). Components: 0 = Z, 1 = Y, 2 = X flow, 3 = cellprob.
+_VIEWS = (
+    ((0, 1, 2, 3), 1, 2),  # YX planes, one per z
+    ((2, 1, 0, 3), 0, 2),  # ZX planes, one per y
+    ((3, 1, 0, 2), 0, 1),  # ZY planes, one per x
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeNetOutput:
+    """Combined flows of a volume at the image size (or the net's size without resample)."""
+
+    dP: np.ndarray        # (3, Z, Y, X) float32, Z/Y/X flow (each the sum of two views)
+    cellprob: np.ndarray  # (Z, Y, X) float32, sum of the three views
+    style: np.ndarray     # (X', 256) float32: per-plane styles of the last (ZY) view, as the reference
+    rescale: float
+
+
+def net_size(shape_zyx: tuple[int, int, int], rescale, anisotropy: float | None) -> tuple[int, int, int]:
+    """(Z', Y', X') the net sees: int(Y * rescale), int(X * rescale), int(Z * anisotropy * rescale)."""
+    lz, ly, lx = shape_zyx
+    if rescale == 1.0 and anisotropy in (None, 1.0):
+        return lz, ly, lx
+    aniso = 1.0 if anisotropy is None else anisotropy
+    lzr = int(lz * aniso * rescale)
+    if lzr < 1:
+        raise ConfigError(
+            f"anisotropy={aniso:g} with rescale={float(rescale):g} shrinks {lz} planes to 0; "
+            "use a larger anisotropy."
+        )
+    lyr, lxr = scaled_size((ly, lx), rescale) if rescale != 1.0 else (ly, lx)
+    return lzr, lyr, lxr
+
+
+def _resize_volume(vol: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(Z, C, Y, X) -> (Z', C, Y', X'): planes to (Y', X') first, then Y-slices to (Z', X')."""
+    lz, ly, lx = shape
+    if vol.shape[2:] != (ly, lx):
+        vol = np.stack([resize_bilinear(plane, (ly, lx)) for plane in vol])
+    if vol.shape[0] != lz:
+        out = np.empty((lz, vol.shape[1], ly, lx), np.float32)
+        for y in range(ly):  # the (C, Z, X) slice at row y
+            out[:, :, y, :] = resize_bilinear(vol[:, :, y, :].transpose(1, 0, 2), (lz, lx)).transpose(1, 0, 2)
+        vol = out
+    return vol
+
+
+def _view_tiles(planes_shape: tuple[int, int, int], tile_overlap: float, augment: bool) -> int:
+    n, ly, lx = planes_shape
+    top, bottom, left, right = pad_yx(ly, lx)
+    grid = TileGrid.plan((ly + top + bottom, lx + left + right), D.TILE_SIZE, tile_overlap, augment)
+    return n * len(grid)
+
+
+def run_views(
+    x: np.ndarray,
+    infer: InferFn,
+    *,
+    tile_overlap: float,
+    batch_size: int,
+    augment: bool,
+    infer_ortho: InferFn | None = None,
+    progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(Z, C, Y, X) net-sized volume -> ((4, Z, Y, X) summed outputs, last view's styles)."""
+    nz, _, ny, nx = x.shape
+    yf = np.zeros((4, nz, ny, nx), np.float32)
+    sizes = [(nz, ny, nx), (ny, nz, nx), (nx, nz, ny)]
+    totals = [_view_tiles(s, tile_overlap, augment) for s in sizes]
+    style = np.zeros((0, D.STYLE_DIM), np.float32)
+    for k, (perm, row_c, col_c) in enumerate(_VIEWS):
+        offset, total = sum(totals[:k]), sum(totals)
+        report = None if progress is None else (lambda d, _t, o=offset: progress(o + d, total))
+        planes = np.ascontiguousarray(x.transpose(perm))
+        fn = infer if k == 0 or infer_ortho is None else infer_ortho
+        y, styles = run_tiled_stack(planes, fn, nout=3, bsize=D.TILE_SIZE, tile_overlap=tile_overlap,
+                                    augment=augment, batch_size=batch_size, progress=report)
+        del planes
+        # y: (planes, 3, rows, cols) -> back to (3, Z, Y, X) order of the volume
+        back = np.argsort(perm[:1] + perm[2:])  # volume axes (Z, Y, X) held by (plane, row, col)
+        vol = y.transpose(1, 0, 2, 3).transpose(0, *(1 + back))
+        yf[3] += vol[2]
+        yf[row_c] += vol[0]
+        yf[col_c] += vol[1]
+        del y, vol
+        if styles is not None:
+            style = styles
+    return yf, style
+
+
+def run_net_3d(
+    volume: np.ndarray,
+    infer: InferFn,
+    *,
+    rescale: float,
+    anisotropy: float | None,
+    resample: bool,
+    tile_overlap: float,
+    batch_size: int,
+    augment: bool,
+    flow3D_smooth: float = 0.0,
+    infer_ortho: InferFn | None = None,
+    progress: Progress | None = None,
+) -> VolumeNetOutput:
+    """Normalised (Z, C, Y, X) volume -> combined 3-D flows and cellprob (§3.9)."""
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 4 or 0 in vol.shape:
+        raise InputError(f"do_3D needs a (Z, C, Y, X) volume; got shape {vol.shape}.")
+    lz, _, ly, lx = vol.shape
+    shape_r = net_size((lz, ly, lx), rescale, anisotropy)
+    x = _resize_volume(vol, shape_r)
+    yf, style = run_views(x, infer, tile_overlap=tile_overlap, batch_size=batch_size, augment=augment,
+                          infer_ortho=infer_ortho, progress=progress)
+    del x
+    if resample and shape_r != (lz, ly, lx):
+        # back to the image size: per plane in Y/X, then per Y-slice in Z (bilinear, values kept)
+        yf = _resize_volume(yf.transpose(1, 0, 2, 3), (lz, ly, lx)).transpose(1, 0, 2, 3)
+    dP = np.ascontiguousarray(yf[:3])
+    if flow3D_smooth > 0:
+        from scipy.ndimage import gaussian_filter
+
+        dP = gaussian_filter(dP, (0, flow3D_smooth, flow3D_smooth, flow3D_smooth))
+    return VolumeNetOutput(dP=dP, cellprob=np.ascontiguousarray(yf[3]),
+                           style=np.asarray(style, np.float32), rescale=rescale)

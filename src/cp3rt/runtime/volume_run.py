@@ -1,0 +1,136 @@
+"""Pipeline.run for volumes: ``do_3D`` (orthogonal views + 3-D dynamics, §3.9/§4.9) or
+``stitch_threshold > 0`` (2-D masks per plane stitched by IoU, §3.10/§4.8).
+
+The Result carries 3-D arrays: masks (Z, Y, X); dP (3, Z, Y, X) with do_3D, (2, Z, Y, X) when
+stitching; cellprob (Z, Y, X); restored (Z', C, Y, X) or None. ``style`` is the reference's:
+with do_3D the per-plane styles of the last (ZY) view, when stitching one style per plane.
+Without a diameter the model's diam_mean / diam_labels rule is used (no size-model estimate:
+the reference's size model does not run on volumes either).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cp3rt.errors import InputError
+from cp3rt.runtime._run import _channels_after_restore, _normalize_after_restore
+from cp3rt.runtime.axes import to_cyx
+from cp3rt.runtime.dynamics import compute_masks, compute_masks_3d, fill_holes_3d, niter_for
+from cp3rt.runtime.dynamics._labels import label_dtype
+from cp3rt.runtime.normalize import check_finite, normalize_image
+from cp3rt.runtime.result import Result
+from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.segment import rescale_for, run_segment_net
+from cp3rt.runtime.stitch3d import stitch3d
+from cp3rt.runtime.volume import run_net_3d
+from cp3rt.runtime.volume_restore import restore_volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.pipeline import Pipeline
+
+Progress = Callable[[int, int], None]
+
+
+def _to_zcyx(raw: np.ndarray, cfg: RunConfig, nchan: int | None) -> np.ndarray:
+    vol = to_cyx(raw, channels=cfg.channels, channel_axis=cfg.channel_axis, z_axis=cfg.z_axis,
+                 nchan=nchan, do_3D=True)
+    if vol.ndim != 4:
+        raise InputError(f"a volume (Z, Y, X[, C]) is needed for do_3D/stitching; got shape {raw.shape}.")
+    check_finite(vol)
+    return vol
+
+
+def run_volume(pipe: Pipeline, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
+               progress: Progress | None) -> Result:
+    seg = pipe.segment_net
+    t = time.perf_counter()
+    vol = _to_zcyx(raw, cfg, None if pipe.restore_net is not None else seg.nchan)
+    lz, _, ly, lx = vol.shape
+    timings["normalize"] += time.perf_counter() - t
+
+    restored, norm, anisotropy = None, cfg.normalize, cfg.anisotropy
+    if pipe.restore_net is not None:
+        t = time.perf_counter()
+        restored = restore_volume(
+            vol, pipe.restore_net, diameter=cfg.diameter or None, anisotropy=cfg.anisotropy,
+            normalize=cfg.normalize, channels=cfg.channels, tile_overlap=cfg.tile_overlap,
+            batch_size=cfg.batch_size, progress=progress,
+        )
+        timings["restore"] += time.perf_counter() - t
+        vol = to_cyx(restored, channels=_channels_after_restore(cfg.channels), channel_axis=1,
+                     z_axis=0, nchan=seg.nchan, do_3D=True)
+        norm = _normalize_after_restore(cfg)
+        if restored.shape[0] != lz:  # axial restoration already made the volume isotropic
+            anisotropy = None
+
+    t = time.perf_counter()
+    if norm is not None:
+        # do_3D always normalises over the whole stack; stitching follows norm3D (§3.3)
+        vol = normalize_image(vol, dataclasses.replace(norm, norm3D=True) if cfg.do_3D else norm)
+    timings["normalize"] += time.perf_counter() - t
+    rescale = rescale_for(cfg.diameter or None, seg)
+    niter = niter_for(rescale, cfg.resample, cfg.niter)
+    if cfg.do_3D:
+        masks, dP, cellprob, style = _do_3d(vol, seg, rescale, anisotropy, niter, cfg, (lz, ly, lx),
+                                            timings, progress)
+    else:
+        masks, dP, cellprob, style = _stitched(vol, seg, rescale, niter, cfg, timings, progress)
+    return Result(
+        masks=masks, dP=dP, cellprob=cellprob, style=style, restored=restored,
+        diameter=float(seg.diam_mean / rescale), rescale=float(rescale), niter=int(niter),
+        timings=timings,
+    )
+
+
+def _do_3d(vol, seg, rescale, anisotropy, niter, cfg: RunConfig, shape, timings, progress):
+    t = time.perf_counter()
+    out = run_net_3d(
+        vol, seg.infer_fn(), rescale=rescale, anisotropy=anisotropy, resample=cfg.resample,
+        tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size, augment=cfg.augment,
+        flow3D_smooth=cfg.flow3D_smooth, progress=progress,
+    )
+    timings["segment"] += time.perf_counter() - t
+    t = time.perf_counter()
+    masks = compute_masks_3d(
+        out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
+        min_size=cfg.min_size, max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
+        output_shape=shape, reference_bugs=cfg.reference_bugs, sampling=cfg.sampling_3d,
+    )
+    timings["dynamics"] += time.perf_counter() - t
+    return masks, out.dP, out.cellprob, out.style
+
+
+def _stitched(vol, seg, rescale, niter, cfg: RunConfig, timings, progress):
+    lz, _, ly, lx = vol.shape
+    planes, dPs, probs, styles = [], [], [], []
+    for z in range(lz):
+        t = time.perf_counter()
+        out = run_segment_net(vol[z], seg, rescale=rescale, resample=cfg.resample,
+                              tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size,
+                              augment=cfg.augment, progress=progress)
+        timings["segment"] += time.perf_counter() - t
+        t = time.perf_counter()
+        # min_size is applied once, to the stitched volume (§3.10)
+        planes.append(compute_masks(
+            out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
+            flow_threshold=cfg.flow_threshold, min_size=-1 if lz > 1 else cfg.min_size,
+            max_size_fraction=cfg.max_size_fraction, interp=cfg.interp, output_shape=(ly, lx),
+            reference_bugs=cfg.reference_bugs,
+        ))
+        timings["dynamics"] += time.perf_counter() - t
+        dPs.append(out.dP)
+        probs.append(out.cellprob)
+        styles.append(out.style)
+    t = time.perf_counter()
+    masks = np.stack(planes)
+    if lz > 1:
+        masks = stitch3d(masks, cfg.stitch_threshold, reference_bugs=cfg.reference_bugs)
+        masks = fill_holes_3d(masks.astype(np.int32), cfg.min_size, cfg.reference_bugs)
+    masks = masks.astype(label_dtype(int(masks.max()) if masks.size else 0), copy=False)
+    timings["dynamics"] += time.perf_counter() - t
+    return masks, np.stack(dPs, axis=1), np.stack(probs), np.stack(styles)
