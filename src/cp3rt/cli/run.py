@@ -33,6 +33,8 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 - Outputs are `<stem>_cp_masks.tif` (+ `_seg.npy`, `_flows.tif` = dY,dX,cellprob,
   `_restored.tif`, `_overlay.png` on request). Existing outputs are skipped, so re-running a
   stopped batch resumes it; --overwrite redoes everything.
+- Volumes: `cp3rt run stack.tif --do-3d --anisotropy 2` (or `--stitch-threshold 0.25`) writes a
+  3-D uint16/uint32 `<stem>_cp_masks.tif`; --overlay and --save-seg are 2-D only.
 - Exit code 0 if every image succeeded, 1 if any failed (each failure is listed).
 """
 
@@ -69,6 +71,10 @@ def run(
     save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible STEM_seg.npy."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write STEM_overlay.png (outlines on the image)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist."),
+    do_3d: bool = typer.Option(False, "--do-3d", help="Segment each file as a volume: the net on YX, ZX and ZY planes, 3-D dynamics."),
+    anisotropy: Optional[float] = typer.Option(None, "--anisotropy", help="With --do-3d: Z step / XY pixel size (Z is resized by it; aniso_* restore models restore the axial planes)."),
+    stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
+    z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
 ) -> None:
     from cp3rt.cli import _run_render as render
     from cp3rt.runtime.batch import OutputOptions, collect_inputs, run_batch
@@ -85,6 +91,10 @@ def run(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
         augment=augment,
+        do_3D=do_3d,
+        anisotropy=anisotropy,
+        stitch_threshold=stitch_threshold,
+        z_axis=z_axis,
     )
     pipe_cfg = PipelineConfig(
         segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,

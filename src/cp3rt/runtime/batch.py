@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from cp3rt.errors import Cp3rtError, OutputError
+from cp3rt.errors import ConfigError, Cp3rtError, OutputError
 from cp3rt.runtime.result import STAGES
 from cp3rt.runtime.run_config import RunConfig
 
@@ -215,6 +215,12 @@ def write_outputs(
     from cp3rt.runtime import io as cio
 
     order = [k for k in finals if k != "masks"] + ["masks"]
+    flat_only = sorted(k for k in ("overlay", "seg") if k in finals)
+    if result.masks.ndim == 3 and flat_only:
+        raise ConfigError(
+            f"{image}: --{' and --'.join('save-seg' if k == 'seg' else k for k in flat_only)} "
+            "only work for 2-D images, not for volumes (--do-3d / --stitch-threshold)."
+        )
     written = []
     for kind in order:
         final = finals[kind]
