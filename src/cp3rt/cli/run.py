@@ -75,6 +75,7 @@ def run(
     anisotropy: Optional[float] = typer.Option(None, "--anisotropy", help="With --do-3d: Z step / XY pixel size (Z is resized by it; aniso_* restore models restore the axial planes)."),
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra)."),
 ) -> None:
     from cp3rt.cli import _run_render as render
     from cp3rt.runtime.batch import OutputOptions, collect_inputs, run_batch
@@ -105,9 +106,23 @@ def run(
         overlay=overlay, overwrite=overwrite,
     )
     images = collect_inputs(inputs)
-    with Pipeline.from_config(pipe_cfg, run=run_cfg) as pipeline:
-        with render.Progress(len(images)) as progress:
-            summary = run_batch(pipeline, images, run_cfg, outputs, on_event=progress.update)
+    if cluster:
+        from cp3rt.distributed import close_client, open_client, run_distributed
+
+        client = open_client(cluster)
+        try:
+            with render.Progress(len(images)) as progress:
+                summary = run_distributed(client, pipe_cfg, images, run_cfg, outputs, on_event=progress.update)
+        finally:
+            close_client(client)
+    else:
+        from cp3rt.runtime.stream import stream_batch
+
+        # Many files: the streaming engine (images in flight, shared engine batches).
+        runner = stream_batch if len(images) > 1 else run_batch
+        with Pipeline.from_config(pipe_cfg, run=run_cfg) as pipeline:
+            with render.Progress(len(images)) as progress:
+                summary = runner(pipeline, images, run_cfg, outputs, on_event=progress.update)
     render.summary(summary)
     if not summary.ok:
         raise typer.Exit(1)
