@@ -145,7 +145,9 @@ def test_bad_infer_outputs_and_arguments() -> None:
     with pytest.raises(EngineError, match="shape"):
         run_tiled(img, lambda b: (b[:, :1], None), nout=3)
     with pytest.raises(EngineError, match="styles"):
-        run_tiled(img, lambda b: (np.zeros((len(b), 3, *b.shape[2:])), np.zeros((1, 5))), nout=3)
+        run_tiled(
+            img, lambda b: (np.zeros((len(b), 3, *b.shape[2:])), np.zeros((len(b) + 1, 5))), nout=3
+        )
     with pytest.raises(EngineError, match="pair"):
         run_tiled(img, lambda b: b, nout=3)
     with pytest.raises(InputError):
@@ -154,3 +156,16 @@ def test_bad_infer_outputs_and_arguments() -> None:
         run_tiled(img, lambda b: (b, None), nout=2, batch_size=0)
     with pytest.raises(ConfigError, match="tile_overlap"):
         run_tiled(img, lambda b: (b, None), nout=2, tile_overlap=0.9)
+
+
+def test_style_width_follows_the_net() -> None:
+    """Compact nets (nbase[-1] < 256) give narrower styles; the image style keeps their width."""
+    img = np.random.default_rng(0).random((2, 300, 260), dtype=np.float32)
+    rng = np.random.default_rng(1)
+
+    def infer(b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros((len(b), 3, *b.shape[2:]), np.float32), rng.random((len(b), 64), np.float32)
+
+    _, style = run_tiled(img, infer, nout=3)
+    assert style is not None and style.shape == (64,)
+    np.testing.assert_allclose(np.linalg.norm(style), 1.0, rtol=1e-6)

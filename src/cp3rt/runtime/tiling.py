@@ -49,7 +49,10 @@ def run_tiled(
     batch_size: int = D.BATCH_SIZE,
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """One (C, Y, X) image -> ((nout, Y, X) float32, (256,) float32 style or None)."""
+    """One (C, Y, X) image -> ((nout, Y, X) float32, (S,) float32 style or None).
+
+    S is the net's style width (256 for every Cellpose zoo net; nbase[-1] in general).
+    """
     image = np.asarray(image_cyx)
     if image.ndim != 3:
         raise InputError(f"run_tiled expects a (C, Y, X) image, got shape {image.shape}.")
@@ -71,7 +74,7 @@ def run_tiled_stack(
     batch_size: int = D.BATCH_SIZE,
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(Z, C, Y, X) planes -> ((Z, nout, Y, X) float32, (Z, 256) float32 styles or None)."""
+    """(Z, C, Y, X) planes -> ((Z, nout, Y, X) float32, (Z, S) float32 styles or None)."""
     stack = np.asarray(stack, dtype=np.float32)
     if stack.ndim != 4 or 0 in stack.shape:
         raise InputError(f"run_tiled_stack expects a (Z, C, Y, X) stack, got shape {stack.shape}.")
@@ -90,7 +93,8 @@ def run_tiled_stack(
     ntiles = len(grid)
     weights = grid.weights() if ntiles > 1 else None
     out = np.empty((nz, nout, ly, lx), dtype=np.float32)
-    styles: np.ndarray | None = np.empty((nz, D.STYLE_DIM), dtype=np.float32)
+    # Style width comes from the engine (nbase[-1]): cp3rt's compact starter nets are narrower.
+    styles: np.ndarray | None = None
     has_style: bool | None = None
     per_group = max(1, batch_size // ntiles)
     done, total = 0, nz * ntiles
@@ -98,7 +102,7 @@ def run_tiled_stack(
         planes = range(g0, min(nz, g0 + per_group))
         canvases = {z: np.pad(stack[z], pads) for z in planes}
         stitchers = {z: Stitcher(grid, nout, weights=weights) for z in planes}
-        tile_styles = {z: np.zeros((ntiles, D.STYLE_DIM), dtype=np.float32) for z in planes}
+        tile_styles: dict[int, np.ndarray] = {}
         jobs = [(z, k) for z in planes for k in range(ntiles)]
         for b0 in range(0, len(jobs), batch_size):
             chunk = jobs[b0 : b0 + batch_size]
@@ -108,18 +112,27 @@ def run_tiled_stack(
                 has_style = style is not None
             elif has_style != (style is not None):
                 raise EngineError("infer returned a style vector for some batches but not others.")
+            if style is not None:
+                if styles is None:
+                    styles = np.empty((nz, style.shape[1]), dtype=np.float32)
+                elif style.shape[1] != styles.shape[1]:
+                    raise EngineError(
+                        f"infer returned styles of width {style.shape[1]} after {styles.shape[1]}."
+                    )
             for n, (z, k) in enumerate(chunk):
                 tile = grid.tiles[k]
                 yk = unflip_output(y[n], tile.flip_y, tile.flip_x) if augment else y[n]
                 stitchers[z].add(k, yk)
                 if style is not None:
+                    if z not in tile_styles:
+                        tile_styles[z] = np.zeros((ntiles, style.shape[1]), dtype=np.float32)
                     tile_styles[z][k] = style[n]
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
         for z in planes:
             out[z] = stitchers[z].result()[:, top : top + ly, left : left + lx]
-            if has_style:
+            if has_style and styles is not None:
                 styles[z] = _image_style(tile_styles[z])
     return out, (styles if has_style else None)
 
@@ -143,8 +156,8 @@ def _checked(result, batch: int, nout: int, tile_shape: tuple[int, int]):
         raise EngineError(f"infer returned outputs of shape {y.shape}; expected {want}.")
     if style is not None:
         style = np.asarray(style, dtype=np.float32)
-        if style.shape != (batch, D.STYLE_DIM):
+        if style.ndim != 2 or style.shape[0] != batch or style.shape[1] < 1:
             raise EngineError(
-                f"infer returned styles of shape {style.shape}; expected {(batch, D.STYLE_DIM)}."
+                f"infer returned styles of shape {style.shape}; expected ({batch}, style width)."
             )
     return y, style
