@@ -17,7 +17,6 @@ from cp3rt.engines.base import BaseEngine, TensorSpec
 from cp3rt.engines.manifest import EngineManifest
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
 
-STYLE_DIM = 256
 OUTPUTS_BY_ROLE = {"segment": ("flows", "style"), "restore": ("restored",)}
 TORCH_OPSET = 0  # the manifest field means "ONNX opset"; 0 marks "not an ONNX artefact"
 
@@ -49,7 +48,7 @@ class TorchEngine(BaseEngine):
         if role == "segment":
             outputs = (
                 TensorSpec("flows", "float32", (None, wf.nout, None, None)),
-                TensorSpec("style", "float32", (None, STYLE_DIM)),
+                TensorSpec("style", "float32", (None, int(wf.nbase[-1]))),
             )
         else:
             outputs = (TensorSpec("restored", "float32", (None, wf.nout, None, None)),)
