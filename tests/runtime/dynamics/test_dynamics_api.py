@@ -42,7 +42,7 @@ def outputs_for(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("niter", -1), ("niter", float("nan")), ("niter", 2**32), ("niter", "200"),
+        ("niter", -1), ("niter", float("nan")), ("niter", 2**31), ("niter", "200"),
         ("cellprob_threshold", float("inf")), ("cellprob_threshold", None),
         ("flow_threshold", -0.1), ("flow_threshold", float("nan")),
         ("min_size", 2.5), ("min_size", True),

@@ -58,10 +58,10 @@ def blobs(shape: tuple[int, int], n: int, seed: int, rmax: int = 5) -> np.ndarra
 
 def test_jit_mode_matches_environment():
     """Guards the NUMBA_DISABLE_JIT re-run: there the kernels must be plain Python functions."""
-    from cp3rt.runtime.dynamics._euler import _follow
+    from cp3rt.runtime.dynamics._euler import _follow_bilinear
 
     disabled = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
-    assert isinstance(_follow, types.FunctionType) == disabled
+    assert isinstance(_follow_bilinear, types.FunctionType) == disabled
 
 
 # ---------------------------------------------------------------- masks -> flows (§4.1)
@@ -130,8 +130,36 @@ def test_follow_flows_clamps_at_the_border():
         assert got[0].min() == 0 and got[1].max() == 5
 
 
-def test_follow_flows_long_cycle_remainder():
-    # A rotating field gives orbits with periods > 2, exercising the Brent shortcut.
+def _cycle_field() -> tuple[np.ndarray, dict[tuple[int, int], tuple[int, int]]]:
+    """Integer flows at integer positions keep trajectories on the grid (bilinear weights 1/0),
+    giving exact cycles: a 4-cycle, a 3-cycle and a 5-cycle, each with a lead-in tail."""
+    moves = {
+        (2, 2): (0, 3), (2, 5): (3, 0), (5, 5): (0, -3), (5, 2): (-3, 0), (1, 2): (1, 0),
+        (8, 8): (0, 2), (8, 10): (2, -1), (10, 9): (-2, -1),
+        (12, 12): (-2, -2), (10, 10): (-2, -1), (8, 9): (0, -1),
+        (14, 1): (0, 2), (14, 3): (2, 0), (16, 3): (0, 2), (16, 5): (-1, -2), (15, 3): (-1, -2),
+    }
+    field = np.zeros((2, 18, 18), np.float32)
+    for (y, x), (dy, dx) in moves.items():
+        field[:, y, x] = (dy, dx)
+    return field, moves
+
+
+@pytest.mark.parametrize("interp", [True, False])
+def test_follow_flows_cycles_of_every_period(interp):
+    # Periods 3, 4 and 5 go through the Brent anchor shortcut; the remainder of the steps
+    # modulo the period must land exactly where the full simulation does.
+    field, moves = _cycle_field()
+    starts = np.array(sorted(moves)).T
+    inds = (starts[0], starts[1])
+    for niter in (1, 2, 3, 4, 5, 6, 7, 11, 50, 51, 52, 53, 54, 173):
+        got = follow_flows(field, inds, niter, interp)
+        want = naive.follow_flows(field, inds, niter, interp)
+        assert np.array_equal(got, want), _report(f"end points niter={niter}", got, want)
+
+
+def test_follow_flows_long_trajectories_without_cycles():
+    # A rotating field: orbits do not close within the step budget (no shortcut possible).
     yy, xx = np.mgrid[:15, :15].astype(np.float32)
     field = np.stack([(xx - 7) * 0.9, -(yy - 7) * 0.9]).astype(np.float32)
     inds = np.nonzero(np.ones((15, 15), bool))

@@ -57,8 +57,8 @@ class DynamicsConfig:
 
     def __post_init__(self) -> None:
         niter = _number("niter", self.niter)
-        if not 0 <= niter < 2**32:
-            raise ConfigError(f"niter must be in [0, 2**32); got {self.niter!r}.")
+        if not 0 <= niter < 2**31:  # int32 step counters in the kernels
+            raise ConfigError(f"niter must be in [0, 2**31); got {self.niter!r}.")
         _number("cellprob_threshold", self.cellprob_threshold)
         if self.flow_threshold is not None and _number("flow_threshold", self.flow_threshold) < 0:
             raise ConfigError(

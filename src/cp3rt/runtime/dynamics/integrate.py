@@ -32,8 +32,9 @@ def check_niter(niter: float, field: str = "niter") -> int:
     """Validate a step count and truncate it to an integer like ``np.uint32`` does."""
     if isinstance(niter, bool) or not isinstance(niter, (int, float, np.integer, np.floating)):
         raise ConfigError(f"{field} must be a number >= 0; got {niter!r}.")
-    if not math.isfinite(niter) or niter < 0 or niter >= 2**32:
-        raise ConfigError(f"{field} must be a finite number in [0, 2**32); got {niter!r}.")
+    # The reference allows up to 2**32 - 1 (uint32); the kernels count steps in int32.
+    if not math.isfinite(niter) or niter < 0 or niter >= 2**31:
+        raise ConfigError(f"{field} must be a finite number in [0, 2**31); got {niter!r}.")
     return int(niter)
 
 
