@@ -112,7 +112,7 @@ def test_non_finite_inputs_are_background_and_zero_flow():
 def test_shape_errors_are_input_errors():
     with pytest.raises(InputError, match="dP"):
         compute_masks(np.zeros((2, 5, 6), np.float32), np.zeros((5, 7), np.float32))
-    with pytest.raises(InputError, match="3-D"):
+    with pytest.raises(InputError, match="compute_masks_3d"):
         compute_masks(np.zeros((3, 4, 5, 6), np.float32), np.zeros((4, 5, 6), np.float32))
     with pytest.raises(InputError, match="masks"):
         masks_to_flows(np.zeros((3, 4, 5), np.uint16))

@@ -1,8 +1,9 @@
 """Flow dynamics: Cellpose network flows -> instance masks, with numba kernels (no torch).
 
 Reproduces the reference's CPU path (``shared/reference/cellpose3-behaviour.md`` §4): the
-heat-diffusion flows and the Euler end points are bit-identical, masks match. 2-D only for now;
-the public functions reject 3-D input with a clear error.
+heat-diffusion flows and the Euler end points are bit-identical, masks match. The functions
+below are 2-D and reject volumes with a clear error; 3-D volumes go through
+``compute_masks_3d`` / ``follow_flows_3d`` (masks3d.py, integrate3d.py).
 
 Deliberate deviations (documented where they happen): the small-mask index bug of §4.7 is fixed
 unless ``reference_bugs=True``; equal-count seeds are ordered in raster order (the reference's

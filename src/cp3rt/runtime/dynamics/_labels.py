@@ -26,7 +26,7 @@ def as_label_image(masks: np.ndarray, name: str = "masks") -> tuple[np.ndarray, 
     if arr.ndim != 2:
         raise InputError(
             f"{name} must be a 2-D label image (Y, X); got an array with shape {arr.shape} "
-            "(3-D dynamics are not implemented yet)."
+            "(these functions are 2-D)."
         )
     if arr.dtype == np.bool_:
         arr = arr.astype(np.int32)

@@ -29,7 +29,7 @@ def _check_inputs(dP: np.ndarray, cellprob: np.ndarray) -> tuple[np.ndarray, np.
     if cellprob.ndim != 2:
         raise InputError(
             f"cellprob must be a 2-D array (Y, X); got shape {cellprob.shape} "
-            "(3-D dynamics are not implemented yet)."
+            "(for 3-D volumes use compute_masks_3d)."
         )
     if dP.shape != (2, *cellprob.shape):
         raise InputError(
