@@ -16,6 +16,8 @@ import pipeline_testutil as U  # noqa: E402
 from cp3rt import Pipeline  # noqa: E402
 from cp3rt.cli.app import main  # noqa: E402
 
+pytestmark = pytest.mark.slow  # each case exports/runs a CPnet on ~1000 small tiles (~20 s)
+
 
 @pytest.fixture(scope="module")
 def onnx_model(tmp_path_factory) -> Path:
