@@ -204,7 +204,8 @@ def test_upsample_reference_bugs_reproduces_double_resize(upsample, seg):
 
 
 def test_large_3000x2000_image(seg):
-    tile = U.data_image("ctc_msc_cells/images/seq02_t003.tif")  # 782 x 1200
-    img = np.tile(tile, (4, 2))[:3000, :2000]
+    """A dense real nuclei image tiled to 3000 x 2000 (~15,000 masks), net at rescale 0.5."""
+    tile = U.data_image("stardist_dsb2018_nuclei/images/img2d.tif")  # 512 x 512
+    img = np.tile(tile, (6, 4))[:3000, :2000]
     res = seg.run(img, channels=(0, 0), diameter=60.0, flow_threshold=0.0)
     check(res, *U.reference_segment(img, channels=[0, 0], diameter=60.0, flow_threshold=0.0))
