@@ -159,6 +159,7 @@ def test_read_only_output_folder(onnx_model):
         shutil.rmtree(work, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_completes_without_partial_files(onnx_model, tmp_path):
     images = write_images(tmp_path / "in", n=6, size=300)
     out = tmp_path / "out"
