@@ -127,3 +127,4 @@ BLOCK_HALO_DIAMETERS = 2.0  # halo around a block, in object diameters (>= 2 per
 BLOCK_MERGE_IOU = 0.5      # two labels across a seam are one object above this IoU (overlap zone)
 LABELS_NAME = "cp3rt"      # NGFF labels/<name> group written into OME-Zarr inputs
 CLUSTER_RETRIES = 2        # a failed Dask task is retried this many times
+HUGE_IMAGE_SIDE = 4096     # `cp3rt run`: a TIFF wider or taller than this goes through blocks (issue 6)

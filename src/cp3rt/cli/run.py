@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from cp3rt import defaults as D
+
 _EPILOG = """
 **Examples**
 
@@ -35,6 +37,10 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   stopped batch resumes it; --overwrite redoes everything.
 - Volumes: `cp3rt run stack.tif --do-3d --anisotropy 2` (or `--stitch-threshold 0.25`) writes a
   3-D uint16/uint32 `<stem>_cp_masks.tif`; --overlay and --save-seg are 2-D only.
+- Huge images: a zarr/OME-Zarr folder or a TIFF over 4096 px a side (every TIFF with --blocks)
+  is segmented in blocks of --block-size with a 2-diameter halo, seams merged; labels go into
+  the OME-Zarr's `labels/cp3rt` group or a BigTIFF `<stem>_cp_masks.tif` (masks only; the
+  diameter is --diameter or the model's own). Done images are skipped on a re-run.
 - Exit code 0 if every image succeeded, 1 if any failed (each failure is listed).
 """
 
@@ -76,9 +82,12 @@ def run(
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra)."),
+    blocks: bool = typer.Option(False, "--blocks", help="Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over 4096 px a side)."),
+    block_size: int = typer.Option(D.BLOCK_SIZE, "--block-size", min=64, help="Side of a block (pixels) for huge images; a halo of 2 diameters is added around it."),
 ) -> None:
     from cp3rt.cli import _run_render as render
-    from cp3rt.runtime.batch import OutputOptions, collect_inputs, run_batch
+    from cp3rt.runtime.batch import OutputOptions, run_batch
+    from cp3rt.runtime.blocks.files import merge_summaries, run_huge, split_inputs
     from cp3rt.runtime.pipeline import Pipeline
     from cp3rt.runtime.run_config import PipelineConfig, RunConfig
 
@@ -105,24 +114,29 @@ def run(
         out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
         overlay=overlay, overwrite=overwrite,
     )
-    images = collect_inputs(inputs)
-    if cluster:
-        from cp3rt.distributed import close_client, open_client, run_distributed
+    huge, images = split_inputs(inputs, force_blocks=blocks)
+    parts = []
+    with render.Progress(len(images) + len(huge)) as progress:
+        if cluster and images:
+            from cp3rt.distributed import close_client, open_client, run_distributed
 
-        client = open_client(cluster)
-        try:
-            with render.Progress(len(images)) as progress:
-                summary = run_distributed(client, pipe_cfg, images, run_cfg, outputs, on_event=progress.update)
-        finally:
-            close_client(client)
-    else:
-        from cp3rt.runtime.stream import stream_batch
+            client = open_client(cluster)
+            try:
+                parts.append(run_distributed(client, pipe_cfg, images, run_cfg, outputs, on_event=progress.update))
+            finally:
+                close_client(client)
+        if huge or (images and not cluster):
+            from cp3rt.runtime.stream import stream_batch
 
-        # Many files: the streaming engine (images in flight, shared engine batches).
-        runner = stream_batch if len(images) > 1 else run_batch
-        with Pipeline.from_config(pipe_cfg, run=run_cfg) as pipeline:
-            with render.Progress(len(images)) as progress:
-                summary = runner(pipeline, images, run_cfg, outputs, on_event=progress.update)
+            # Many files: the streaming engine (images in flight, shared engine batches).
+            runner = stream_batch if len(images) > 1 else run_batch
+            with Pipeline.from_config(pipe_cfg, run=run_cfg) as pipeline:
+                if images and not cluster:
+                    parts.append(runner(pipeline, images, run_cfg, outputs, on_event=progress.update))
+                if huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
+                    parts.append(run_huge(pipeline, huge, run_cfg, outputs, block_size=block_size,
+                                          on_event=progress.update))
+    summary = merge_summaries(*parts)
     render.summary(summary)
     if not summary.ok:
         raise typer.Exit(1)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
 
 SAMPLE_PIXELS = 16_000_000
+FLAT_RANGE = 1e-3  # percentile range at or below which a channel counts as flat (spec 3.3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +58,18 @@ def global_lowhigh(image: Any, percentiles: tuple[float, float] = D.PERCENTILES,
     step = max(1, int(np.ceil(np.sqrt(ly * lx / SAMPLE_PIXELS))))
     sample = np.asarray(image[..., ::step, ::step], dtype=np.float32)
     sample = to_cyx(sample, channels=channels, channel_axis=0 if sample.ndim == 3 else None, nchan=nchan)
-    return tuple((float(np.percentile(c, percentiles[0])), float(np.percentile(c, percentiles[1])))
-                 for c in sample)
+    pairs = []
+    for c in sample:
+        lo, hi = float(np.percentile(c, percentiles[0])), float(np.percentile(c, percentiles[1]))
+        if hi - lo > FLAT_RANGE:
+            pairs.append((lo, hi))
+        elif np.ptp(c) == 0:
+            # a constant channel (the zero 2nd channel of a gray image fed to a 2-channel net)
+            # is left as it is by whole-image normalisation (spec 3.3): (0, 1) is the identity
+            pairs.append((0.0, 1.0))
+        else:  # near-flat: whole-image normalisation zeros it; a huge span maps it to ~0
+            pairs.append((lo, lo + 1e30))
+    return tuple(pairs)
 
 
 def segment_blocks(

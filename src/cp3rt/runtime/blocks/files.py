@@ -1,0 +1,161 @@
+"""Huge image files for ``cp3rt run``: which inputs go through blocks, and running them.
+
+An input is huge when it is a zarr / OME-Zarr folder, or a TIFF with a side above
+``defaults.HUGE_IMAGE_SIDE`` (or any TIFF when blocks are forced). Outputs:
+* OME-Zarr input -> ``labels/cp3rt`` inside it (NGFF 0.4), marked complete when done, so a
+  re-run skips it; a half-written group from a killed run is redone.
+* TIFF or plain zarr array -> ``<stem>_cp_masks.tif`` as BigTIFF, written under a temporary
+  name and renamed when complete (same resume rule as small images).
+Only masks are written for such images (no overlay/_seg.npy/flows: they would be as big as
+the image and the point is bounded memory). The diameter must be known (a size-model
+estimate needs the whole image): ``run.diameter`` or else the model's own diameter.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cp3rt import defaults as D
+from cp3rt._fs import atomic_path
+from cp3rt.errors import ConfigError, Cp3rtError
+from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, remove_stale_partials
+from cp3rt.runtime.blocks.lazy import open_plane, tiff_axes
+from cp3rt.runtime.blocks.run import segment_blocks
+from cp3rt.runtime.run_config import RunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.pipeline import Pipeline
+
+_EXTRA_OUTPUTS = ("save_flows", "save_restored", "save_seg", "overlay")
+
+
+def is_zarr_input(path: str | os.PathLike[str]) -> bool:
+    from cp3rt.runtime.io.zarr_io import is_zarr
+
+    return is_zarr(path)
+
+
+def is_huge_tiff(path: Path, *, side: int = D.HUGE_IMAGE_SIDE) -> bool:
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    shape, axes = tiff_axes(path)
+    axes = axes.upper()
+    if "Y" in axes and "X" in axes:
+        return max(shape[axes.index("Y")], shape[axes.index("X")]) > side
+    return max(shape[-2:]) > side
+
+
+def is_ome_zarr(path: Path) -> bool:
+    from cp3rt.runtime.io.zarr_io import _zarr
+
+    node = _zarr().open(str(path), mode="r")
+    return not hasattr(node, "shape") and bool(node.attrs.get("multiscales"))
+
+
+def block_diameter(pipeline: Pipeline, run: RunConfig) -> float:
+    return float(run.diameter) if run.diameter else float(pipeline.segment_net.diam_mean)
+
+
+def segment_file(
+    pipeline: Pipeline,
+    path: Path,
+    run: RunConfig,
+    outputs: OutputOptions,
+    *,
+    block_size: int = D.BLOCK_SIZE,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImageOutcome:
+    """Segment one huge file in blocks and write its labels (see the module docstring)."""
+    from cp3rt.runtime.io import zarr_io
+
+    try:
+        extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS if getattr(outputs, k)]
+        if extra:
+            raise ConfigError(f"{path}: {', '.join(extra)} are not written for huge images processed in blocks; "
+                              "only the masks are.")
+        t0 = time.perf_counter()
+        image = open_plane(path)
+        shape = image.shape[-2:]
+        diameter = block_diameter(pipeline, run)
+        if path.is_dir() and is_ome_zarr(path):
+            if zarr_io.is_complete(path) and not outputs.overwrite:
+                return ImageOutcome(path, "skipped", outputs=(path / "labels" / D.LABELS_NAME,))
+            out = zarr_io.create_ngff_labels(path, shape, overwrite=True)
+            summary = segment_blocks(pipeline, image, out, diameter=diameter, run=run,
+                                     block_size=block_size, progress=progress)
+            zarr_io.mark_complete(out, n_objects=summary.n_objects, blocks=summary.n_blocks,
+                                  diameter=diameter, halo=summary.halo)
+            written: tuple[Path, ...] = (path / "labels" / D.LABELS_NAME,)
+        else:
+            final = outputs.paths_for(path)["masks"]
+            remove_stale_partials(final)
+            if final.is_file() and not outputs.overwrite:
+                return ImageOutcome(path, "skipped", outputs=(final,))
+            with atomic_path(final) as tmp:
+                out = zarr_io.create_bigtiff_labels(tmp, shape)
+                summary = segment_blocks(pipeline, image, out, diameter=diameter, run=run,
+                                         block_size=block_size, progress=progress)
+                out.flush()
+                del out  # close the memmap before the rename
+            written = (final,)
+        return ImageOutcome(path, "done", summary.n_objects, {"segment": time.perf_counter() - t0}, written)
+    except (Cp3rtError, OSError) as err:
+        text = str(err).strip().replace("\n", " ") or type(err).__name__
+        return ImageOutcome(path, "failed", error=text if str(path) in text else f"{path}: {text}")
+
+
+def run_huge(
+    pipeline: Pipeline,
+    images: Sequence[Path],
+    run: RunConfig | None = None,
+    outputs: OutputOptions | None = None,
+    *,
+    block_size: int = D.BLOCK_SIZE,
+    on_event: Callable[[BatchEvent], None] | None = None,
+) -> BatchSummary:
+    """``run_batch`` for huge files: one after another, each in blocks (blocks run in parallel)."""
+    run = run or RunConfig()
+    outputs = outputs or OutputOptions()
+    emit = on_event or (lambda _event: None)
+    t0 = time.perf_counter()
+    results = []
+    for i, image in enumerate(images):
+        image = Path(image)
+        emit(BatchEvent("start", i, len(images), image))
+        outcome = segment_file(pipeline, image, run, outputs, block_size=block_size,
+                               progress=lambda d, n, i=i, image=image: emit(
+                                   BatchEvent("tiles", i, len(images), image, d, n)))
+        results.append(outcome)
+        emit(BatchEvent("end", i, len(images), image, outcome=outcome))
+    return BatchSummary(tuple(results), time.perf_counter() - t0)
+
+
+def merge_summaries(*parts: BatchSummary) -> BatchSummary:
+    return BatchSummary(tuple(o for p in parts for o in p.outcomes), sum(p.seconds for p in parts))
+
+
+def split_inputs(
+    inputs: Sequence[str | os.PathLike[str]], *, force_blocks: bool = False, side: int = D.HUGE_IMAGE_SIDE,
+) -> tuple[list[Path], list[Path]]:
+    """(huge inputs, regular image files) of ``cp3rt run``'s INPUT arguments: zarr folders
+    and big TIFFs (every TIFF with ``force_blocks``) are huge; the rest is expanded by
+    ``collect_inputs`` as usual."""
+    from cp3rt.errors import InputError
+    from cp3rt.runtime.batch import collect_inputs
+
+    zarrs = [Path(p) for p in inputs if is_zarr_input(p)]
+    rest = [p for p in inputs if not is_zarr_input(p)]
+    images = collect_inputs(rest) if rest else []
+    huge = list(zarrs)
+    for p in images:
+        try:
+            tif = p.suffix.lower() in (".tif", ".tiff")
+            if (force_blocks and tif) or is_huge_tiff(p, side=side):
+                huge.append(p)
+        except InputError:
+            pass  # an unreadable file: the regular runner reports it as one failed image
+    return huge, [p for p in images if p not in huge]
