@@ -41,6 +41,9 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   is segmented in blocks of --block-size with a 2-diameter halo, seams merged; labels go into
   the OME-Zarr's `labels/cp3rt` group or a BigTIFF `<stem>_cp_masks.tif` (masks only; the
   diameter is --diameter or the model's own). Done images are skipped on a re-run.
+- OME-Zarr HCS plates (`cp3rt run plate.zarr`): every field is segmented into its own
+  `labels/cp3rt`, done fields are skipped on a re-run, and `<plate>_wells.csv` (objects and
+  mean area per well) is written next to the plate (or into --out).
 - Exit code 0 if every image succeeded, 1 if any failed (each failure is listed).
 """
 
@@ -89,6 +92,7 @@ def run(
     from cp3rt.runtime.batch import OutputOptions, run_batch
     from cp3rt.runtime.blocks.files import merge_summaries, run_huge, split_inputs
     from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.plates import plate_fields, run_plate, split_plates
     from cp3rt.runtime.run_config import PipelineConfig, RunConfig
 
     run_cfg = RunConfig(
@@ -114,9 +118,11 @@ def run(
         out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
         overlay=overlay, overwrite=overwrite,
     )
-    huge, images = split_inputs(inputs, force_blocks=blocks)
+    plates, rest = split_plates(inputs)
+    huge, images = split_inputs(rest, force_blocks=blocks) if rest else ([], [])
+    n_fields = sum(len(plate_fields(p)) for p in plates)
     parts = []
-    with render.Progress(len(images) + len(huge)) as progress:
+    with render.Progress(len(images) + len(huge) + n_fields) as progress:
         if cluster and images:
             from cp3rt.distributed import close_client, open_client, run_distributed
 
@@ -125,7 +131,7 @@ def run(
                 parts.append(run_distributed(client, pipe_cfg, images, run_cfg, outputs, on_event=progress.update))
             finally:
                 close_client(client)
-        if huge or (images and not cluster):
+        if plates or huge or (images and not cluster):
             from cp3rt.runtime.stream import stream_batch
 
             # Many files: the streaming engine (images in flight, shared engine batches).
@@ -136,6 +142,9 @@ def run(
                 if huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
                     parts.append(run_huge(pipeline, huge, run_cfg, outputs, block_size=block_size,
                                           on_event=progress.update))
+                for plate in plates:  # HCS plate: every field, labels into it, <plate>_wells.csv
+                    parts.append(run_plate(pipeline, plate, run_cfg, outputs, block_size=block_size,
+                                           on_event=progress.update).batch)
     summary = merge_summaries(*parts)
     render.summary(summary)
     if not summary.ok:

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from cp3rt import defaults as D
 from cp3rt._fs import atomic_path
 from cp3rt.errors import ConfigError, Cp3rtError
@@ -88,7 +90,8 @@ def segment_file(
             summary = segment_blocks(pipeline, image, out, diameter=diameter, run=run,
                                      block_size=block_size, progress=progress)
             zarr_io.mark_complete(out, n_objects=summary.n_objects, blocks=summary.n_blocks,
-                                  diameter=diameter, halo=summary.halo)
+                                  diameter=diameter, halo=summary.halo,
+                                  foreground_px=_foreground(out, block_size))
             written: tuple[Path, ...] = (path / "labels" / D.LABELS_NAME,)
         else:
             final = outputs.paths_for(path)["masks"]
@@ -106,6 +109,11 @@ def segment_file(
     except (Cp3rtError, OSError) as err:
         text = str(err).strip().replace("\n", " ") or type(err).__name__
         return ImageOutcome(path, "failed", error=text if str(path) in text else f"{path}: {text}")
+
+
+def _foreground(labels, rows: int) -> int:
+    """Labelled pixels, read back a band of rows at a time (bounded memory; per-well areas)."""
+    return sum(int(np.count_nonzero(labels[y : y + rows])) for y in range(0, labels.shape[0], rows))
 
 
 def run_huge(
