@@ -26,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 from cp3rt._fs import atomic_write_bytes
 from cp3rt.engines.manifest import EngineManifest, manifest_path_for
 from cp3rt.models.export import export_onnx
+from cp3rt.models.weights import read_weight_file
 
 MIN_ELEMENTS = 16  # tiny tensors (BN scalars etc.) are not worth a Cast node
 RUNTIME_STYLE_DIM = 256  # cp3rt.runtime.tiling expects (B, 256) styles (defaults.STYLE_DIM)
@@ -100,8 +101,13 @@ def main() -> None:
                     help="also write the plain fp32 graph (style padded) here, for comparisons")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        # The trainer stores the diameters it trained at; pass them explicitly, because the
+        # export's defaults follow the reference's DenoiseModel, which never reads diam_mean
+        # from a restoration file (it would use 30 for a nuclei denoiser trained at 17).
+        wf = read_weight_file(args.weights)
         res = export_onnx(args.weights, tmp, precision="fp32", name=f"{args.name}.onnx",
-                          source_model=args.name)
+                          source_model=args.name, diam_mean=wf.diam_mean,
+                          diam_labels=wf.diam_labels)
         model, style_width = pad_style(fp16_storage(onnx.load(str(res.onnx_path))))
         data = model.SerializeToString()
         final = args.out / f"{args.name}.onnx"
