@@ -173,6 +173,8 @@ def _one(
 ) -> ImageOutcome:
     try:
         finals = outputs.paths_for(image)
+        if pipeline.restore_net is None:  # nothing to save: must not block the skip check
+            finals.pop("restored", None)
         for final in finals.values():
             remove_stale_partials(final)
         if not outputs.overwrite and all(p.is_file() for p in finals.values()):
