@@ -1,0 +1,135 @@
+"""Streaming batch engine vs a plain one-image-at-a-time loop on a folder of mixed sizes.
+
+Protocol
+--------
+* Inputs: ``--n-images`` (200) uint16 blob images, sides drawn log-uniformly from 256 to 2048
+  (independently for Y and X, seed 0), ~1 blob per 40x40 px, written once as TIFF files.
+* Net: a small random-init CPnet nbase [2, 8, 16, 32, 64] exported to ONNX, head calibrated
+  to give masks (see _scale_common), run by onnxruntime CPU with cp3rt's default settings.
+  Diameter fixed at 30 (rescale 1); all other settings the defaults.
+* Plain: ``cp3rt.runtime.batch.run_batch`` (read -> pipeline -> write, one image at a time).
+  Streaming: ``cp3rt.runtime.stream.stream_batch`` (StreamConfig defaults unless given).
+* Warm-up: both runners once over the first 4 images (JIT, ORT arena). Then ``--repeats``
+  rounds, each timing plain then streaming on the whole folder in the same process.
+  Reported: median and min/max seconds per runner, images/s, speed-up of the medians.
+* Same masks: every image's masks of the last round are matched (AP@0.9, cp3rt.metrics) and
+  compared for exact equality.
+Results: benchmarks/results/stream.json and stream.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scale_common import RESULTS, SmallNetEngine, blob_image, fingerprint, small_net_onnx  # noqa: E402
+
+
+def make_folder(folder: Path, n: int) -> list[Path]:
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    sides = np.exp(rng.uniform(np.log(256), np.log(2048), (n, 2))).astype(int)
+    paths = []
+    for i, (h, w) in enumerate(sides):
+        p = folder / f"img{i:03d}.tif"
+        tifffile.imwrite(p, blob_image((int(h), int(w)), max(1, int(h * w / 1600)), i))
+        paths.append(p)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-images", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--max-batch", type=int, default=None)
+    ap.add_argument("--out", default="stream")
+    args = ap.parse_args()
+
+    from cp3rt import Pipeline
+    from cp3rt.runtime.batch import OutputOptions, run_batch
+    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.run_config import RunConfig
+    from cp3rt.runtime.stream import StreamConfig, StreamStats, stream_batch
+
+    env = fingerprint()
+    work = Path(tempfile.mkdtemp(prefix="bench_stream_"))
+    images = make_folder(work / "in", args.n_images) if (work / "in").mkdir() is None else []
+    onnx = small_net_onnx(work / "net")
+    run = RunConfig(diameter=30.0, channels=(0, 0))
+    cfg = StreamConfig(**{k: v for k, v in (("workers", args.workers), ("max_batch", args.max_batch)) if v})
+    pipe = Pipeline.from_engines(SmallNetEngine(onnx), run=run)
+
+    def plain(out: Path, imgs):
+        return run_batch(pipe, imgs, run, OutputOptions(out_dir=out, overwrite=True))
+
+    def streamed(out: Path, imgs, stats=None):
+        return stream_batch(pipe, imgs, run, OutputOptions(out_dir=out, overwrite=True), stream=cfg, stats=stats)
+
+    plain(work / "warm_a", images[:4])
+    streamed(work / "warm_b", images[:4])
+    times = {"plain": [], "stream": []}
+    stats = StreamStats()
+    for r in range(args.repeats):
+        for name, fn in (("plain", plain), ("stream", streamed)):
+            t = time.perf_counter()
+            summary = fn(work / name, images) if name == "plain" else fn(work / name, images, stats if r == args.repeats - 1 else None)
+            times[name].append(time.perf_counter() - t)
+            assert summary.ok, [o.error for o in summary.outcomes if o.error]
+            last = summary if name == "plain" else None
+            if name == "plain":
+                plain_summary = last
+            else:
+                stream_summary = summary
+    pipe.close()
+
+    import tifffile
+
+    aps, equal, objects = [], 0, 0
+    for a, b in zip(plain_summary.outcomes, stream_summary.outcomes):
+        ma, mb = tifffile.imread(a.outputs[-1]), tifffile.imread(b.outputs[-1])
+        aps.append(float(average_precision(ma, mb, [0.9])[0][0]) if ma.max() or mb.max() else 1.0)
+        equal += bool(np.array_equal(ma, mb))
+        objects += a.n_objects
+    med = {k: statistics.median(v) for k, v in times.items()}
+    pixels = sum(int(np.prod(tifffile.TiffFile(p).pages[0].shape[:2])) for p in images)
+    result = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"), "environment": env,
+        "n_images": len(images), "megapixels": pixels / 1e6, "objects": objects,
+        "repeats": args.repeats, "stream_config": {"workers": cfg.workers, "max_batch": cfg.max_batch},
+        "seconds": times, "median_seconds": med,
+        "images_per_s": {k: len(images) / v for k, v in med.items()},
+        "speedup_median": med["plain"] / med["stream"],
+        "batcher": {"calls": stats.calls, "tiles": stats.tiles, "shared_calls": stats.shared_calls,
+                    "mean_batch": stats.mean_batch},
+        "masks": {"min_ap90": min(aps), "mean_ap90": float(np.mean(aps)), "identical_images": equal},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
+    md = [f"# Streaming engine vs one-at-a-time ({result['date']})", "",
+          f"Command: `{env['command']}`", "",
+          f"CPU: {env['cpu']} x{env['cores']}; tcmalloc preloaded: {env['tcmalloc_preloaded']}; "
+          f"load average at start: {env['load_average_at_start']}", "",
+          f"{len(images)} images, {pixels / 1e6:.0f} Mpx, {objects} objects; net nbase [2,8,16,32,64] (ORT CPU)", "",
+          "| runner | median s | min s | max s | images/s |", "|---|---|---|---|---|"]
+    for k in ("plain", "stream"):
+        md.append(f"| {k} | {med[k]:.1f} | {min(times[k]):.1f} | {max(times[k]):.1f} | {len(images) / med[k]:.2f} |")
+    md += ["", f"Speed-up (median): **{result['speedup_median']:.2f}x**; engine calls {stats.calls}, "
+           f"mean batch {stats.mean_batch:.1f} tiles, {stats.shared_calls} calls mixed images.",
+           f"Masks: min AP@0.9 {min(aps):.4f}, identical label images {equal}/{len(images)}."]
+    (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
