@@ -84,7 +84,7 @@ def run(
     anisotropy: Optional[float] = typer.Option(None, "--anisotropy", help="With --do-3d: Z step / XY pixel size (Z is resized by it; aniso_* restore models restore the axial planes)."),
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra)."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run image files on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra); huge images and plates still run in this process."),
     blocks: bool = typer.Option(False, "--blocks", help="Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over 4096 px a side)."),
     block_size: int = typer.Option(D.BLOCK_SIZE, "--block-size", min=64, help="Side of a block (pixels) for huge images; a halo of 2 diameters is added around it."),
 ) -> None:
