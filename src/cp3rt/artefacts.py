@@ -95,6 +95,9 @@ def resolve_model(
     from cp3rt.zoo import resolve_weights
 
     weights = Path(resolve_weights(text, download=download, progress=progress))
+    if is_built_artefact(weights):
+        # A name can stand for a shipped artefact (cp3rt's packaged starter models).
+        return _given_artefact(os.fspath(weights), backend)
     if backend in WEIGHT_BACKENDS:
         # The torch engines take the spec itself: a zoo name keeps its name-based diam_mean.
         return ModelSource(text, Path(text), weights, None)

@@ -70,3 +70,23 @@ def test_denoiser_brings_noisy_sample_closer_to_clean(tmp_path: Path) -> None:
 def test_sample_licence_note_present() -> None:
     text = (ASSETS / "samples" / "README.md").read_text()
     assert "CC0" in text and "BBBC038" in text
+
+
+@pytest.mark.parametrize("name,path", [("cp3rt_nuclei", SEGMENTER), ("cp3rt_denoise_nuclei", DENOISER)])
+def test_starter_models_resolve_by_name_without_export(name: str, path: Path, tmp_path: Path) -> None:
+    """`--model cp3rt_nuclei` opens the shipped artefact as it is: nothing exported, no download."""
+    from cp3rt.artefacts import resolve_model
+
+    source = resolve_model(name, cache_root=tmp_path, download=False)
+    assert source.path.resolve() == path.resolve()
+    assert source.manifest is not None and source.manifest.source_model == name
+    assert not any(tmp_path.iterdir())  # no cache entry was written
+
+
+def test_quick_start_names_run_restore_then_segment(tmp_path: Path) -> None:
+    with Pipeline(segment="cp3rt_nuclei", restore="cp3rt_denoise_nuclei", backend="ort",
+                  cache_dir=tmp_path, download=False) as pipe:
+        result = pipe.run(SAMPLE, diameter=17.0)
+    truth = np.asarray(read_masks(SAMPLE_MASKS))
+    assert result.restored is not None
+    assert average_precision(truth, result.masks, [0.5])[0][0] >= MIN_SAMPLE_AP50

@@ -10,6 +10,10 @@ from cp3rt.errors import ConfigError, ModelNotFoundError
 from cp3rt.zoo import ZOO, ModelInfo, Registry, resolve_weights
 
 
+# The reference's zoo; cp3rt's own packaged starter models (source "package") come on top.
+CELLPOSE_ZOO = [m for m in ZOO if m.source == "zoo"]
+
+
 @pytest.fixture
 def reference_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     # The reference resolves names through cache_model_path, which would download; make it
@@ -18,25 +22,25 @@ def reference_paths(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_segmentation_names_match_reference() -> None:
-    ours = {m.name for m in ZOO if m.role == "segment"}
+    ours = {m.name for m in CELLPOSE_ZOO if m.role == "segment"}
     assert ours == set(cellpose.models.MODEL_NAMES)
 
 
 def test_restoration_names_match_reference_in_order() -> None:
-    ours = [m.name for m in ZOO if m.role == "restore"]
+    ours = [m.name for m in CELLPOSE_ZOO if m.role == "restore"]
     assert ours == list(cellpose.denoise.MODEL_NAMES)
     assert len(ours) == 38
 
 
 @pytest.mark.usefixtures("reference_paths")
 def test_basenames_match_reference() -> None:
-    for info in ZOO:
+    for info in CELLPOSE_ZOO:
         assert info.basename == cellpose.models.model_path(info.name), info.name
 
 
 @pytest.mark.usefixtures("reference_paths")
 def test_size_models_match_reference() -> None:
-    for info in ZOO:
+    for info in CELLPOSE_ZOO:
         if info.name in ("cyto", "cyto2", "cyto3", "nuclei"):
             assert info.size_model == cellpose.models.size_model_path(info.name)
         else:
@@ -46,7 +50,7 @@ def test_size_models_match_reference() -> None:
 
 
 def test_roles_channels_and_diam_mean() -> None:
-    for info in ZOO:
+    for info in CELLPOSE_ZOO:
         if info.role == "restore":
             assert (info.nchan, info.nout) == (1, 1)
             assert info.diam_mean == (17.0 if "nuclei" in info.name else 30.0)
@@ -56,6 +60,14 @@ def test_roles_channels_and_diam_mean() -> None:
     assert ZOO.get("neurips_cellpose_default").nchan == 3
     assert ZOO.get("neurips_grayscale_cyto2").nchan is None
     assert ZOO.get("upsample_nuclei").upsamples and not ZOO.get("denoise_nuclei").upsamples
+
+
+def test_packaged_starter_models_are_registered() -> None:
+    packaged = {m.name: m for m in ZOO if m.source == "package"}
+    assert set(packaged) == {"cp3rt_nuclei", "cp3rt_denoise_nuclei"}
+    assert packaged["cp3rt_nuclei"].role == "segment"
+    assert packaged["cp3rt_denoise_nuclei"].role == "restore"
+    assert all(m.diam_mean == 17.0 and m.resource.endswith(".onnx") for m in packaged.values())
 
 
 @pytest.mark.parametrize("name", ["transformer_cp3", "neurips_cellpose_transformer"])

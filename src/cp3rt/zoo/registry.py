@@ -236,7 +236,24 @@ def _restoration_models() -> list[ModelInfo]:
     return models
 
 
-ZOO = Registry([*_segmentation_models(), *_restoration_models()])
+def _packaged_models() -> list[ModelInfo]:
+    """cp3rt's own starter models: exported ONNX artefacts shipped in the wheel (no download)."""
+    card = "cp3rt starter model, see assets/models/MODEL_CARD.md"
+    return [
+        ModelInfo(
+            name="cp3rt_nuclei", basename="cp3rt_nuclei.onnx", role="segment",
+            diam_mean=DIAM_MEAN_NUCLEI, nchan=2, nout=3, notes=card, source="package",
+            resource="assets/models/cp3rt_nuclei.onnx",
+        ),
+        ModelInfo(
+            name="cp3rt_denoise_nuclei", basename="cp3rt_denoise_nuclei.onnx", role="restore",
+            diam_mean=DIAM_MEAN_NUCLEI, nchan=1, nout=1, notes=card, source="package",
+            resource="assets/models/cp3rt_denoise_nuclei.onnx",
+        ),
+    ]
+
+
+ZOO = Registry([*_segmentation_models(), *_restoration_models(), *_packaged_models()])
 
 
 def runtime_diameters(
