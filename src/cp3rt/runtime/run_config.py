@@ -19,7 +19,6 @@ from cp3rt.runtime.normalize import NormalizeConfig
 Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
 Precision = Literal["fp32", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
-ModelSpec = str | os.PathLike  # zoo name, weight-file path or exported .onnx artefact
 
 
 def _bad(field: str, value: Any, allowed: str) -> ConfigError:
