@@ -234,3 +234,22 @@ def test_pipeline_config_validation():
 def test_role_mismatch_is_a_clear_error():
     with pytest.raises(ConfigError, match="restore model but was given as the segment"):
         Pipeline.from_engines(FakeEngine("restore", identity_restore, nchan=1))
+
+
+def test_diameter_estimate_follows_the_two_step_rule():
+    """§2.4: style -> d_style (size model), segment at diam_mean/d_style without resampling,
+    then the median mask diameter is the diameter of the final run."""
+    from cp3rt.runtime.metrics import diameters
+    from cp3rt.zoo import SizeModel
+
+    size = SizeModel(A=np.zeros(256), smean=np.zeros(256), diam_mean=30.0, ymean=float(np.log(1.5)))
+    with seg_pipe() as pipe:
+        pipe._size_model, pipe._size_model_loaded = size, True  # stand-in for size_cyto3.npy
+        res = pipe.run(blobs(), flow_threshold=0.0)
+        probe = pipe.run(blobs(), diameter=45.0, resample=False, interp=False)  # d_style = 45
+    expected = diameters(probe.masks)
+    assert probe.n_objects == 4 and expected > 0
+    assert res.diameter == pytest.approx(expected) and res.rescale == pytest.approx(30.0 / expected)
+    with seg_pipe() as pipe:  # without a size model: diam_mean / diam_labels (= 1 here)
+        pipe._size_model, pipe._size_model_loaded = None, True
+        assert pipe.run(blobs(), flow_threshold=0.0).rescale == 1.0
