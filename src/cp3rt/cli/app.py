@@ -62,13 +62,7 @@ def _root(
 
 def _register_commands() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"cp3rt.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cp3rt.cli.{name}":
-                raise
-            continue  # command not part of this build yet
-        module.register(app)
+        importlib.import_module(f"cp3rt.cli.{name}").register(app)
 
 
 _register_commands()
