@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cp3rt.train.checkpoint import save_checkpoint
+from cp3rt.train.checkpoint import check_resumable, load_checkpoint, restore_rng, save_checkpoint
 from cp3rt.train.progress import ProgressCallback, TrainProgress
 
 StepFn = Callable[[np.ndarray], Mapping[str, float]]
@@ -26,6 +26,30 @@ class LoopState:
     rng: np.random.Generator
     epochs_done: int = 0
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+
+def start_state(
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    seed: int,
+    resume: Path | None,
+    kind: str,
+    settings: Mapping[str, Any],
+    resume_fields: tuple[str, ...],
+    image_names: list[str],
+) -> LoopState:
+    """A fresh run's state, or the state saved in ``resume`` after checking it fits this run."""
+    # Training draws come from the numpy Generator; torch's RNG is seeded too so that the
+    # checkpointed torch state is a function of the seed (nothing in the loop uses it today).
+    torch.manual_seed(seed)
+    if resume is None:
+        return LoopState(net, optimizer, np.random.default_rng(seed))
+    saved = load_checkpoint(resume, kind=kind)
+    check_resumable(resume, saved, settings, resume_fields, image_names)
+    net.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return LoopState(net, optimizer, restore_rng(saved), saved["epochs_done"], list(saved["history"]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,10 +16,9 @@ import torch
 from cp3rt.engines.manifest import sha256_file
 from cp3rt.runtime.degrade import Noise, add_noise_batch, noise_preset, normalize_clean
 from cp3rt.train.augment import place, random_rotate_and_resize
-from cp3rt.train.checkpoint import check_resumable, load_checkpoint, restore_rng
 from cp3rt.train.config import RestoreTrainConfig
 from cp3rt.train.data import FlowCache, TrainImage, find_pairs, load_training_set
-from cp3rt.train.loop import LoopPlan, LoopState, TrainResult, run_epochs, settings_dict
+from cp3rt.train.loop import LoopPlan, TrainResult, run_epochs, settings_dict, start_state
 from cp3rt.train.losses import restoration_losses
 from cp3rt.train.progress import ProgressCallback, TrainProgress
 from cp3rt.train.schedule import restore_lr_schedule
@@ -98,17 +97,8 @@ def train_restore(
     )
     settings = {**settings_dict(cfg), "diam_mean": diam_mean,
                 "segmenter_sha256": sha256_file(cfg.segmenter)}
-    # Training draws come from the numpy Generator; torch's RNG is seeded too so that the
-    # checkpointed torch state is a function of the seed (nothing in the loop uses it today).
-    torch.manual_seed(cfg.seed)
-    state = LoopState(net, optimizer, np.random.default_rng(cfg.seed))
-    if cfg.resume is not None:
-        saved = load_checkpoint(cfg.resume, kind=KIND)
-        check_resumable(cfg.resume, saved, settings, RESUME_FIELDS, names)
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        state = LoopState(net, optimizer, restore_rng(saved), saved["epochs_done"],
-                          list(saved["history"]))
+    state = start_state(net, optimizer, seed=cfg.seed, resume=cfg.resume, kind=KIND,
+                        settings=settings, resume_fields=RESUME_FIELDS, image_names=names)
     plan = LoopPlan(
         kind=KIND, settings=settings, lrs=restore_lr_schedule(cfg.learning_rate, cfg.epochs),
         n_images=len(items), image_names=names, batch_size=cfg.batch_size,
