@@ -217,7 +217,8 @@ def _write(out: Path, report: dict) -> None:
         "# 3-D segmentation on CPU: cp3rt vs cellpose 3.1.1.2", "",
         f"- Date (UTC): {report['date']}", f"- Command: `{report['command']}`",
         f"- Environment: {json.dumps(report['environment'])}",
-        f"- Dynamics volume {report['shape']} ({report['inputs']['n_labels']} ellipsoids); end-to-end "
+        f"- Dynamics volume {report['shape'] if 'inputs' in report else '- (not run)'} "
+        f"({report.get('inputs', {}).get('n_labels', 0)} ellipsoids); end-to-end "
         f"volume {report.get('e2e_shape', '-')}; protocol in benchmarks/bench_3d.py", "",
     ]
     for part in ("dynamics", "e2e"):
@@ -247,6 +248,8 @@ def main() -> None:
     ap.add_argument("--e2e-shape", default="32,256,256")
     ap.add_argument("--e2e-repeats", type=int, default=1)
     ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--skip-dynamics", action="store_true",
+                    help="end to end only (e.g. --e2e-shape 64,512,512 as its own run)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "bench_3d")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -261,26 +264,10 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        report["inputs"] = build_inputs(tmp, shape, args.cells)
-        truth = np.load(tmp / "labels.npy")
-        dyn = {}
-        for name, impl, sampling, tcm in (("reference", "reference", None, True),
-                                          ("cp3rt grid", "cp3rt", "grid", False),
-                                          ("cp3rt exact", "cp3rt", "exact", False)):
-            spec = {"part": "dynamics", "name": name.replace(" ", "_"), "impl": impl,
-                    "sampling": sampling, "tmp": d,
-                    "repeats": args.ref_repeats if impl == "reference" else args.repeats}
-            r = run_worker(spec, tcm)
-            r["stats"] = _stats(r.pop("times"))
-            dyn[name] = r
-        ref = np.load(tmp / "masks_reference.npy")
-        for name, r in dyn.items():
-            m = np.load(tmp / f"masks_{name.replace(' ', '_')}.npy")
-            r["ap_vs_truth"] = _ap(truth, m)
-            if name != "reference":
-                r["ap_vs_reference"] = _ap(ref, m)
-        report["dynamics"] = dyn
-        _write(args.out, report)
+        if not args.skip_dynamics:
+            report["inputs"] = build_inputs(tmp, shape, args.cells)
+            report["dynamics"] = _dynamics(tmp, args)
+            _write(args.out, report)
         if not args.skip_e2e:
             e2e_shape = tuple(int(v) for v in args.e2e_shape.split(","))
             report["e2e_shape"] = e2e_shape
@@ -288,6 +275,27 @@ def main() -> None:
             report["e2e"] = _e2e(tmp, ellipsoids(e2e_shape, max(1, int(args.cells * scale)), seed=5),
                                  args.e2e_repeats)
             _write(args.out, report)
+
+
+def _dynamics(tmp: Path, args: argparse.Namespace) -> dict:
+    truth = np.load(tmp / "labels.npy")
+    dyn = {}
+    for name, impl, sampling, tcm in (("reference", "reference", None, True),
+                                      ("cp3rt grid", "cp3rt", "grid", False),
+                                      ("cp3rt exact", "cp3rt", "exact", False)):
+        spec = {"part": "dynamics", "name": name.replace(" ", "_"), "impl": impl,
+                "sampling": sampling, "tmp": str(tmp),
+                "repeats": args.ref_repeats if impl == "reference" else args.repeats}
+        r = run_worker(spec, tcm)
+        r["stats"] = _stats(r.pop("times"))
+        dyn[name] = r
+    ref = np.load(tmp / "masks_reference.npy")
+    for name, r in dyn.items():
+        m = np.load(tmp / f"masks_{name.replace(' ', '_')}.npy")
+        r["ap_vs_truth"] = _ap(truth, m)
+        if name != "reference":
+            r["ap_vs_reference"] = _ap(ref, m)
+    return dyn
 
 
 def _e2e(tmp: Path, truth: np.ndarray, repeats: int) -> dict:

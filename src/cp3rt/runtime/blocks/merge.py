@@ -18,36 +18,54 @@ so memory does not grow with the number of blocks.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from cp3rt._fs import atomic_write_bytes
 from cp3rt.runtime.blocks.plan import Block, BlockGrid, intersection
 
 
 class FrameStore:
-    """Per-block label frames in a temporary folder (compressed .npz, interior zeroed)."""
+    """Per-block label frames as compressed .npz files in one folder (interior zeroed).
 
-    def __init__(self, halo: int, folder: str | os.PathLike[str] | None = None) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="cp3rt_blocks_", dir=folder)
-        self.folder = Path(self._tmp.name)
+    ``FrameStore.temporary`` owns a fresh temporary folder that ``close`` removes; a plain
+    ``FrameStore(folder, halo)`` writes into an existing folder, which is how Dask workers
+    share one. Each frame is written under a temporary name and renamed, so a retried or
+    killed task never leaves a half-written frame behind.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], halo: int) -> None:
+        self.folder = Path(folder)
         self.halo = halo
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def temporary(cls, halo: int, parent: str | os.PathLike[str] | None = None) -> FrameStore:
+        tmp = tempfile.TemporaryDirectory(prefix="cp3rt_blocks_", dir=parent)
+        store = cls(tmp.name, halo)
+        store._tmp = tmp
+        return store
 
     def put(self, block: Block, labels: np.ndarray) -> None:
         frame = np.array(labels, dtype=np.uint32, copy=True)
         w = 2 * self.halo
         if frame.shape[0] > 2 * w and frame.shape[1] > 2 * w:
             frame[w:-w, w:-w] = 0  # nobody else overlaps the interior
-        np.savez_compressed(self.folder / f"{block.index}.npz", labels=frame)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, labels=frame)
+        atomic_write_bytes(self.folder / f"{block.index}.npz", buf.getvalue())
 
     def get(self, block: Block) -> np.ndarray:
         with np.load(self.folder / f"{block.index}.npz") as f:
             return f["labels"]
 
     def close(self) -> None:
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 class UnionFind:

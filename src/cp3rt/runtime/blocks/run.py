@@ -101,7 +101,7 @@ def segment_blocks(
     norm = dataclasses.replace(run.normalize or NormalizeConfig(), lowhigh=lowhigh, tile_norm_blocksize=0)
     block_run = run.replace(diameter=float(diameter), normalize=norm,
                             channel_axis=0 if len(image.shape) == 3 else None, z_axis=None)
-    frames = FrameStore(grid.halo, scratch)
+    frames = FrameStore.temporary(grid.halo, scratch)
     counts = [0] * len(grid.blocks)
     present: list[np.ndarray] = [np.zeros(0, np.int64)] * len(grid.blocks)
     write_lock = threading.Lock()  # cores may share output chunks
