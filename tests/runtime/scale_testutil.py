@@ -1,6 +1,6 @@
 """Stand-ins for the scale tests (streaming, blocks, plates, distributed): a numpy 'net' whose
 flows point up the intensity gradient (bright blobs -> one mask per blob), blob images with
-known labels, and a tiny real CPnet exported to ONNX for the process-based tests."""
+known labels, an NGFF HCS plate writer, and a tiny real CPnet exported to ONNX for the process-based tests."""
 
 from __future__ import annotations
 
@@ -59,6 +59,41 @@ def blob_image(shape: tuple[int, int], n: int, seed: int, radius: float = 9.0,
         labels[y0:y1, x0:x1][inside] = k
         best[y0:y1, x0:x1][inside] = d2[inside]
     return (img * 60000).astype(np.uint16), labels
+
+
+WELLS = [("A", "1"), ("A", "2"), ("B", "1"), ("B", "2")]
+FIELDS = 2
+
+
+def _field_scene(w: int, f: int):
+    """Separated blobs (a random subset of a 24-px grid): a different count per field."""
+    rng = np.random.default_rng(100 * w + f)
+    grid = np.array([(y, x) for y in range(14, 90, 24) for x in range(14, 106, 24)], float)
+    centres = grid[rng.permutation(len(grid))[: 6 + 3 * w + f]] + rng.uniform(-2, 2, (6 + 3 * w + f, 2))
+    return blob_image((96, 112), 0, 0, radius=6, centres=centres)
+
+
+def write_plate(root):
+    """A 2x2-well, 2-field NGFF 0.4 plate written with zarr (format 2) as a microscope would."""
+    import zarr
+
+    from cp3rt.runtime.io.zarr_io import write_ngff_image
+
+    g = zarr.open_group(str(root), mode="w", zarr_format=2)
+    g.attrs["plate"] = {
+        "version": "0.4", "name": "test", "field_count": FIELDS,
+        "rows": [{"name": "A"}, {"name": "B"}], "columns": [{"name": "1"}, {"name": "2"}],
+        "wells": [{"path": f"{r}/{c}", "rowIndex": "AB".index(r), "columnIndex": int(c) - 1} for r, c in WELLS],
+    }
+    truth = {}
+    for w, (r, c) in enumerate(WELLS):
+        well = g.require_group(r).require_group(c)
+        well.attrs["well"] = {"version": "0.4", "images": [{"path": str(f)} for f in range(FIELDS)]}
+        for f in range(FIELDS):
+            img, lab = _field_scene(w, f)
+            write_ngff_image(root / r / c / str(f), img, chunks=64)
+            truth[(f"{r}/{c}", f)] = (img, lab)
+    return truth
 
 
 def export_tiny_onnx(folder: Path, nbase=(2, 8, 16, 256), seed: int = 0) -> Path:

@@ -9,52 +9,21 @@ import shutil
 
 import numpy as np
 import pytest
-from scale_testutil import NumpyEngine, blob_image
+from scale_testutil import FIELDS, WELLS, NumpyEngine, write_plate
 
 from cp3rt import Pipeline
 from cp3rt.cli.app import main
 from cp3rt.errors import InputError
 from cp3rt.runtime.blocks import segment_blocks
-from cp3rt.runtime.io.zarr_io import is_complete, open_lazy, write_ngff_image
+from cp3rt.runtime.io.zarr_io import is_complete, open_lazy
 from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.plates import is_plate, plate_fields, run_plate
+from cp3rt.runtime.plates import CSV_COLUMNS, is_plate, plate_fields, run_plate
 from cp3rt.runtime.run_config import RunConfig
 
 DIAM, BLOCK = 20.0, 128
 MIN_AP90_SAME = 1.0   # plate runner vs segment_blocks on the same field: nothing may change
 MIN_AP50_TRUTH = 0.9  # the stand-in finds the drawn (separated) blobs
-WELLS = [("A", "1"), ("A", "2"), ("B", "1"), ("B", "2")]
-FIELDS = 2
 RUN = RunConfig(channels=(0, 0), diameter=DIAM)
-
-
-def _field_scene(w: int, f: int):
-    """Separated blobs (a random subset of a 24-px grid): a different count per field."""
-    rng = np.random.default_rng(100 * w + f)
-    grid = np.array([(y, x) for y in range(14, 90, 24) for x in range(14, 106, 24)], float)
-    centres = grid[rng.permutation(len(grid))[: 6 + 3 * w + f]] + rng.uniform(-2, 2, (6 + 3 * w + f, 2))
-    return blob_image((96, 112), 0, 0, radius=6, centres=centres)
-
-
-def write_plate(root):
-    """A 2x2-well, 2-field NGFF 0.4 plate written with zarr (format 2) as a microscope would."""
-    import zarr
-
-    g = zarr.open_group(str(root), mode="w", zarr_format=2)
-    g.attrs["plate"] = {
-        "version": "0.4", "name": "test", "field_count": FIELDS,
-        "rows": [{"name": "A"}, {"name": "B"}], "columns": [{"name": "1"}, {"name": "2"}],
-        "wells": [{"path": f"{r}/{c}", "rowIndex": "AB".index(r), "columnIndex": int(c) - 1} for r, c in WELLS],
-    }
-    truth = {}
-    for w, (r, c) in enumerate(WELLS):
-        well = g.require_group(r).require_group(c)
-        well.attrs["well"] = {"version": "0.4", "images": [{"path": str(f)} for f in range(FIELDS)]}
-        for f in range(FIELDS):
-            img, lab = _field_scene(w, f)
-            write_ngff_image(root / r / c / str(f), img, chunks=64)
-            truth[(f"{r}/{c}", f)] = (img, lab)
-    return truth
 
 
 class CrashingEngine(NumpyEngine):
@@ -134,6 +103,20 @@ def test_resume_after_a_run_that_died(tmp_path, plate_run):
     assert len(engine.batches) == 5 and summary.batch.count("skipped") == 3
     assert all((p / "labels/cp3rt/0/.zattrs").stat().st_mtime_ns == t for p, t in stamps.items())
     assert _read_csv(summary.csv) == _read_csv(plate_run[2].csv)  # same table as an unbroken run
+
+
+def test_a_well_without_objects_gets_a_zero_row(tmp_path):
+    from cp3rt.runtime.io.zarr_io import write_ngff_image
+
+    root = tmp_path / "plate.ome.zarr"
+    write_plate(root)
+    for f in range(FIELDS):  # an empty well (no cells seeded): rows must still be written
+        write_ngff_image(root / "A" / "1" / str(f), np.zeros((96, 112), np.uint16), chunks=64)
+    with _pipe() as p:
+        summary = run_plate(p, root, block_size=BLOCK)
+    rows = {r["well"]: r for r in _read_csv(summary.csv)}
+    assert (rows["A/1"]["objects"], rows["A/1"]["mean_area_px"], rows["A/1"]["fields_done"]) == ("0", "0.0", "2")
+    assert int(rows["B/2"]["objects"]) > 0 and list(rows["A/1"]) == list(CSV_COLUMNS)
 
 
 def test_cli_detects_a_plate(tmp_path, monkeypatch):

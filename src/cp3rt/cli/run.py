@@ -6,6 +6,7 @@ renders progress and the summary; all logic lives in the library.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -44,6 +45,9 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 - OME-Zarr HCS plates (`cp3rt run plate.zarr`): every field is segmented into its own
   `labels/cp3rt`, done fields are skipped on a re-run, and `<plate>_wells.csv` (objects and
   mean area per well) is written next to the plate (or into --out).
+- Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
+  Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
+  file, each block of a huge image and each plate field is a task; failed tasks are retried.
 - Exit code 0 if every image succeeded, 1 if any failed (each failure is listed).
 """
 
@@ -84,7 +88,7 @@ def run(
     anisotropy: Optional[float] = typer.Option(None, "--anisotropy", help="With --do-3d: Z step / XY pixel size (Z is resized by it; aniso_* restore models restore the axial planes)."),
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run image files on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra); huge images and plates still run in this process."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge images and plate fields are tasks; a failed task is retried."),
     blocks: bool = typer.Option(False, "--blocks", help="Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over 4096 px a side)."),
     block_size: int = typer.Option(D.BLOCK_SIZE, "--block-size", min=64, help="Side of a block (pixels) for huge images; a halo of 2 diameters is added around it."),
 ) -> None:
@@ -122,26 +126,33 @@ def run(
     huge, images = split_inputs(rest, force_blocks=blocks) if rest else ([], [])
     n_fields = sum(len(plate_fields(p)) for p in plates)
     parts = []
-    with render.Progress(len(images) + len(huge) + n_fields) as progress:
-        if cluster and images:
-            from cp3rt.distributed import close_client, open_client, run_distributed
+    with render.Progress(len(images) + len(huge) + n_fields) as progress, contextlib.ExitStack() as stack:
+        client = None
+        if cluster:
+            from cp3rt import distributed
 
-            client = open_client(cluster)
-            try:
-                parts.append(run_distributed(client, pipe_cfg, images, run_cfg, outputs, on_event=progress.update))
-            finally:
-                close_client(client)
-        if plates or huge or (images and not cluster):
+            client = distributed.open_client(cluster)
+            stack.callback(distributed.close_client, client)
+            if images:  # every file one task
+                parts.append(distributed.run_distributed(client, pipe_cfg, images, run_cfg, outputs,
+                                                         on_event=progress.update))
+            for plate in plates:  # every field one task
+                parts.append(distributed.run_plate_on_cluster(client, pipe_cfg, plate, run_cfg, outputs,
+                                                              block_size=block_size, on_event=progress.update).batch)
+        if huge or (not cluster and (images or plates)):
             from cp3rt.runtime.stream import stream_batch
 
-            # Many files: the streaming engine (images in flight, shared engine batches).
-            runner = stream_batch if len(images) > 1 else run_batch
-            with Pipeline.from_config(pipe_cfg, run=run_cfg) as pipeline:
-                if images and not cluster:
-                    parts.append(runner(pipeline, images, run_cfg, outputs, on_event=progress.update))
-                if huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
-                    parts.append(run_huge(pipeline, huge, run_cfg, outputs, block_size=block_size,
-                                          on_event=progress.update))
+            pipeline = stack.enter_context(Pipeline.from_config(pipe_cfg, run=run_cfg))
+            if images and not cluster:
+                # Many files: the streaming engine (images in flight, shared engine batches).
+                runner = stream_batch if len(images) > 1 else run_batch
+                parts.append(runner(pipeline, images, run_cfg, outputs, on_event=progress.update))
+            if huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
+                blocks_on = None if client is None else distributed.cluster_block_runner(
+                    client, pipe_cfg, run_cfg, nchan=pipeline.segment_net.nchan)  # every block one task
+                parts.append(run_huge(pipeline, huge, run_cfg, outputs, block_size=block_size,
+                                      on_event=progress.update, runner=blocks_on))
+            if not cluster:
                 for plate in plates:  # HCS plate: every field, labels into it, <plate>_wells.csv
                     parts.append(run_plate(pipeline, plate, run_cfg, outputs, block_size=block_size,
                                            on_event=progress.update).batch)

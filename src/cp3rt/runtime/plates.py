@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from cp3rt import defaults as D
 from cp3rt._fs import atomic_write_bytes
 from cp3rt.errors import InputError
-from cp3rt.runtime.batch import BatchEvent, BatchSummary, OutputOptions
+from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
 from cp3rt.runtime.run_config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,8 +107,8 @@ def well_table(fields: Sequence[Field]) -> tuple[dict[str, object], ...]:
             r["_area"] += int(info.get("foreground_px", 0))  # type: ignore[operator]
     out = []
     for r in rows.values():
-        n, done = int(r["objects"]), int(r["fields_done"])  # type: ignore[arg-type]
-        r["mean_area_px"] = round(int(r.pop("_area")) / n, 3) if n else 0.0  # type: ignore[arg-type]
+        n, done, area = int(r["objects"]), int(r["fields_done"]), int(r.pop("_area"))  # type: ignore[arg-type]
+        r["mean_area_px"] = round(area / n, 3) if n else 0.0
         r["objects_per_field"] = round(n / done, 3) if done else 0.0
         out.append(r)
     return tuple(out)
@@ -131,8 +131,8 @@ def run_plate(
     block_size: int = D.BLOCK_SIZE,
     on_event: Callable[[BatchEvent], None] | None = None,
 ) -> PlateSummary:
-    """Segment every field of the plate at ``root`` (done fields skipped unless overwrite),
-    then write ``<plate>_wells.csv`` into ``outputs.out_dir`` (default: next to the plate)."""
+    """Segment every field of the plate at ``root`` in this process (done fields skipped
+    unless overwrite), then write ``<plate>_wells.csv`` (see ``finish_plate``)."""
     from cp3rt.runtime.blocks.files import segment_file
 
     root = Path(root)
@@ -149,8 +149,15 @@ def run_plate(
                                    BatchEvent("tiles", i, len(fields), f.path, d, n)))
         outcomes.append(outcome)
         emit(BatchEvent("end", i, len(fields), f.path, outcome=outcome))
+    return finish_plate(root, fields, outcomes, outputs, time.perf_counter() - t0)
+
+
+def finish_plate(root: Path, fields: Sequence[Field], outcomes: Sequence[ImageOutcome],
+                 outputs: OutputOptions, seconds: float) -> PlateSummary:
+    """Write ``<plate>_wells.csv`` into ``outputs.out_dir`` (default: next to the plate) from
+    the fields' completion markers, once every field has been tried."""
     wells = well_table(fields)
-    folder = Path(outputs.out_dir) if outputs.out_dir is not None else root.parent
-    csv_path = folder / f"{_plate_stem(root)}{CSV_SUFFIX}"
+    folder = Path(outputs.out_dir) if outputs.out_dir is not None else Path(root).parent
+    csv_path = folder / f"{_plate_stem(Path(root))}{CSV_SUFFIX}"
     atomic_write_bytes(csv_path, _csv_bytes(wells))
-    return PlateSummary(BatchSummary(tuple(outcomes), time.perf_counter() - t0), wells, csv_path)
+    return PlateSummary(BatchSummary(tuple(outcomes), seconds), wells, csv_path)

@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from cp3rt._fs import atomic_path
 from cp3rt.errors import ConfigError, Cp3rtError
 from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, remove_stale_partials
 from cp3rt.runtime.blocks.lazy import open_plane, tiff_axes
-from cp3rt.runtime.blocks.run import segment_blocks
+from cp3rt.runtime.blocks.run import BlockSummary, segment_blocks
 from cp3rt.runtime.run_config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +58,22 @@ def is_ome_zarr(path: Path) -> bool:
     return not hasattr(node, "shape") and bool(node.attrs.get("multiscales"))
 
 
+class BlockRunner(Protocol):
+    """Runs the blocks of one huge file: in this process (``local_runner``) or as Dask tasks
+    (``cp3rt.distributed``, which needs the file's path and a scratch folder the workers see)."""
+
+    def __call__(self, path: Path, image: Any, out: Any, *, scratch_parent: Path, diameter: float,
+                 run: RunConfig, block_size: int, progress: Callable[[int, int], None] | None,
+                 ) -> BlockSummary: ...
+
+
+def local_runner(pipeline: Pipeline) -> BlockRunner:
+    def runner(path, image, out, *, scratch_parent, **kw):
+        return segment_blocks(pipeline, image, out, **kw)
+
+    return runner
+
+
 def block_diameter(pipeline: Pipeline, run: RunConfig) -> float:
     return float(run.diameter) if run.diameter else float(pipeline.segment_net.diam_mean)
 
@@ -70,8 +86,10 @@ def segment_file(
     *,
     block_size: int = D.BLOCK_SIZE,
     progress: Callable[[int, int], None] | None = None,
+    runner: BlockRunner | None = None,
 ) -> ImageOutcome:
-    """Segment one huge file in blocks and write its labels (see the module docstring)."""
+    """Segment one huge file in blocks and write its labels (see the module docstring); the
+    blocks run in this process unless ``runner`` says otherwise."""
     from cp3rt.runtime.io import zarr_io
 
     try:
@@ -83,12 +101,13 @@ def segment_file(
         image = open_plane(path)
         shape = image.shape[-2:]
         diameter = block_diameter(pipeline, run)
+        run_blocks = runner or local_runner(pipeline)
         if path.is_dir() and is_ome_zarr(path):
             if zarr_io.is_complete(path) and not outputs.overwrite:
                 return ImageOutcome(path, "skipped", outputs=(path / "labels" / D.LABELS_NAME,))
             out = zarr_io.create_ngff_labels(path, shape, overwrite=True)
-            summary = segment_blocks(pipeline, image, out, diameter=diameter, run=run,
-                                     block_size=block_size, progress=progress)
+            summary = run_blocks(path, image, out, scratch_parent=path.parent, diameter=diameter, run=run,
+                                 block_size=block_size, progress=progress)
             zarr_io.mark_complete(out, n_objects=summary.n_objects, blocks=summary.n_blocks,
                                   diameter=diameter, halo=summary.halo,
                                   foreground_px=_foreground(out, block_size))
@@ -100,8 +119,8 @@ def segment_file(
                 return ImageOutcome(path, "skipped", outputs=(final,))
             with atomic_path(final) as tmp:
                 out = zarr_io.create_bigtiff_labels(tmp, shape)
-                summary = segment_blocks(pipeline, image, out, diameter=diameter, run=run,
-                                         block_size=block_size, progress=progress)
+                summary = run_blocks(path, image, out, scratch_parent=final.parent, diameter=diameter,
+                                     run=run, block_size=block_size, progress=progress)
                 out.flush()
                 del out  # close the memmap before the rename
             written = (final,)
@@ -124,8 +143,10 @@ def run_huge(
     *,
     block_size: int = D.BLOCK_SIZE,
     on_event: Callable[[BatchEvent], None] | None = None,
+    runner: BlockRunner | None = None,
 ) -> BatchSummary:
-    """``run_batch`` for huge files: one after another, each in blocks (blocks run in parallel)."""
+    """``run_batch`` for huge files: one after another, each in blocks (blocks run in parallel,
+    in this process or as Dask tasks with ``runner``)."""
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
     emit = on_event or (lambda _event: None)
@@ -134,7 +155,7 @@ def run_huge(
     for i, image in enumerate(images):
         image = Path(image)
         emit(BatchEvent("start", i, len(images), image))
-        outcome = segment_file(pipeline, image, run, outputs, block_size=block_size,
+        outcome = segment_file(pipeline, image, run, outputs, block_size=block_size, runner=runner,
                                progress=lambda d, n, i=i, image=image: emit(
                                    BatchEvent("tiles", i, len(images), image, d, n)))
         results.append(outcome)

@@ -12,6 +12,9 @@ output is any writable (Y, X) uint32 array of the same size (zarr, BigTIFF memma
    block's local labels; a frame of the block's labels is kept on disk.
 3. Seams are mended (``merge``) and every core is relabelled to global labels 1..N.
 Peak memory: ``workers`` extended blocks and their flows, plus the label lookup tables.
+
+The steps (``plan_job``, ``segment_block``, ``keep_block``, ``relabel_cores``) are public so
+that ``cp3rt.distributed`` runs step 2 as one Dask task per block with the same arithmetic.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.blocks.merge import FrameStore, global_tables
-from cp3rt.runtime.blocks.plan import BlockGrid
+from cp3rt.runtime.blocks.plan import Block, BlockGrid
 from cp3rt.runtime.normalize import NormalizeConfig
 from cp3rt.runtime.run_config import RunConfig
 from cp3rt.runtime.stream import StreamConfig, stream_map
@@ -72,6 +75,72 @@ def global_lowhigh(image: Any, percentiles: tuple[float, float] = D.PERCENTILES,
     return tuple(pairs)
 
 
+@dataclasses.dataclass(frozen=True)
+class BlockJob:
+    """What every block of one image shares: the geometry and the run config that carries the
+    image-wide normalisation. Picklable, so Dask block tasks get it as it is."""
+
+    grid: BlockGrid
+    run: RunConfig
+    lowhigh: tuple[tuple[float, float], ...]
+
+
+def plan_job(image: Any, *, nchan: int, diameter: float, run: RunConfig, block_size: int = D.BLOCK_SIZE,
+             halo_diameters: float = D.BLOCK_HALO_DIAMETERS) -> BlockJob:
+    """Check ``image`` ((Y, X) or (C, Y, X)), lay out its blocks and fix its normalisation."""
+    if len(image.shape) not in (2, 3):
+        raise InputError(f"block processing takes (Y, X) or (C, Y, X) images, got shape {tuple(image.shape)}.")
+    shape = tuple(int(s) for s in image.shape[-2:])
+    grid = BlockGrid.for_diameter(shape, diameter, block_size, halo_diameters)
+    lowhigh = global_lowhigh(image, run.normalize.percentiles if run.normalize else D.PERCENTILES,
+                             channels=run.channels, nchan=nchan)
+    norm = dataclasses.replace(run.normalize or NormalizeConfig(), lowhigh=lowhigh, tile_norm_blocksize=0)
+    block_run = run.replace(diameter=float(diameter), normalize=norm,
+                            channel_axis=0 if len(image.shape) == 3 else None, z_axis=None)
+    return BlockJob(grid, block_run, lowhigh)
+
+
+def segment_block(runner: Any, image: Any, job: BlockJob, block: Block) -> np.ndarray:
+    """Local labels of ``block``'s extended region (``runner`` is a Pipeline or a stream view)."""
+    y0, y1, x0, x1 = block.ext
+    tile = np.asarray(image[..., y0:y1, x0:x1])
+    return runner.run(tile, run=job.run).masks.astype(np.uint32, copy=False)
+
+
+def keep_block(block: Block, labels: np.ndarray, frames: FrameStore, local: Any,
+               lock: threading.Lock | None = None) -> tuple[int, np.ndarray]:
+    """Keep the block's frame for the seam merge and write its core's local labels into
+    ``local``; returns (highest local label, local labels present in the core)."""
+    frames.put(block, labels)
+    core = labels[block.core_in_ext]
+    cy0, cy1, cx0, cx1 = block.core
+    if lock is None:
+        local[cy0:cy1, cx0:cx1] = core
+    else:
+        with lock:  # cores may share output chunks
+            local[cy0:cy1, cx0:cx1] = core
+    return int(labels.max()), np.unique(core[core > 0]).astype(np.int64)
+
+
+def relabel_cores(grid: BlockGrid, tables: list[np.ndarray], local: Any, out: Any,
+                  progress: Callable[[], None] | None = None) -> None:
+    """Write every core of ``local`` (local labels) into ``out`` through its block's table;
+    ``local`` may be ``out`` itself (relabel in place)."""
+    for block, table in zip(grid.blocks, tables):
+        y0, y1, x0, x1 = block.core
+        out[y0:y1, x0:x1] = table[np.asarray(local[y0:y1, x0:x1])]
+        if progress is not None:
+            progress()
+
+
+def check_out(image: Any, out: Any, merge_iou: float) -> None:
+    shape = tuple(int(s) for s in image.shape[-2:])
+    if tuple(out.shape) != shape:
+        raise InputError(f"the output has shape {tuple(out.shape)} but the image is {shape}.")
+    if not 0 < merge_iou <= 1:
+        raise ConfigError(f"merge_iou={merge_iou!r} is not allowed; allowed: 0 < value <= 1.")
+
+
 def segment_blocks(
     pipeline: Pipeline,
     image: Any,
@@ -87,53 +156,43 @@ def segment_blocks(
     scratch: str | None = None,
 ) -> BlockSummary:
     """Segment ``image`` ((Y, X) or channels-first (C, Y, X)) into ``out`` ((Y, X) uint32)."""
-    if len(image.shape) not in (2, 3):
-        raise InputError(f"block processing takes (Y, X) or (C, Y, X) images, got shape {tuple(image.shape)}.")
-    shape = tuple(int(s) for s in image.shape[-2:])
-    if tuple(out.shape) != shape:
-        raise InputError(f"the output has shape {tuple(out.shape)} but the image is {shape}.")
-    if not 0 < merge_iou <= 1:
-        raise ConfigError(f"merge_iou={merge_iou!r} is not allowed; allowed: 0 < value <= 1.")
-    grid = BlockGrid.for_diameter(shape, diameter, block_size, halo_diameters)
-    run = run or pipeline.run_config
-    lowhigh = global_lowhigh(image, run.normalize.percentiles if run.normalize else D.PERCENTILES,
-                             channels=run.channels, nchan=pipeline.segment_net.nchan)
-    norm = dataclasses.replace(run.normalize or NormalizeConfig(), lowhigh=lowhigh, tile_norm_blocksize=0)
-    block_run = run.replace(diameter=float(diameter), normalize=norm,
-                            channel_axis=0 if len(image.shape) == 3 else None, z_axis=None)
+    job = plan_job(image, nchan=pipeline.segment_net.nchan, diameter=diameter, run=run or pipeline.run_config,
+                   block_size=block_size, halo_diameters=halo_diameters)
+    check_out(image, out, merge_iou)
+    grid = job.grid
     frames = FrameStore.temporary(grid.halo, scratch)
     counts = [0] * len(grid.blocks)
     present: list[np.ndarray] = [np.zeros(0, np.int64)] * len(grid.blocks)
-    write_lock = threading.Lock()  # cores may share output chunks
+    write_lock = threading.Lock()
+    steps = _Steps(2 * len(grid.blocks), progress)
 
     def work(view, block):
-        y0, y1, x0, x1 = block.ext
-        tile = np.asarray(image[..., y0:y1, x0:x1])
-        labels = view.run(tile, run=block_run).masks.astype(np.uint32, copy=False)
-        frames.put(block, labels)
-        core = labels[block.core_in_ext]
-        with write_lock:
-            cy0, cy1, cx0, cx1 = block.core
-            out[cy0:cy1, cx0:cx1] = core
-        return int(labels.max()), np.unique(core[core > 0]).astype(np.int64)
+        return keep_block(block, segment_block(view, image, job, block), frames, out, write_lock)
 
     try:
-        done = 0
         for block, value, error in stream_map(pipeline, grid.blocks, work, stream):
             if error is not None:
                 raise error
             counts[block.index], present[block.index] = value
-            done += 1
-            if progress is not None:
-                progress(done, 2 * len(grid.blocks))
+            steps()
         tables = global_tables(grid, counts, present, frames, merge_iou)
-        n_objects = int(max((int(t.max()) for t in tables), default=0))
-        for block, table in zip(grid.blocks, tables):
-            y0, y1, x0, x1 = block.core
-            out[y0:y1, x0:x1] = table[np.asarray(out[y0:y1, x0:x1])]
-            done += 1
-            if progress is not None:
-                progress(done, 2 * len(grid.blocks))
+        relabel_cores(grid, tables, out, out, steps)
     finally:
         frames.close()
-    return BlockSummary(shape, len(grid.blocks), n_objects, grid.halo, lowhigh)
+    return BlockSummary(grid.shape, len(grid.blocks), count_objects(tables), grid.halo, job.lowhigh)
+
+
+def count_objects(tables: list[np.ndarray]) -> int:
+    return int(max((int(t.max()) for t in tables), default=0))
+
+
+class _Steps:
+    """Progress over the two passes (segment, relabel): ``progress(done, total)`` per step."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:
+        self.total, self.done, self._progress = total, 0, progress
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self._progress is not None:
+            self._progress(self.done, self.total)
