@@ -169,3 +169,38 @@ def test_style_width_follows_the_net() -> None:
     _, style = run_tiled(img, infer, nout=3)
     assert style is not None and style.shape == (64,)
     np.testing.assert_allclose(np.linalg.norm(style), 1.0, rtol=1e-6)
+
+
+class _ReadAheadInfer:
+    """An infer with ``many`` that, like a GPU engine, takes batch k+1 before returning k."""
+
+    def __init__(self, infer) -> None:
+        self._infer, self.max_ahead = infer, 0
+
+    def __call__(self, batch):
+        raise AssertionError("the runner must use many() when an infer offers it")
+
+    def many(self, batches):
+        it = iter(batches)
+        queue = []
+        for batch in it:
+            queue.append(self._infer(batch))
+            if len(queue) == 2:
+                self.max_ahead = max(self.max_ahead, len(queue))
+                yield queue.pop(0)
+        yield from queue
+
+
+@pytest.mark.parametrize(("nz", "shape", "batch_size", "augment"), [
+    (5, (300, 410), 8, False), (3, (100, 120), 3, True), (4, (60, 70), 2, False),
+])
+def test_pipelined_infer_gives_the_same_stack(nz, shape, batch_size, augment) -> None:
+    rng = np.random.default_rng(nz)
+    stack = rng.normal(size=(nz, 2, *shape)).astype(np.float32)
+    net = TinyNet(2, 3).eval()
+    want, want_styles = run_tiled_stack(stack, _infer_for(net), nout=3, batch_size=batch_size, augment=augment)
+    ahead = _ReadAheadInfer(_infer_for(net))
+    got, styles = run_tiled_stack(stack, ahead, nout=3, batch_size=batch_size, augment=augment)
+    assert ahead.max_ahead == 2  # results really came back one batch behind the cutting
+    assert np.array_equal(got, want), _report(got, want)
+    assert np.array_equal(styles, want_styles)

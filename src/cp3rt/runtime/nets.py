@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,27 @@ STYLE_OUTPUT = "style"
 OUTPUT_FOR_ROLE = {"segment": "flows", "restore": "restored"}
 
 
+class EngineInfer:
+    """The tiling runner's ``infer`` over an engine. ``many`` exists only when the engine can
+    keep one batch on the device while the next is staged (``infer_many``: TensorRT,
+    torch-CUDA), so host-side cutting and stitching overlap the GPU."""
+
+    def __init__(self, engine: Engine, out_name: str) -> None:
+        self._engine, self._out = engine, out_name
+        if hasattr(engine, "infer_many"):
+            self.many = self._many
+
+    def _pair(self, out: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        return out[self._out], out.get(STYLE_OUTPUT)
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return self._pair(self._engine.infer(np.ascontiguousarray(batch, dtype=np.float32)))
+
+    def _many(self, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        staged = (np.ascontiguousarray(b, dtype=np.float32) for b in batches)
+        return (self._pair(out) for out in self._engine.infer_many(staged))
+
+
 @dataclasses.dataclass(eq=False)
 class Net:
     """An opened engine and what the pipeline must know about its model."""
@@ -37,16 +59,9 @@ class Net:
     builtin: bool  # a zoo name: float64 rescale arithmetic, else float32 (§3.4)
     source_model: str = ""  # the manifest's source (zoo name or weight-file name)
 
-    def infer_fn(self):
+    def infer_fn(self) -> EngineInfer:
         """``tiles (B, C, h, w) float32 -> (y (B, nout, h, w), style (B, 256) | None)``."""
-        out_name = OUTPUT_FOR_ROLE[self.role]
-        engine = self.engine
-
-        def infer(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            out = engine.infer(np.ascontiguousarray(batch, dtype=np.float32))
-            return out[out_name], out.get(STYLE_OUTPUT)
-
-        return infer
+        return EngineInfer(self.engine, OUTPUT_FOR_ROLE[self.role])
 
     def close(self) -> None:
         self.engine.close()

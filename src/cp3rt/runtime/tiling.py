@@ -19,7 +19,8 @@ The geometry (``pad_yx``, ``Tile``, ``TileGrid``, ``taper_mask``) and the blendi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import collections
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +35,8 @@ __all__ = [
     "run_tiled_stack", "taper_mask",
 ]
 
+# An InferFn may carry ``many(batches) -> results`` (same order) for engines that keep a batch
+# in flight while the next is staged (TensorRT, torch-CUDA); plain calls are used otherwise.
 InferFn = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 ProgressFn = Callable[[int, int], None]  # (tiles done, tiles in total)
 
@@ -97,43 +100,55 @@ def run_tiled_stack(
     styles: np.ndarray | None = None
     has_style: bool | None = None
     per_group = max(1, batch_size // ntiles)
+    pending: collections.deque[list[tuple[int, int]]] = collections.deque()
+
+    def batches() -> Iterator[np.ndarray]:
+        # Cut lazily: an engine that pipelines (``infer.many``) asks for the next batch while
+        # the previous one runs, so ``pending`` may hold a batch or two ahead of the results.
+        for g0 in range(0, nz, per_group):
+            planes = range(g0, min(nz, g0 + per_group))
+            canvases = {z: np.pad(stack[z], pads) for z in planes}
+            jobs = [(z, k) for z in planes for k in range(ntiles)]
+            for b0 in range(0, len(jobs), batch_size):
+                chunk = jobs[b0 : b0 + batch_size]
+                pending.append(chunk)
+                yield np.stack([grid.cut(canvases[z], k) for z, k in chunk])
+
+    stitchers: dict[int, Stitcher] = {}
+    tile_styles: dict[int, np.ndarray] = {}
+    added: dict[int, int] = {}
     done, total = 0, nz * ntiles
-    for g0 in range(0, nz, per_group):
-        planes = range(g0, min(nz, g0 + per_group))
-        canvases = {z: np.pad(stack[z], pads) for z in planes}
-        stitchers = {z: Stitcher(grid, nout, weights=weights) for z in planes}
-        tile_styles: dict[int, np.ndarray] = {}
-        jobs = [(z, k) for z in planes for k in range(ntiles)]
-        for b0 in range(0, len(jobs), batch_size):
-            chunk = jobs[b0 : b0 + batch_size]
-            batch = np.stack([grid.cut(canvases[z], k) for z, k in chunk])
-            y, style = _checked(infer(batch), len(chunk), nout, grid.tile_shape)
-            if has_style is None:
-                has_style = style is not None
-            elif has_style != (style is not None):
-                raise EngineError("infer returned a style vector for some batches but not others.")
+    many = getattr(infer, "many", None) or (lambda bs: map(infer, bs))
+    for result in many(batches()):
+        chunk = pending.popleft()
+        y, style = _checked(result, len(chunk), nout, grid.tile_shape)
+        if has_style is None:
+            has_style = style is not None
+        elif has_style != (style is not None):
+            raise EngineError("infer returned a style vector for some batches but not others.")
+        if style is not None:
+            if styles is None:
+                styles = np.empty((nz, style.shape[1]), dtype=np.float32)
+            elif style.shape[1] != styles.shape[1]:
+                raise EngineError(f"infer returned styles of width {style.shape[1]} after {styles.shape[1]}.")
+        for n, (z, k) in enumerate(chunk):
+            tile = grid.tiles[k]
+            yk = unflip_output(y[n], tile.flip_y, tile.flip_x) if augment else y[n]
+            if z not in stitchers:
+                stitchers[z] = Stitcher(grid, nout, weights=weights)
+            stitchers[z].add(k, yk)
             if style is not None:
-                if styles is None:
-                    styles = np.empty((nz, style.shape[1]), dtype=np.float32)
-                elif style.shape[1] != styles.shape[1]:
-                    raise EngineError(
-                        f"infer returned styles of width {style.shape[1]} after {styles.shape[1]}."
-                    )
-            for n, (z, k) in enumerate(chunk):
-                tile = grid.tiles[k]
-                yk = unflip_output(y[n], tile.flip_y, tile.flip_x) if augment else y[n]
-                stitchers[z].add(k, yk)
-                if style is not None:
-                    if z not in tile_styles:
-                        tile_styles[z] = np.zeros((ntiles, style.shape[1]), dtype=np.float32)
-                    tile_styles[z][k] = style[n]
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-        for z in planes:
-            out[z] = stitchers[z].result()[:, top : top + ly, left : left + lx]
-            if has_style and styles is not None:
-                styles[z] = _image_style(tile_styles[z])
+                if z not in tile_styles:
+                    tile_styles[z] = np.zeros((ntiles, style.shape[1]), dtype=np.float32)
+                tile_styles[z][k] = style[n]
+            added[z] = added.get(z, 0) + 1
+            if added[z] == ntiles:  # plane complete: crop it out and free its accumulators
+                out[z] = stitchers.pop(z).result()[:, top : top + ly, left : left + lx]
+                if style is not None and styles is not None:
+                    styles[z] = _image_style(tile_styles.pop(z))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
     return out, (styles if has_style else None)
 
 

@@ -74,6 +74,34 @@ def test_infer_many_keeps_two_batches_in_flight(fp32_plan, exports, fake_trt) ->
     assert max(busy) == 2  # batch k+1 was staged and queued while batch k was still on the GPU
 
 
+def test_pipeline_keeps_a_batch_in_flight_on_tensorrt(fp32_plan, exports) -> None:  # noqa: ANN001
+    """The tiling runner feeds TrtEngine.infer_many (cutting and stitching overlap the GPU) and
+    the flows equal onnxruntime's through the same pipeline."""
+    import sys
+
+    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.run_config import RunConfig
+
+    state = sys.modules["tensorrt"].STATE.cuda
+    busy: list[int] = []
+    enqueue = state.enqueue
+
+    def watch(handle, op) -> None:  # noqa: ANN001
+        enqueue(handle, op)
+        busy.append(sum(1 for q in state.streams.values() if q))
+
+    state.enqueue = watch
+    image = np.random.default_rng(3).normal(500, 80, size=(610, 530)).astype(np.float32)
+    run = RunConfig(diameter=30.0, channels=(0, 0), batch_size=4)  # 9 tiles -> 3 batches
+    with Pipeline.from_engines(TrtEngine(fp32_plan), run=run) as trt, \
+            Pipeline.from_engines(OrtEngine(exports.fp32), run=run) as ort:
+        got, want = trt.run(image), ort.run(image)
+    assert max(busy) == 2
+    assert np.allclose(got.dP, want.dP, atol=ATOL, rtol=0), worst("dP", got.dP, want.dP, ATOL)
+    assert np.allclose(got.cellprob, want.cellprob, atol=ATOL, rtol=0), worst("cellprob", got.cellprob,
+                                                                             want.cellprob, ATOL)
+
+
 def test_engine_errors_from_tensorrt_are_surfaced(fp32_plan, monkeypatch) -> None:  # noqa: ANN001
     import sys
 
