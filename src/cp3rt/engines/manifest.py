@@ -60,6 +60,7 @@ class EngineManifest:
     shapes: ShapeRange = ShapeRange()
     artefact_sha256: str = ""    # sha256 of the .onnx / .plan this manifest describes
     onnx_sha256: str = ""        # for plans: the ONNX they were built from
+    onnx_path: str = ""          # for plans: where that ONNX was (the rebuild command names it)
     tensorrt_version: str | None = None
     gpu_name: str | None = None
     compute_capability: str | None = None  # "9.0"

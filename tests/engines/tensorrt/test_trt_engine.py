@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from trt_fixtures import worst
 
-from cp3rt.engines.manifest import manifest_path_for
+from cp3rt.engines.manifest import EngineManifest, manifest_path_for
 from cp3rt.engines.ort import OrtEngine
 from cp3rt.engines.tensorrt import BuildConfig, TrtEngine, build_plan
 from cp3rt.errors import EngineError, IncompatibleEngineError
@@ -130,7 +130,7 @@ def test_close_frees_every_buffer_and_stream(fp32_plan) -> None:  # noqa: ANN001
         engine.infer(np.zeros((1, 2, 224, 224), np.float32))
 
 
-def test_corrupted_plan_is_refused_with_the_rebuild_command(fp32_plan) -> None:  # noqa: ANN001
+def test_corrupted_plan_is_refused_with_the_rebuild_command(fp32_plan, exports) -> None:  # noqa: ANN001
     data = bytearray(fp32_plan.read_bytes())
     data[-10] ^= 0xFF
     fp32_plan.write_bytes(bytes(data))
@@ -138,12 +138,23 @@ def test_corrupted_plan_is_refused_with_the_rebuild_command(fp32_plan) -> None: 
         TrtEngine(fp32_plan)
     msg = str(info.value)
     assert "is corrupted or was changed after it was built" in msg
-    assert msg.endswith(f"rebuild with: cp3rt build tiny --precision fp32 --batch 1:64:256 --out {fp32_plan.parent}")
+    # a weight file's bare name ('tiny') would not resolve from another folder: the ONNX path does
+    assert msg.endswith(f"rebuild with: cp3rt build {exports.fp32.resolve()} --precision fp32 --batch 1:64:256 "
+                        f"--out {fp32_plan.parent}")
+
+
+def test_rebuild_command_names_a_zoo_model_by_name(fp32_plan) -> None:  # noqa: ANN001
+    from cp3rt.engines.tensorrt.builder import rebuild_command
+
+    manifest = EngineManifest.read(manifest_path_for(fp32_plan))
+    assert manifest.onnx_path and rebuild_command(manifest, None).startswith(f"cp3rt build {manifest.onnx_path} ")
+    zoo = dataclasses.replace(manifest, source_model="cyto3")
+    assert rebuild_command(zoo, None) == "cp3rt build cyto3 --precision fp32 --batch 1:64:256"
 
 
 def test_plan_for_another_tensorrt_or_gpu_is_refused(fp32_plan, fake_trt) -> None:  # noqa: ANN001
     fake_trt("10.10.0")
-    with pytest.raises(IncompatibleEngineError, match=r"TensorRT 10\.9\.0\.34 != installed 10\.10\.0.*rebuild with: cp3rt build tiny"):
+    with pytest.raises(IncompatibleEngineError, match=r"TensorRT 10\.9\.0\.34 != installed 10\.10\.0.*rebuild with: cp3rt build /\S*tiny\.fp32\.onnx "):
         TrtEngine(fp32_plan)
     fake_trt(cc=(8, 0))
     with pytest.raises(IncompatibleEngineError, match=r"compute capability 9\.0 != this GPU's 8\.0"):

@@ -143,8 +143,14 @@ def default_timing_cache(env: TrtEnvironment) -> Path:
 
 def rebuild_command(manifest: EngineManifest, out_dir: Path | None) -> str:
     """The exact command that rebuilds a plan like ``manifest`` (into ``out_dir`` or the cache)."""
+    from cp3rt.zoo import ZOO
+
+    # A zoo name resolves anywhere; a weight file's bare name does not, its ONNX path does.
+    source = manifest.source_model
+    if source not in ZOO and manifest.onnx_path:
+        source = manifest.onnx_path
     s = manifest.shapes
-    cmd = (f"cp3rt build {manifest.source_model} --precision {manifest.precision} "
+    cmd = (f"cp3rt build {source} --precision {manifest.precision} "
            f"--batch {s.min_batch}:{s.opt_batch}:{s.max_batch}")
     return cmd + (f" --out {out_dir}" if out_dir is not None else "")
 
@@ -225,7 +231,7 @@ def build_plan(
     _save_timing_cache(cache, cache_path)
     manifest = dataclasses.replace(
         onnx_manifest, shapes=config.shapes, artefact_sha256=_sha256(data), onnx_sha256=onnx_sha,
-        tensorrt_version=env.tensorrt_version, gpu_name=env.gpu_name,
+        onnx_path=os.fspath(onnx_path.resolve()), tensorrt_version=env.tensorrt_version, gpu_name=env.gpu_name,
         compute_capability=env.compute_capability,
     )
     try:

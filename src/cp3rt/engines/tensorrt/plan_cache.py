@@ -117,7 +117,7 @@ class PlanCache:
         onnx_manifest, onnx_sha = read_onnx_manifest(onnx_path)
         expected = self.expected_manifest(onnx_manifest, onnx_sha, config, env)
         folder = self.folder_for(expected)
-        command = rebuild_command(expected, None)
+        command = rebuild_command(dataclasses.replace(expected, onnx_path=os.fspath(onnx_path.resolve())), None)
         found, problem = self._valid_in(folder, env, command)
         if found is not None:
             return found
