@@ -128,3 +128,11 @@ BLOCK_MERGE_IOU = 0.5      # two labels across a seam are one object above this 
 LABELS_NAME = "cp3rt"      # NGFF labels/<name> group written into OME-Zarr inputs
 CLUSTER_RETRIES = 2        # a failed Dask task is retried this many times
 HUGE_IMAGE_SIDE = 4096     # `cp3rt run`: a TIFF wider or taller than this goes through blocks (issue 6)
+# Huge volumes (issue 7): a do_3D run holds ~60 bytes per voxel at the net's scale (input,
+# three views' outputs, flows, dynamics; tracemalloc, rescale 1). At diameter 30 (halo 60) a
+# block of a stack up to BLOCK_SIZE_Z planes reads <= 128 x 504 x 504 voxels (~2 GB), a taller
+# stack's block 248 x 504 x 504 (~3.8 GB). Z blocks are tall because stacks are short in Z: up
+# to 128 planes they are one block tall, with no Z seams and no Z halo overhead.
+BLOCK_SIZE_3D = 384        # Y/X core side of a block of a huge volume (pixels)
+BLOCK_SIZE_Z = 128         # Z core of a volume block (planes; raised to the Z halo if that is taller)
+HUGE_VOLUME_VOXELS = 2**26  # a volume above this many voxels (~4 GB in one piece) or a side > HUGE_IMAGE_SIDE

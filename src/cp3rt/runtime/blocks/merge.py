@@ -1,19 +1,20 @@
 """Seam mending: labels of neighbouring blocks that are the same object get one global label.
 
 Rule: block A and block B both segmented the region where their extended regions overlap
-(a band 2 x halo wide across their shared border, or a corner square for diagonal
-neighbours). Within that region, label ``a`` of A and label ``b`` of B are the same object
-when their IoU *counted inside the region* is >= ``merge_iou`` (default 0.5). IoU > 0.5 is a
-one-to-one relation (two disjoint labels cannot both overlap ``b`` by more than half), so no
-chain can join two different objects through one label. Objects that cross the border lie
+(a band 2 x halo wide across their shared border, or a corner square / edge bar / corner
+cube for diagonal neighbours; the same in 2-D and 3-D). Within that region, label ``a`` of
+A and label ``b`` of B are the same object when their IoU *counted inside the region* is >=
+``merge_iou`` (default 0.5). IoU > 0.5 is a one-to-one relation (two disjoint labels cannot
+both overlap ``b`` by more than half), so no chain can join two different objects through
+one label. Objects that cross the border lie
 whole inside the region (halo >= 2 diameters), both blocks see them whole and they match with
 IoU near 1; an object cut by the edge of one block's extended region is never in that block's
 core, so whether it matches does not change the output. Matches are joined with union-find;
 the roots are numbered 1..N in order of (block, local label): labels are globally unique and
 consecutive.
 
-Only a frame of each block's labels (within 2 x halo of its extended edge) is kept, on disk,
-so memory does not grow with the number of blocks.
+Only a frame of each block's labels (within 2 x halo of its extended edge, per axis) is kept,
+on disk, so memory does not grow with the number of blocks.
 """
 
 from __future__ import annotations
@@ -26,25 +27,27 @@ from pathlib import Path
 import numpy as np
 
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.runtime.blocks.plan import Block, BlockGrid, intersection
+from cp3rt.runtime.blocks.plan import Block, BlockGrid, box_slices, intersection
 
 
 class FrameStore:
     """Per-block label frames as compressed .npz files in one folder (interior zeroed).
 
-    ``FrameStore.temporary`` owns a fresh temporary folder that ``close`` removes; a plain
-    ``FrameStore(folder, halo)`` writes into an existing folder, which is how Dask workers
-    share one. Each frame is written under a temporary name and renamed, so a retried or
-    killed task never leaves a half-written frame behind.
+    ``halo`` is one int for every axis or one per axis (0 along an axis without neighbours:
+    the whole extent along it is kept). ``FrameStore.temporary`` owns a fresh temporary folder
+    that ``close`` removes; a plain ``FrameStore(folder, halo)`` writes into an existing folder,
+    which is how Dask workers share one. Each frame is written under a temporary name and
+    renamed, so a retried or killed task never leaves a half-written frame behind.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], halo: int) -> None:
+    def __init__(self, folder: str | os.PathLike[str], halo: int | tuple[int, ...]) -> None:
         self.folder = Path(folder)
         self.halo = halo
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     @classmethod
-    def temporary(cls, halo: int, parent: str | os.PathLike[str] | None = None) -> FrameStore:
+    def temporary(cls, halo: int | tuple[int, ...],
+                  parent: str | os.PathLike[str] | None = None) -> FrameStore:
         tmp = tempfile.TemporaryDirectory(prefix="cp3rt_blocks_", dir=parent)
         store = cls(tmp.name, halo)
         store._tmp = tmp
@@ -52,9 +55,11 @@ class FrameStore:
 
     def put(self, block: Block, labels: np.ndarray) -> None:
         frame = np.array(labels, dtype=np.uint32, copy=True)
-        w = 2 * self.halo
-        if frame.shape[0] > 2 * w and frame.shape[1] > 2 * w:
-            frame[w:-w, w:-w] = 0  # nobody else overlaps the interior
+        halos = self.halo if isinstance(self.halo, tuple) else (self.halo,) * frame.ndim
+        widths = [2 * h for h in halos]
+        if all(n > 2 * w for n, w in zip(frame.shape, widths)):
+            # nobody else overlaps the interior
+            frame[tuple(slice(w, n - w) for n, w in zip(frame.shape, widths))] = 0
         buf = io.BytesIO()
         np.savez_compressed(buf, labels=frame)
         atomic_write_bytes(self.folder / f"{block.index}.npz", buf.getvalue())
@@ -112,14 +117,16 @@ def global_tables(grid: BlockGrid, counts: list[int], present: list[np.ndarray],
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     uf = UnionFind(int(offsets[-1]) + 1)
     blocks = grid.blocks
+    frame_a: tuple[int, np.ndarray | None] = (-1, None)
     for ia, ib in grid.neighbour_pairs():
         a, b = blocks[ia], blocks[ib]
         region = intersection(a, b)
         if region is None or not counts[ia] or not counts[ib]:
             continue
-        y0, y1, x0, x1 = region
-        la = frames.get(a)[y0 - a.ext[0] : y1 - a.ext[0], x0 - a.ext[2] : x1 - a.ext[2]]
-        lb = frames.get(b)[y0 - b.ext[0] : y1 - b.ext[0], x0 - b.ext[2] : x1 - b.ext[2]]
+        if frame_a[0] != ia:  # pairs come grouped by their first block: read its frame once
+            frame_a = (ia, frames.get(a))
+        la = frame_a[1][box_slices(_shift(region, a.ext))]
+        lb = frames.get(b)[box_slices(_shift(region, b.ext))]
         for la_id, lb_id in matching_pairs(la, lb, merge_iou):
             uf.union(int(offsets[ia] + la_id), int(offsets[ib] + lb_id))
     ids = np.concatenate([offsets[k] + np.asarray(p, np.int64) for k, p in enumerate(present)]
@@ -135,3 +142,8 @@ def global_tables(grid: BlockGrid, counts: list[int], present: list[np.ndarray],
         final[ids] = rank[inverse] + 1
     return [np.concatenate([[0], final[offsets[k] + 1 : offsets[k + 1] + 1]]).astype(np.uint32)
             for k in range(len(counts))]
+
+
+def _shift(box: tuple[int, ...], ext: tuple[int, ...]) -> tuple[int, ...]:
+    """``box`` in image coordinates -> coordinates inside the extended region ``ext``."""
+    return tuple(v - ext[i - i % 2] for i, v in enumerate(box))
