@@ -1,5 +1,5 @@
 """Huge images on disk: lazy readers for OME-Zarr / zarr and BigTIFF (memory-mapped), and
-label writers (NGFF ``labels/`` group inside an OME-Zarr, or a BigTIFF memmap).
+label writers, (Y, X) or (Z, Y, X) (NGFF ``labels/`` group inside an OME-Zarr, or a BigTIFF memmap).
 
 zarr is an optional dependency (``pip install cp3rt[scale]``), imported only here. OME-Zarr
 is written as NGFF 0.4 (zarr format 2): ``labels/.zattrs`` lists the label images, each one a
@@ -20,6 +20,8 @@ from cp3rt.errors import InputError, OutputError
 
 NGFF_VERSION = "0.4"
 LABEL_CHUNK = 1024
+LABEL_CHUNK_3D = (64, 256, 256)  # 16 MB uint32 chunks; volume blocks are written core by core
+_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
 
 
 def _zarr():
@@ -57,16 +59,20 @@ def open_lazy(path: str | os.PathLike[str]) -> Any:
     raise InputError(f"{p} is neither a zarr/OME-Zarr folder nor a (Big)TIFF file.")
 
 
-def _multiscales(name: str, ndim: int = 2) -> list[dict]:
-    axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+def _multiscales(name: str, ndim: int = 2, axes_names: str = "yx") -> list[dict]:
+    axes = [{"name": a, "type": _AXIS_TYPES[a]} for a in axes_names]
     return [{"version": NGFF_VERSION, "name": name, "axes": axes,
              "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * ndim}]}]}]
 
 
-def create_ngff_labels(root: str | os.PathLike[str], shape: tuple[int, int], name: str = D.LABELS_NAME,
+def create_ngff_labels(root: str | os.PathLike[str], shape: tuple[int, ...], name: str = D.LABELS_NAME,
                        *, overwrite: bool = False) -> Any:
-    """Create ``root/labels/<name>/0`` (uint32, zero-filled) in an OME-Zarr (or a new one at
-    ``root``) and register it in ``labels/.zattrs``; returns the writable array."""
+    """Create ``root/labels/<name>/0`` (uint32, zero-filled, (Y, X) or (Z, Y, X)) in an
+    OME-Zarr (or a new one at ``root``) and register it in ``labels/.zattrs``; returns the
+    writable array."""
+    if len(shape) not in (2, 3):
+        raise OutputError(f"{root}: labels are (Y, X) or (Z, Y, X), not shape {tuple(shape)}.")
+    volume = len(shape) == 3
     zarr = _zarr()
     try:
         group = zarr.open_group(str(root), mode="a", zarr_format=2)
@@ -75,10 +81,10 @@ def create_ngff_labels(root: str | os.PathLike[str], shape: tuple[int, int], nam
         if name in labels and not overwrite:
             raise OutputError(f"{root}/labels/{name} exists already; pass overwrite to replace it.")
         lab = labels.create_group(name, overwrite=True)
-        lab.attrs["multiscales"] = _multiscales(name)
+        lab.attrs["multiscales"] = _multiscales(name, len(shape), "zyx" if volume else "yx")
         lab.attrs["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
-        arr = lab.create_array("0", shape=tuple(shape), chunks=(LABEL_CHUNK, LABEL_CHUNK),
-                               dtype="uint32", fill_value=0)
+        chunks = tuple(min(c, int(n)) for c, n in zip(LABEL_CHUNK_3D, shape)) if volume else (LABEL_CHUNK,) * 2
+        arr = lab.create_array("0", shape=tuple(shape), chunks=chunks, dtype="uint32", fill_value=0)
         if name not in names:
             labels.attrs["labels"] = [*names, name]
         return arr
@@ -98,24 +104,28 @@ def is_complete(root: str | os.PathLike[str], name: str = D.LABELS_NAME) -> bool
     return bool(_zarr().open(str(p), mode="r").attrs.get("cp3rt", {}).get("complete"))
 
 
-def create_bigtiff_labels(path: str | os.PathLike[str], shape: tuple[int, int]) -> np.memmap:
-    """A zero-filled uint32 BigTIFF, memory-mapped for writing (flush it when done)."""
+def create_bigtiff_labels(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.memmap:
+    """A zero-filled uint32 BigTIFF, memory-mapped for writing (flush it when done); a
+    (Z, Y, X) shape is written as one series with axes ZYX."""
     import tifffile
 
+    extra = {"metadata": {"axes": "ZYX"}} if len(shape) == 3 else {}
     try:
-        return tifffile.memmap(path, shape=tuple(shape), dtype=np.uint32, bigtiff=True)
+        return tifffile.memmap(path, shape=tuple(shape), dtype=np.uint32, bigtiff=True, **extra)
     except OSError as exc:
         raise OutputError(f"{path}: cannot create a BigTIFF ({exc.strerror or exc}).") from exc
 
 
-def write_ngff_image(root: str | os.PathLike[str], image: np.ndarray, chunks: int = LABEL_CHUNK) -> Any:
-    """Write a (Y, X) or (C, Y, X) array as a single-level OME-Zarr image (tests, benchmarks)."""
+def write_ngff_image(root: str | os.PathLike[str], image: np.ndarray, chunks: int = LABEL_CHUNK,
+                     axes: str | None = None) -> Any:
+    """Write an array as a single-level OME-Zarr image (tests, benchmarks); ``axes`` names
+    its axes (``"zyx"``, ``"czyx"``...), default ``"yx"`` / ``"cyx"``."""
     zarr = _zarr()
+    axes = (axes or ("cyx" if image.ndim == 3 else "yx")).lower()
+    if len(axes) != image.ndim or set(axes) - set(_AXIS_TYPES):
+        raise InputError(f"axes={axes!r} does not name the {image.ndim} axes of the image (letters tczyx).")
     group = zarr.open_group(str(root), mode="w", zarr_format=2)
-    ms = _multiscales("image", image.ndim)
-    if image.ndim == 3:
-        ms[0]["axes"] = [{"name": "c", "type": "channel"}, *ms[0]["axes"]]
-    group.attrs["multiscales"] = ms
+    group.attrs["multiscales"] = _multiscales("image", image.ndim, axes)
     arr = group.create_array("0", shape=image.shape, chunks=(*image.shape[:-2], chunks, chunks),
                              dtype=image.dtype, fill_value=0)
     arr[...] = image
