@@ -165,3 +165,36 @@ def test_bad_inputs_fail_with_the_file_and_the_problem(tmp_path, scene):
     outcome = _file(src, run=RunConfig(diameter=DIAM))
     assert outcome.status == "failed" and "do_3D" in outcome.error
     assert not (tmp_path / "v_cp_masks.tif").exists()
+
+
+def test_cli_runs_a_volume_in_3d_blocks(tmp_path, scene, monkeypatch):
+    """`cp3rt run stack.tif --do-3d --blocks` takes the volume path (3-D blocks), not the 2-D one."""
+    from cp3rt.cli.app import main
+
+    monkeypatch.setattr(Pipeline, "from_config", classmethod(lambda cls, cfg, run=None: Pipeline.from_engines(
+        SoftEngine(nchan=2, diam_mean=DIAM), run=run)))
+    vol = scene[0]
+    src = tmp_path / "stack.tif"
+    tifffile.imwrite(src, vol)
+    want = np.zeros(vol.shape, np.uint32)
+    with Pipeline.from_engines(SoftEngine(diam_mean=DIAM)) as p:
+        segment_volume_blocks(p, vol, want, diameter=DIAM, run=RUN.replace(channels=None), block_size=BLOCK)
+    args = ["run", str(src), "--do-3d", "--anisotropy", "2", "--min-size", "10", "--diameter", str(DIAM),
+            "--blocks", "--block-size", str(BLOCK), "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    with tifffile.TiffFile(tmp_path / "o" / "stack_cp_masks.tif") as tf:
+        assert tf.is_bigtiff and tf.series[0].axes == "ZYX"  # the 3-D block writer, not the 2-D one
+        got = tf.asarray()
+    assert want.max() > 0 and _ap90(want, got) >= MIN_AP90_SAME
+
+
+def test_split_inputs_sends_big_volumes_to_blocks_only_for_volume_runs(tmp_path):
+    from cp3rt.runtime.blocks.files import split_inputs
+
+    vol = np.zeros((6, 40, 50), np.uint16)  # 12,000 voxels, sides under the 64 used below
+    tifffile.imwrite(tmp_path / "v.tif", vol)
+    tifffile.imwrite(tmp_path / "small.tif", vol[:, :20, :20])
+    huge, rest = split_inputs([tmp_path], side=64)
+    assert huge == [] and len(rest) == 2
+    huge, rest = split_inputs([tmp_path], side=64, volumes=True, volume_voxels=10_000)
+    assert [p.name for p in huge] == ["v.tif"] and [p.name for p in rest] == ["small.tif"]

@@ -41,7 +41,8 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 - Huge images: a zarr/OME-Zarr folder or a TIFF over 4096 px a side (every TIFF with --blocks)
   is segmented in blocks of --block-size with a 2-diameter halo, seams merged; labels go into
   the OME-Zarr's `labels/cp3rt` group or a BigTIFF `<stem>_cp_masks.tif` (masks only; the
-  diameter is --diameter or the model's own). Done images are skipped on a re-run.
+  diameter is --diameter or the model's own). Done images are skipped on a re-run. With
+  --do-3d, volumes over 4096 px a side or 2^26 voxels go the same way in 3-D blocks.
 - OME-Zarr HCS plates (`cp3rt run plate.zarr`): every field is segmented into its own
   `labels/cp3rt`, done fields are skipped on a re-run, and `<plate>_wells.csv` (objects and
   mean area per well) is written next to the plate (or into --out).
@@ -90,7 +91,7 @@ def run(
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge images and plate fields are tasks; a failed task is retried."),
     blocks: bool = typer.Option(False, "--blocks", help="Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over 4096 px a side)."),
-    block_size: int = typer.Option(D.BLOCK_SIZE, "--block-size", min=64, help="Side of a block (pixels) for huge images; a halo of 2 diameters is added around it."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", min=64, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of 2 diameters is added around it."),
 ) -> None:
     from cp3rt.cli import _run_render as render
     from cp3rt.runtime.batch import OutputOptions, run_batch
@@ -123,7 +124,7 @@ def run(
         overlay=overlay, overwrite=overwrite,
     )
     plates, rest = split_plates(inputs)
-    huge, images = split_inputs(rest, force_blocks=blocks) if rest else ([], [])
+    huge, images = split_inputs(rest, force_blocks=blocks, volumes=run_cfg.is_volume) if rest else ([], [])
     n_fields = sum(len(plate_fields(p)) for p in plates)
     parts = []
     with render.Progress(len(images) + len(huge) + n_fields) as progress, contextlib.ExitStack() as stack:
@@ -138,7 +139,8 @@ def run(
                                                          on_event=progress.update))
             for plate in plates:  # every field one task
                 parts.append(distributed.run_plate_on_cluster(client, pipe_cfg, plate, run_cfg, outputs,
-                                                              block_size=block_size, on_event=progress.update).batch)
+                                                              block_size=block_size or D.BLOCK_SIZE,
+                                                              on_event=progress.update).batch)
         if huge or (not cluster and (images or plates)):
             from cp3rt.runtime.stream import stream_batch
 
@@ -154,7 +156,7 @@ def run(
                                       on_event=progress.update, runner=blocks_on))
             if not cluster:
                 for plate in plates:  # HCS plate: every field, labels into it, <plate>_wells.csv
-                    parts.append(run_plate(pipeline, plate, run_cfg, outputs, block_size=block_size,
+                    parts.append(run_plate(pipeline, plate, run_cfg, outputs, block_size=block_size or D.BLOCK_SIZE,
                                            on_event=progress.update).batch)
     summary = merge_summaries(*parts)
     render.summary(summary)

@@ -1,7 +1,9 @@
 """Huge image files for ``cp3rt run``: which inputs go through blocks, and running them.
 
 An input is huge when it is a zarr / OME-Zarr folder, or a TIFF with a side above
-``defaults.HUGE_IMAGE_SIDE`` (or any TIFF when blocks are forced). Outputs:
+``defaults.HUGE_IMAGE_SIDE`` (or any TIFF when blocks are forced); in a volume run (do_3D /
+stitching) a volume over ``HUGE_VOLUME_VOXELS`` too, which goes to ``volume_files`` (3-D
+blocks). Outputs:
 * OME-Zarr input -> ``labels/cp3rt`` inside it (NGFF 0.4), marked complete when done, so a
   re-run skips it; a half-written group from a killed run is redone.
 * TIFF or plain zarr array -> ``<stem>_cp_masks.tif`` as BigTIFF, written under a temporary
@@ -84,15 +86,21 @@ def segment_file(
     run: RunConfig,
     outputs: OutputOptions,
     *,
-    block_size: int = D.BLOCK_SIZE,
+    block_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     runner: BlockRunner | None = None,
 ) -> ImageOutcome:
     """Segment one huge file in blocks and write its labels (see the module docstring); the
-    blocks run in this process unless ``runner`` says otherwise."""
+    blocks run in this process unless ``runner`` says otherwise. With a volume run config
+    (do_3D / stitching) a volume file goes to ``volume_files.segment_volume_file`` (3-D
+    blocks, always in this process); ``block_size`` None takes the default of the kind."""
+    from cp3rt.runtime.blocks.volume_files import is_volume_input, segment_volume_file
     from cp3rt.runtime.io import zarr_io
 
     try:
+        if run.is_volume and is_volume_input(path):
+            return segment_volume_file(pipeline, path, run, outputs, block_size=block_size, progress=progress)
+        block_size = block_size or D.BLOCK_SIZE
         extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS if getattr(outputs, k)]
         if extra:
             raise ConfigError(f"{path}: {', '.join(extra)} are not written for huge images processed in blocks; "
@@ -141,7 +149,7 @@ def run_huge(
     run: RunConfig | None = None,
     outputs: OutputOptions | None = None,
     *,
-    block_size: int = D.BLOCK_SIZE,
+    block_size: int | None = None,
     on_event: Callable[[BatchEvent], None] | None = None,
     runner: BlockRunner | None = None,
 ) -> BatchSummary:
@@ -169,12 +177,15 @@ def merge_summaries(*parts: BatchSummary) -> BatchSummary:
 
 def split_inputs(
     inputs: Sequence[str | os.PathLike[str]], *, force_blocks: bool = False, side: int = D.HUGE_IMAGE_SIDE,
+    volumes: bool = False, volume_voxels: int = D.HUGE_VOLUME_VOXELS,
 ) -> tuple[list[Path], list[Path]]:
     """(huge inputs, regular image files) of ``cp3rt run``'s INPUT arguments: zarr folders
-    and big TIFFs (every TIFF with ``force_blocks``) are huge; the rest is expanded by
+    and big TIFFs (every TIFF with ``force_blocks``) are huge, and with ``volumes`` (a do_3D /
+    stitching run) so are volume TIFFs over ``volume_voxels`` or ``side``; the rest is expanded by
     ``collect_inputs`` as usual."""
     from cp3rt.errors import InputError
     from cp3rt.runtime.batch import collect_inputs
+    from cp3rt.runtime.blocks.volume_files import is_huge_volume
 
     zarrs = [Path(p) for p in inputs if is_zarr_input(p)]
     rest = [p for p in inputs if not is_zarr_input(p)]
@@ -183,7 +194,8 @@ def split_inputs(
     for p in images:
         try:
             tif = p.suffix.lower() in (".tif", ".tiff")
-            if (force_blocks and tif) or is_huge_tiff(p, side=side):
+            big_volume = volumes and is_huge_volume(p, side=side, voxels=volume_voxels)
+            if (force_blocks and tif) or is_huge_tiff(p, side=side) or big_volume:
                 huge.append(p)
         except InputError:
             pass  # an unreadable file: the regular runner reports it as one failed image
