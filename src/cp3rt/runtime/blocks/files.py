@@ -80,6 +80,54 @@ def block_diameter(pipeline: Pipeline, run: RunConfig) -> float:
     return float(run.diameter) if run.diameter else float(pipeline.segment_net.diam_mean)
 
 
+def refuse_extra_outputs(path: Path, outputs: OutputOptions, what: str) -> None:
+    extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS if getattr(outputs, k)]
+    if extra:
+        raise ConfigError(f"{path}: {', '.join(extra)} are not written for {what} processed in blocks; "
+                          "only the masks are.")
+
+
+def write_block_labels(
+    path: Path, outputs: OutputOptions, shape: tuple[int, ...],
+    segment: Callable[[Any, Path], BlockSummary], marker: Callable[[Any, BlockSummary], dict[str, Any]],
+) -> tuple[tuple[Path, ...], BlockSummary | None]:
+    """Create the labels of a huge input, fill them with ``segment(out, scratch_parent)`` and
+    mark them complete: an OME-Zarr input gets ``labels/cp3rt`` (``marker`` gives the attributes
+    written last), anything else an atomically renamed BigTIFF. (outputs, None) when already done
+    and not ``outputs.overwrite``."""
+    from cp3rt.runtime.io import zarr_io
+
+    if path.is_dir() and is_ome_zarr(path):
+        label_path = path / "labels" / D.LABELS_NAME
+        if zarr_io.is_complete(path) and not outputs.overwrite:
+            return (label_path,), None
+        out = zarr_io.create_ngff_labels(path, shape, overwrite=True)
+        summary = segment(out, path.parent)
+        zarr_io.mark_complete(out, **marker(out, summary))
+        return (label_path,), summary
+    final = outputs.paths_for(path)["masks"]
+    remove_stale_partials(final)
+    if final.is_file() and not outputs.overwrite:
+        return (final,), None
+    with atomic_path(final) as tmp:
+        out = zarr_io.create_bigtiff_labels(tmp, shape)
+        summary = segment(out, final.parent)
+        out.flush()
+        del out  # close the memmap before the rename
+    return (final,), summary
+
+
+def outcome_of(path: Path, written: tuple[Path, ...], summary: BlockSummary | None, seconds: float) -> ImageOutcome:
+    if summary is None:
+        return ImageOutcome(path, "skipped", outputs=written)
+    return ImageOutcome(path, "done", summary.n_objects, {"segment": seconds}, written)
+
+
+def failed_outcome(path: Path, err: BaseException) -> ImageOutcome:
+    text = str(err).strip().replace("\n", " ") or type(err).__name__
+    return ImageOutcome(path, "failed", error=text if str(path) in text else f"{path}: {text}")
+
+
 def segment_file(
     pipeline: Pipeline,
     path: Path,
@@ -95,47 +143,25 @@ def segment_file(
     (do_3D / stitching) a volume file goes to ``volume_files.segment_volume_file`` (3-D
     blocks, always in this process); ``block_size`` None takes the default of the kind."""
     from cp3rt.runtime.blocks.volume_files import is_volume_input, segment_volume_file
-    from cp3rt.runtime.io import zarr_io
 
     try:
         if run.is_volume and is_volume_input(path):
             return segment_volume_file(pipeline, path, run, outputs, block_size=block_size, progress=progress)
         block_size = block_size or D.BLOCK_SIZE
-        extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS if getattr(outputs, k)]
-        if extra:
-            raise ConfigError(f"{path}: {', '.join(extra)} are not written for huge images processed in blocks; "
-                              "only the masks are.")
+        refuse_extra_outputs(path, outputs, "huge images")
         t0 = time.perf_counter()
         image = open_plane(path)
-        shape = image.shape[-2:]
         diameter = block_diameter(pipeline, run)
         run_blocks = runner or local_runner(pipeline)
-        if path.is_dir() and is_ome_zarr(path):
-            if zarr_io.is_complete(path) and not outputs.overwrite:
-                return ImageOutcome(path, "skipped", outputs=(path / "labels" / D.LABELS_NAME,))
-            out = zarr_io.create_ngff_labels(path, shape, overwrite=True)
-            summary = run_blocks(path, image, out, scratch_parent=path.parent, diameter=diameter, run=run,
-                                 block_size=block_size, progress=progress)
-            zarr_io.mark_complete(out, n_objects=summary.n_objects, blocks=summary.n_blocks,
-                                  diameter=diameter, halo=summary.halo,
-                                  foreground_px=_foreground(out, block_size))
-            written: tuple[Path, ...] = (path / "labels" / D.LABELS_NAME,)
-        else:
-            final = outputs.paths_for(path)["masks"]
-            remove_stale_partials(final)
-            if final.is_file() and not outputs.overwrite:
-                return ImageOutcome(path, "skipped", outputs=(final,))
-            with atomic_path(final) as tmp:
-                out = zarr_io.create_bigtiff_labels(tmp, shape)
-                summary = run_blocks(path, image, out, scratch_parent=final.parent, diameter=diameter,
-                                     run=run, block_size=block_size, progress=progress)
-                out.flush()
-                del out  # close the memmap before the rename
-            written = (final,)
-        return ImageOutcome(path, "done", summary.n_objects, {"segment": time.perf_counter() - t0}, written)
+        written, summary = write_block_labels(
+            path, outputs, tuple(image.shape[-2:]),
+            lambda out, scratch: run_blocks(path, image, out, scratch_parent=scratch, diameter=diameter, run=run,
+                                            block_size=block_size, progress=progress),
+            lambda out, s: dict(n_objects=s.n_objects, blocks=s.n_blocks, diameter=diameter, halo=s.halo,
+                                foreground_px=_foreground(out, block_size)))
+        return outcome_of(path, written, summary, time.perf_counter() - t0)
     except (Cp3rtError, OSError) as err:
-        text = str(err).strip().replace("\n", " ") or type(err).__name__
-        return ImageOutcome(path, "failed", error=text if str(path) in text else f"{path}: {text}")
+        return failed_outcome(path, err)
 
 
 def _foreground(labels, rows: int) -> int:

@@ -29,18 +29,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cp3rt import defaults as D
-from cp3rt._fs import atomic_path
 from cp3rt.errors import ConfigError, Cp3rtError, InputError
-from cp3rt.runtime.batch import ImageOutcome, OutputOptions, remove_stale_partials
-from cp3rt.runtime.blocks.files import block_diameter
+from cp3rt.runtime.batch import ImageOutcome, OutputOptions
+from cp3rt.runtime.blocks.files import (block_diameter, failed_outcome, outcome_of, refuse_extra_outputs,
+                                        write_block_labels)
 from cp3rt.runtime.blocks.lazy import ngff_axes, tiff_axes
 from cp3rt.runtime.blocks.volume import segment_volume_blocks
 from cp3rt.runtime.run_config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
-
-_EXTRA_OUTPUTS = ("save_flows", "save_restored", "save_seg", "overlay")
 
 
 def volume_axes(shape: tuple[int, ...], axes: str, name: str = "volume", *,
@@ -187,50 +185,19 @@ def segment_volume_file(
 ) -> ImageOutcome:
     """Segment one huge volume in blocks and write its 3-D labels (see the module docstring);
     ``block_size`` None: ``defaults.BLOCK_SIZE_3D``. Errors become a failed outcome."""
-    from cp3rt.runtime.io import zarr_io
-
     path = Path(path)
     try:
-        extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS if getattr(outputs, k)]
-        if extra:
-            raise ConfigError(f"{path}: {', '.join(extra)} are not written for huge volumes processed in blocks; "
-                              "only the masks are.")
+        refuse_extra_outputs(path, outputs, "huge volumes")
         t0 = time.perf_counter()
         volume = open_volume(path, z_axis=run.z_axis, channel_axis=run.channel_axis)
-        shape = (volume.shape[0], *volume.shape[-2:])
         diameter = block_diameter(pipeline, run)
-        kwargs = dict(diameter=diameter, run=run, block_size=block_size or D.BLOCK_SIZE_3D,
-                      block_size_z=block_size_z, progress=progress)
-        if path.is_dir() and _is_ome_zarr(path):
-            label_path = path / "labels" / D.LABELS_NAME
-            if zarr_io.is_complete(path) and not outputs.overwrite:
-                return ImageOutcome(path, "skipped", outputs=(label_path,))
-            out = zarr_io.create_ngff_labels(path, shape, overwrite=True)
-            summary = segment_volume_blocks(pipeline, volume, out, **kwargs)
-            zarr_io.mark_complete(out, n_objects=summary.n_objects, blocks=summary.n_blocks, diameter=diameter,
-                                  halo=list(summary.halo), anisotropy=run.anisotropy)
-            written: tuple[Path, ...] = (label_path,)
-        else:
-            final = outputs.paths_for(path)["masks"]
-            remove_stale_partials(final)
-            if final.is_file() and not outputs.overwrite:
-                return ImageOutcome(path, "skipped", outputs=(final,))
-            with atomic_path(final) as tmp:
-                out = zarr_io.create_bigtiff_labels(tmp, shape)
-                summary = segment_volume_blocks(pipeline, volume, out, **kwargs)
-                out.flush()
-                del out  # close the memmap before the rename
-            written = (final,)
-        return ImageOutcome(path, "done", summary.n_objects, {"segment": time.perf_counter() - t0}, written)
+        written, summary = write_block_labels(
+            path, outputs, (volume.shape[0], *volume.shape[-2:]),
+            lambda out, _scratch: segment_volume_blocks(
+                pipeline, volume, out, diameter=diameter, run=run, block_size=block_size or D.BLOCK_SIZE_3D,
+                block_size_z=block_size_z, progress=progress),
+            lambda out, s: dict(n_objects=s.n_objects, blocks=s.n_blocks, diameter=diameter, halo=list(s.halo),
+                                anisotropy=run.anisotropy))
+        return outcome_of(path, written, summary, time.perf_counter() - t0)
     except (Cp3rtError, OSError) as err:
-        text = str(err).strip().replace("\n", " ") or type(err).__name__
-        return ImageOutcome(path, "failed", error=text if str(path) in text else f"{path}: {text}")
-
-
-def _is_ome_zarr(path: Path) -> bool:
-    from cp3rt.runtime.io.zarr_io import _zarr, is_zarr
-
-    if not is_zarr(path):
-        return False
-    node = _zarr().open(str(path), mode="r")
-    return not hasattr(node, "shape") and bool(node.attrs.get("multiscales"))
+        return failed_outcome(path, err)
