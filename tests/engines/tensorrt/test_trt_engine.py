@@ -52,7 +52,8 @@ def test_fp16_plan_equals_the_fp16_graph(fake_trt, exports, tmp_path) -> None:  
         _check(trt.infer(x), ort.infer(x))
 
 
-def test_infer_many_keeps_two_batches_in_flight(fp32_plan, exports, fake_trt) -> None:  # noqa: ANN001
+def _watch_streams_in_flight() -> list[int]:
+    """After each enqueue on the fake CUDA, append how many streams have work queued."""
     import sys
 
     state = sys.modules["tensorrt"].STATE.cuda
@@ -64,6 +65,11 @@ def test_infer_many_keeps_two_batches_in_flight(fp32_plan, exports, fake_trt) ->
         busy.append(sum(1 for q in state.streams.values() if q))
 
     state.enqueue = watch
+    return busy
+
+
+def test_infer_many_keeps_two_batches_in_flight(fp32_plan, exports, fake_trt) -> None:  # noqa: ANN001
+    busy = _watch_streams_in_flight()
     rng = np.random.default_rng(2)
     batches = [rng.normal(size=(n, 2, 224, 224)).astype(np.float32) for n in (4, 1, 3, 2, 5)]
     with TrtEngine(fp32_plan) as trt, OrtEngine(exports.fp32) as ort:
@@ -77,20 +83,10 @@ def test_infer_many_keeps_two_batches_in_flight(fp32_plan, exports, fake_trt) ->
 def test_pipeline_keeps_a_batch_in_flight_on_tensorrt(fp32_plan, exports) -> None:  # noqa: ANN001
     """The tiling runner feeds TrtEngine.infer_many (cutting and stitching overlap the GPU) and
     the flows equal onnxruntime's through the same pipeline."""
-    import sys
-
     from cp3rt.runtime.pipeline import Pipeline
     from cp3rt.runtime.run_config import RunConfig
 
-    state = sys.modules["tensorrt"].STATE.cuda
-    busy: list[int] = []
-    enqueue = state.enqueue
-
-    def watch(handle, op) -> None:  # noqa: ANN001
-        enqueue(handle, op)
-        busy.append(sum(1 for q in state.streams.values() if q))
-
-    state.enqueue = watch
+    busy = _watch_streams_in_flight()
     image = np.random.default_rng(3).normal(500, 80, size=(610, 530)).astype(np.float32)
     run = RunConfig(diameter=30.0, channels=(0, 0), batch_size=4)  # 9 tiles -> 3 batches
     with Pipeline.from_engines(TrtEngine(fp32_plan), run=run) as trt, \
