@@ -14,7 +14,9 @@ Protocol
   tile_overlap 0.1, batch 8).
 * Every configuration runs in its own worker process, one after the other in the same
   invocation: cp3rt (ONNX Runtime CPU, default engine options = one intra-op thread per
-  physical core, batch 8), cp3rt with tcmalloc, the reference with tcmalloc
+  physical core, batch 8), cp3rt with onnxruntime's memory patterns on (the engine default
+  before 2026-11-26: ``defaults.ORT_MEM_PATTERN`` is now off), cp3rt with tcmalloc, the
+  reference with tcmalloc
   (LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4) and without.
 * Each worker opens its models (timed as "open", not part of the runs), runs ``--warmup``
   untimed runs, then ``--repeats`` timed runs. Reported: median seconds per image with min/max
@@ -55,6 +57,7 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 SETTINGS = {"channels": [0, 0], "diameter": 30.0}
 CONFIGS = {  # name -> (kind, tcmalloc preloaded)
     "cp3rt ort-cpu": ("cp3rt", False),
+    "cp3rt ort-cpu mem-pattern on": ("cp3rt-mem-pattern", False),  # the onnxruntime default before 2026-11-26
     "cp3rt ort-cpu +tcmalloc": ("cp3rt", True),
     "reference +tcmalloc": ("reference", True),
     "reference": ("reference", False),
@@ -65,6 +68,10 @@ STAGES = ("normalize", "restore", "segment", "dynamics", "other")
 # ---- workers (each in its own process) ----------------------------------------------------
 
 def _worker_cp3rt(img: np.ndarray, args: argparse.Namespace):
+    if args.worker == "cp3rt-mem-pattern":
+        import cp3rt.defaults as D
+
+        D.ORT_MEM_PATTERN = True  # read when cp3rt.engines.ort is first imported (below)
     from cp3rt import Pipeline
 
     t = time.perf_counter()
@@ -123,7 +130,7 @@ def worker(args: argparse.Namespace) -> None:
     import tifffile
 
     img = tifffile.imread(IMAGE)
-    make = _worker_cp3rt if args.worker == "cp3rt" else _worker_reference
+    make = _worker_reference if args.worker == "reference" else _worker_cp3rt
     opened, run = make(img, args)
     for _ in range(args.warmup):
         run()
@@ -181,7 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--worker", choices=("cp3rt", "reference"))
+    ap.add_argument("--worker", choices=("cp3rt", "cp3rt-mem-pattern", "reference"))
     ap.add_argument("--masks-out")
     ap.add_argument("--out", default=str(HERE / "results" / "end_to_end"))
     args = ap.parse_args()

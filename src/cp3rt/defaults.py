@@ -105,6 +105,10 @@ ORT_THREADS: int | None = None   # None: one intra-op thread per physical core
 ORT_GRAPH_OPT = "all"
 ORT_EXECUTION_MODE = "sequential"
 ORT_MEM_ARENA = True
+# Memory patterns pre-plan buffers per input shape; tiles come in several batch/tile shapes, so
+# the plans pile up: off, peak RSS of 1024^2 restore+segment drops from ~1.9 to ~1.3 GB at the same
+# speed (benchmarks/results/end_to_end.md, "mem-pattern on" row).
+ORT_MEM_PATTERN = False
 ORT_SPIN = False  # speed within noise either way; idle spinning would steal CPU from the dynamics
 
 # TensorRT plans (§1.8: tiles are multiples of 16 from 32 to 224, possibly rectangular; 224 x 224

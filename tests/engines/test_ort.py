@@ -107,6 +107,8 @@ def test_session_options_are_applied() -> None:
     assert so.execution_mode == onnxruntime.ExecutionMode.ORT_PARALLEL
     assert so.enable_cpu_mem_arena is False
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.enable_mem_pattern is False  # the default: per-shape plans pile up with many tile shapes
+    assert OrtOptions(mem_pattern=True).session_options(onnxruntime).enable_mem_pattern is True
 
 
 def test_unlisted_provider_refused(standin, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

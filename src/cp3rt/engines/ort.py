@@ -50,6 +50,7 @@ class OrtOptions:
     execution_mode: str = defaults.ORT_EXECUTION_MODE
     mem_arena: bool = defaults.ORT_MEM_ARENA
     spin: bool = defaults.ORT_SPIN
+    mem_pattern: bool = defaults.ORT_MEM_PATTERN
 
     def __post_init__(self) -> None:
         if isinstance(self.providers, str):
@@ -81,6 +82,7 @@ class OrtOptions:
         )
         so.intra_op_num_threads = self.threads or 0  # 0: one per physical core
         so.enable_cpu_mem_arena = self.mem_arena
+        so.enable_mem_pattern = self.mem_pattern
         # Spinning threads burn CPU between calls, which the numba dynamics then lack.
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spin else "0")
         so.log_severity_level = 3  # errors only: the library does not print
@@ -100,9 +102,10 @@ class OrtEngine(BaseEngine):
         execution_mode: str = defaults.ORT_EXECUTION_MODE,
         mem_arena: bool = defaults.ORT_MEM_ARENA,
         spin: bool = defaults.ORT_SPIN,
+        mem_pattern: bool = defaults.ORT_MEM_PATTERN,
     ) -> None:
         options = OrtOptions(tuple([providers] if isinstance(providers, str) else providers),
-                             threads, graph_opt, execution_mode, mem_arena, spin)
+                             threads, graph_opt, execution_mode, mem_arena, spin, mem_pattern)
         path = Path(onnx_path)
         if not path.is_file():
             raise EngineError(f"ONNX file {path} does not exist.")
