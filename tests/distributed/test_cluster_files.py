@@ -55,7 +55,8 @@ def test_worker_killed_mid_run_loses_nothing(setup, client):
     killer = WorkerKiller(client)
     dist = run_distributed(client, cfg, images, run, OutputOptions(out_dir=out), retries=3, on_event=killer)
     killer.assert_killed_mid_run(len(images))
-    assert all(o.status == "done" for o in dist.outcomes)
+    # a file the killed worker wrote before its result got back is "skipped" by the retry
+    assert all(o.status in ("done", "skipped") for o in dist.outcomes)
     written = sorted(p.name for p in out.iterdir())
     assert written == sorted(f"{p.stem}_cp_masks.tif" for p in images)  # no partials, no dups
     _same(single, dist)

@@ -66,5 +66,7 @@ def test_worker_killed_mid_plate_loses_nothing(client, single, tmp_path):
     killer = WorkerKiller(client)
     summary = run_plate_on_cluster(client, cfg, root, RUN, block_size=BLOCK, retries=3, on_event=killer)
     killer.assert_killed_mid_run(len(WELLS) * FIELDS)
-    assert summary.batch.count("done") == len(WELLS) * FIELDS
+    # A field the killed worker finished (marker written) before its result got back is redone
+    # by the retry as "skipped": its labels are there and complete, which _assert_same_plate checks.
+    assert summary.batch.count("done") + summary.batch.count("skipped") == len(WELLS) * FIELDS
     _assert_same_plate(root1, s1, root, summary)
