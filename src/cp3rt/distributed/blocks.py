@@ -24,7 +24,7 @@ from cp3rt.distributed._cluster import map_ordered, pipeline_for
 from cp3rt.runtime.blocks.files import BlockRunner
 from cp3rt.runtime.blocks.merge import FrameStore, global_tables
 from cp3rt.runtime.blocks.plan import Block
-from cp3rt.runtime.blocks.run import (BlockJob, BlockSummary, check_out, count_objects, keep_block,
+from cp3rt.runtime.blocks.run import (BlockJob, BlockSummary, Steps, check_out, count_objects, keep_block,
                                       plan_job, relabel_cores, segment_block)
 from cp3rt.runtime.run_config import PipelineConfig, RunConfig
 
@@ -67,13 +67,7 @@ def segment_blocks_on_cluster(
                    halo_diameters=halo_diameters)
     check_out(image, out, merge_iou)
     grid = job.grid
-    total, done = 2 * len(grid.blocks), [0]
-
-    def step(*_: Any) -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total)
-
+    steps = Steps(2 * len(grid.blocks), progress)
     with tempfile.TemporaryDirectory(prefix=".cp3rt_blocks_", dir=scratch_parent) as scratch:
         (Path(scratch) / _FRAMES).mkdir()
         local = _zarr().open_array(str(Path(scratch) / _LOCAL), mode="w", shape=grid.shape,
@@ -82,11 +76,11 @@ def segment_blocks_on_cluster(
             client, _block_task,
             [(config, pipeline_run or run, str(image_path), job, b, scratch) for b in grid.blocks],
             [f"cp3rt-block-{Path(image_path).name}-{b.index}" for b in grid.blocks],
-            retries=retries, on_result=step)
+            retries=retries, on_result=lambda _i, _r: steps())
         counts = [c for c, _ in results]
         present = [p for _, p in results]
         tables = global_tables(grid, counts, present, FrameStore(Path(scratch) / _FRAMES, grid.halo), merge_iou)
-        relabel_cores(grid, tables, local, out, step)
+        relabel_cores(grid, tables, local, out, steps)
     return BlockSummary(grid.shape, len(grid.blocks), count_objects(tables), grid.halo, job.lowhigh)
 
 

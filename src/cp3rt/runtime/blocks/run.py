@@ -19,6 +19,7 @@ that ``cp3rt.distributed`` runs step 2 as one Dask task per block with the same 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable
@@ -29,7 +30,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.blocks.merge import FrameStore, global_tables
-from cp3rt.runtime.blocks.plan import Block, BlockGrid
+from cp3rt.runtime.blocks.plan import Block, BlockGrid, box_slices
 from cp3rt.runtime.normalize import NormalizeConfig
 from cp3rt.runtime.run_config import RunConfig
 from cp3rt.runtime.stream import StreamConfig, stream_map
@@ -110,16 +111,12 @@ def segment_block(runner: Any, image: Any, job: BlockJob, block: Block) -> np.nd
 def keep_block(block: Block, labels: np.ndarray, frames: FrameStore, local: Any,
                lock: threading.Lock | None = None) -> tuple[int, np.ndarray]:
     """Keep the block's frame for the seam merge and write its core's local labels into
-    ``local``; returns (highest local label, local labels present in the core)."""
+    ``local`` (2-D or 3-D); returns (highest local label, local labels present in the core)."""
     frames.put(block, labels)
     core = labels[block.core_in_ext]
-    cy0, cy1, cx0, cx1 = block.core
-    if lock is None:
-        local[cy0:cy1, cx0:cx1] = core
-    else:
-        with lock:  # cores may share output chunks
-            local[cy0:cy1, cx0:cx1] = core
-    return int(labels.max()), np.unique(core[core > 0]).astype(np.int64)
+    with lock or contextlib.nullcontext():  # cores may share output chunks
+        local[box_slices(block.core)] = core
+    return (int(labels.max()) if labels.size else 0), np.unique(core[core > 0]).astype(np.int64)
 
 
 def relabel_cores(grid: BlockGrid, tables: list[np.ndarray], local: Any, out: Any,
@@ -127,8 +124,8 @@ def relabel_cores(grid: BlockGrid, tables: list[np.ndarray], local: Any, out: An
     """Write every core of ``local`` (local labels) into ``out`` through its block's table;
     ``local`` may be ``out`` itself (relabel in place)."""
     for block, table in zip(grid.blocks, tables):
-        y0, y1, x0, x1 = block.core
-        out[y0:y1, x0:x1] = table[np.asarray(local[y0:y1, x0:x1])]
+        where = box_slices(block.core)
+        out[where] = table[np.asarray(local[where])]
         if progress is not None:
             progress()
 
@@ -164,7 +161,7 @@ def segment_blocks(
     counts = [0] * len(grid.blocks)
     present: list[np.ndarray] = [np.zeros(0, np.int64)] * len(grid.blocks)
     write_lock = threading.Lock()
-    steps = _Steps(2 * len(grid.blocks), progress)
+    steps = Steps(2 * len(grid.blocks), progress)
 
     def work(view, block):
         return keep_block(block, segment_block(view, image, job, block), frames, out, write_lock)
@@ -186,7 +183,7 @@ def count_objects(tables: list[np.ndarray]) -> int:
     return int(max((int(t.max()) for t in tables), default=0))
 
 
-class _Steps:
+class Steps:
     """Progress over the two passes (segment, relabel): ``progress(done, total)`` per step."""
 
     def __init__(self, total: int, progress: Callable[[int, int], None] | None) -> None:

@@ -38,8 +38,9 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.blocks.merge import FrameStore, global_tables
-from cp3rt.runtime.blocks.plan import BlockGrid, box_slices
-from cp3rt.runtime.blocks.run import SAMPLE_PIXELS, global_lowhigh
+from cp3rt.runtime.blocks.plan import BlockGrid
+from cp3rt.runtime.blocks.run import (SAMPLE_PIXELS, Steps, count_objects, global_lowhigh, keep_block,
+                                      relabel_cores)
 from cp3rt.runtime.run_config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -132,27 +133,19 @@ def segment_volume_blocks(
     n = len(grid.blocks)
     counts = [0] * n
     present: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+    steps = Steps(2 * n, progress)
     try:
         for block in grid.blocks:
             z0, z1, y0, y1, x0, x1 = block.ext
             ext = np.asarray(volume[z0:z1, ..., y0:y1, x0:x1])
             labels = pipeline.run(ext, run=block_run).masks.astype(np.uint32, copy=False)
             del ext  # the next block's read should not overlap this one in memory
-            frames.put(block, labels)
-            core = labels[block.core_in_ext]
-            out[box_slices(block.core)] = core
-            counts[block.index] = int(labels.max()) if labels.size else 0
-            present[block.index] = np.unique(core[core > 0]).astype(np.int64)
-            if progress is not None:
-                progress(block.index + 1, 2 * n)
+            counts[block.index], present[block.index] = keep_block(block, labels, frames, out)
+            steps()
         tables = global_tables(grid, counts, present, frames, merge_iou)
-        for block, table in zip(grid.blocks, tables):
-            where = box_slices(block.core)
-            out[where] = table[np.asarray(out[where])]
-            if progress is not None:
-                progress(n + block.index + 1, 2 * n)
+        relabel_cores(grid, tables, out, out, steps)
     finally:
         frames.close()
-    n_objects = int(max((int(t.max()) for t in tables), default=0))
+    n_objects = count_objects(tables)
     return VolumeBlockSummary(shape, n, n_objects, grid.halos, grid.sizes,  # type: ignore[arg-type]
                               norm.lowhigh if norm is not None else None)
