@@ -71,7 +71,7 @@ def segment_blocks_on_cluster(
     with tempfile.TemporaryDirectory(prefix=".cp3rt_blocks_", dir=scratch_parent) as scratch:
         (Path(scratch) / _FRAMES).mkdir()
         local = _zarr().open_array(str(Path(scratch) / _LOCAL), mode="w", shape=grid.shape,
-                                   chunks=(grid.block_size, grid.block_size), dtype="uint32", fill_value=0)
+                                   chunks=grid.sizes, dtype="uint32", fill_value=0)
         results = map_ordered(
             client, _block_task,
             [(config, pipeline_run or run, str(image_path), job, b, scratch) for b in grid.blocks],

@@ -89,8 +89,8 @@ def refuse_extra_outputs(path: Path, outputs: OutputOptions, what: str) -> None:
 
 def write_block_labels(
     path: Path, outputs: OutputOptions, shape: tuple[int, ...],
-    segment: Callable[[Any, Path], BlockSummary], marker: Callable[[Any, BlockSummary], dict[str, Any]],
-) -> tuple[tuple[Path, ...], BlockSummary | None]:
+    segment: Callable[[Any, Path], Any], marker: Callable[[Any, Any], dict[str, Any]],
+) -> tuple[tuple[Path, ...], Any]:
     """Create the labels of a huge input, fill them with ``segment(out, scratch_parent)`` and
     mark them complete: an OME-Zarr input gets ``labels/cp3rt`` (``marker`` gives the attributes
     written last), anything else an atomically renamed BigTIFF. (outputs, None) when already done
@@ -117,7 +117,8 @@ def write_block_labels(
     return (final,), summary
 
 
-def outcome_of(path: Path, written: tuple[Path, ...], summary: BlockSummary | None, seconds: float) -> ImageOutcome:
+def outcome_of(path: Path, written: tuple[Path, ...], summary: Any, seconds: float) -> ImageOutcome:
+    """``summary``: a plane or volume block summary (its ``n_objects``), None when skipped."""
     if summary is None:
         return ImageOutcome(path, "skipped", outputs=written)
     return ImageOutcome(path, "done", summary.n_objects, {"segment": seconds}, written)
