@@ -22,7 +22,7 @@ class WorkerKiller:
             os.kill(self.pid, signal.SIGKILL)
 
     def assert_killed_mid_run(self, total: int) -> None:
-        assert 1 <= self.calls and self.calls >= total, "the run did not report every task"
+        assert self.calls >= total, "the run did not report every task"
         wait_for_workers(self.client)  # the nanny restarts the worker
         assert self.pid not in self.client.run(os.getpid).values(), "the worker was not killed"
 
