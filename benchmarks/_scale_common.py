@@ -67,11 +67,11 @@ def blob_image(shape, n, seed, radius=9.0):
     return (img * 60000).astype(np.uint16)
 
 
-def small_net_onnx(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> Path:
+def small_net_weights(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> Path:
+    """The small random-init CPnet with its head calibrated on a blob tile, as a weight file."""
     import torch
 
     from cp3rt.models.cpnet import CPnet
-    from cp3rt.models.export import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -86,29 +86,46 @@ def small_net_onnx(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> Pat
             scale = std / y[c].std()
             head.weight[c] *= scale
             head.bias[c] = float((head.bias[c].item() - y[c].mean()) * scale + mean)
-    weights = net.save(folder / "small_seg")
-    return export_onnx(weights, folder, verify=False).onnx_path
+    return net.save(folder / "small_seg")
+
+
+def small_net_onnx(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> Path:
+    from cp3rt.models.export import export_onnx
+
+    return export_onnx(small_net_weights(folder, nbase, seed), folder, verify=False).onnx_path
 
 
 class SmallNetEngine(BaseEngine):
-    """An onnxruntime engine of the small net whose style output is zero-padded to 256."""
+    """The small net with its style output zero-padded to 256: an ONNX file on onnxruntime, or
+    (``backend="torch-cuda"``) its weight file on the GPU. ``infer_many`` is offered only where
+    the inner engine has it, exactly as the runtime decides whether to pipeline batches."""
 
-    backend = "ort"
-
-    def __init__(self, onnx_path: Path) -> None:
+    def __init__(self, model: Path, backend: str = "ort", precision: str = "fp16") -> None:
         from cp3rt.engines.base import TensorSpec
-        from cp3rt.engines.ort import OrtEngine
 
-        self._inner = OrtEngine(onnx_path)
+        if backend == "ort":
+            from cp3rt.engines.ort import OrtEngine
+
+            self._inner = OrtEngine(model)
+        else:
+            from cp3rt.engines.torch_cuda import TorchCudaEngine
+
+            self._inner = TorchCudaEngine(model, precision=precision)
+        self.backend = self._inner.backend
         outs = tuple(TensorSpec(o.name, o.dtype, (None, 256)) if o.name == "style" else o
                      for o in self._inner.outputs)
-        super().__init__(self._inner.inputs, outs, self._inner.manifest, label=str(onnx_path))
+        super().__init__(self._inner.inputs, outs, self._inner.manifest, label=str(model))
+        if hasattr(self._inner, "infer_many"):
+            self.infer_many = lambda batches: (self._pad(o) for o in self._inner.infer_many(batches))
+
+    @staticmethod
+    def _pad(out: dict) -> dict:
+        out = dict(out)
+        out["style"] = np.pad(out["style"], ((0, 0), (0, 256 - out["style"].shape[1])))
+        return out
 
     def _run(self, feeds):
-        out = dict(self._inner.infer(feeds))
-        style = out["style"]
-        out["style"] = np.pad(style, ((0, 0), (0, 256 - style.shape[1])))
-        return out
+        return self._pad(self._inner.infer(feeds))
 
     def close(self) -> None:
         self._inner.close()

@@ -92,13 +92,50 @@ def random_weights(path: Path, nchan: int, nout: int, seed: int) -> Path:
     return net.save(path)
 
 
+CYTO3_NBASE = (32, 64, 128, 256)
+
+
+def embed_weights(given: Path, path: Path) -> Path:
+    """A trained net of a smaller width (e.g. the starter, nbase 16..128) written in the cyto3 shape.
+
+    Every tensor is copied into the leading slice of the full-size tensor; the extra channels get
+    zero convolution/Linear weights and biases and identity BatchNorm (mean 0, var 1, weight 1,
+    bias 0), so they stay exactly zero and never reach the real channels (the style's L2 norm over
+    256 channels is unchanged). The result computes the trained net's function with cyto3's
+    arithmetic: realistic masks for the end-to-end runs, the real net's cost for the timings.
+    """
+    import torch
+
+    from cp3rt.models.cpnet import CPnet
+    from cp3rt.models.weights import read_weight_file
+
+    small = torch.load(given, map_location="cpu", weights_only=True)
+    wf = read_weight_file(given)
+    if tuple(wf.nbase[1:]) == CYTO3_NBASE:
+        shutil.copyfile(given, path)
+        return path
+    full = CPnet((wf.nchan, *CYTO3_NBASE), wf.nout, diam_mean=float(wf.diam_mean))
+    state = full.state_dict()
+    for key, value in state.items():
+        if key not in small:
+            raise ValueError(f"{given}: no tensor {key!r}; not a Cellpose v3 weight file of CPnet's layout")
+        src = small[key]
+        base = key.rsplit(".", 1)[0]
+        identity_bn = key.endswith("running_var") or (key.endswith(".weight") and f"{base}.running_var" in state)
+        out = torch.ones_like(value) if identity_bn else torch.zeros_like(value)
+        out[tuple(slice(0, n) for n in src.shape)] = src
+        state[key] = out
+    full.load_state_dict(state)
+    return full.save(path)
+
+
 def setup_models(args: argparse.Namespace, work: Path) -> Path:
     models = work / "models"
     models.mkdir(parents=True)
     for name, given, nchan, nout, seed in (("cyto3", args.seg_weights, 2, 3, 0),
                                           ("denoise_cyto3", args.restore_weights, 1, 1, 1)):
         if given:
-            shutil.copyfile(given, models / name)
+            embed_weights(given, models / name)
         else:
             random_weights(models / name, nchan, nout, seed)
     return models
@@ -175,6 +212,8 @@ class Borrowed:
     def __init__(self, engine) -> None:  # noqa: ANN001
         self.engine, self.backend, self.manifest = engine, engine.backend, engine.manifest
         self.inputs, self.outputs = engine.inputs, engine.outputs
+        if hasattr(engine, "infer_many"):  # keep the runtime's GPU pipelining (see runtime.nets)
+            self.infer_many = engine.infer_many
 
     def infer(self, batch):  # noqa: ANN001, ANN201
         return self.engine.infer(batch)
@@ -194,16 +233,51 @@ def synthetic_image(seed: int, size: int = 1024) -> np.ndarray:
     return img.astype(np.float32)
 
 
+def mosaic(images: list[np.ndarray], first: int, scale: float, size: int) -> np.ndarray:
+    """A size x size image tiled from ``images`` (starting at ``first``), each resized by ``scale``:
+    real objects at the diameter the net was trained for, at the benchmark's image size."""
+    from scipy.ndimage import zoom
+
+    parts = [zoom(np.asarray(im, np.float32), scale, order=1) for im in images]
+    out = np.zeros((size, size), np.float32)
+    k, y = first, 0
+    while y < size:
+        x, row_h = 0, 0
+        while x < size:
+            part = parts[k % len(parts)]
+            h, w = min(part.shape[0], size - y), min(part.shape[1], size - x)
+            out[y : y + h, x : x + w] = part[:h, :w]
+            x, row_h, k = x + w, max(row_h, h), k + 1
+        y += row_h
+    return out
+
+
 def load_images(args: argparse.Namespace) -> list[np.ndarray]:
     if args.images:
         from cp3rt.runtime.io import find_images, read_image
 
-        return [read_image(p) for p in find_images([args.images])[: args.n_images]]
+        found = [read_image(p) for p in find_images([args.images])]
+        if args.object_scale:
+            return [mosaic(found, k, args.object_scale, args.image_size) for k in range(args.n_images)]
+        return found[: args.n_images]
     return [synthetic_image(k, args.image_size) for k in range(args.n_images)]
+
+
+def write_folder(images: list, n: int, folder: Path) -> list[Path]:
+    """``n`` TIFF files cycling through ``images``: the input of the folder (streaming) runs."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"img{k:03d}.tif" for k in range(n)]
+    for k, path in enumerate(paths):
+        tifffile.imwrite(path, images[k % len(images)])
+    return paths
 
 
 def images_per_s(run_one, images: list, repeats: int) -> dict:  # noqa: ANN001
     run_one(images[0])  # warm-up (graphs, autotuning, numba compilation)
+    if hasattr(run_one, "stages"):
+        run_one.stages.clear()  # stage seconds of timed images only
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -226,23 +300,81 @@ def latency(run_one, image: np.ndarray, runs: int) -> dict:  # noqa: ANN001
             "runs": runs}
 
 
-def cp3rt_runner(seg, restore, args: argparse.Namespace):  # noqa: ANN001, ANN201
-    from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
+class Cp3rtRunner:
+    """cp3rt's Pipeline on borrowed engines; keeps each image's masks and stage seconds."""
 
-    run = RunConfig(channels=(0, 0), estimate_diameter=False, batch_size=args.e2e_batch)
-    pipe = Pipeline.from_engines(Borrowed(seg), Borrowed(restore) if restore else None, run=run)
-    return lambda img: pipe.run(img).masks
+    def __init__(self, seg, restore, args: argparse.Namespace) -> None:  # noqa: ANN001
+        from cp3rt.runtime.pipeline import Pipeline
+        from cp3rt.runtime.run_config import RunConfig
+
+        self.run = RunConfig(channels=(0, 0), estimate_diameter=False, batch_size=args.e2e_batch)
+        self.pipe = Pipeline.from_engines(Borrowed(seg), Borrowed(restore) if restore else None, run=self.run)
+        self.masks: dict[int, np.ndarray] = {}
+        self.stages: list[dict] = []
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        result = self.pipe.run(img)
+        self.masks[id(img)] = result.masks
+        self.stages.append(dict(result.timings))
+        return result.masks
+
+    def folder(self, paths: list[Path], out: Path) -> float:
+        """Seconds for ``cp3rt run``'s folder path: the streaming engine, TIFF read and write included."""
+        from cp3rt.runtime.batch import OutputOptions
+        from cp3rt.runtime.stream import stream_batch
+
+        t0 = time.perf_counter()
+        summary = stream_batch(self.pipe, paths, self.run, OutputOptions(out_dir=out, overwrite=True))
+        seconds = time.perf_counter() - t0
+        if not summary.ok:
+            raise RuntimeError(f"folder run failed: {[o.error for o in summary.outcomes if o.error][:3]}")
+        return seconds
 
 
-def reference_runner(gpu: bool, restore: bool):  # noqa: ANN201
-    from cellpose import denoise, models
+def cp3rt_runner(seg, restore, args: argparse.Namespace) -> Cp3rtRunner:  # noqa: ANN001
+    return Cp3rtRunner(seg, restore, args)
 
-    if restore:
-        model = denoise.CellposeDenoiseModel(gpu=gpu, model_type="cyto3", restore_type="denoise_cyto3")
-        return lambda img: model.eval(img, channels=[0, 0], diameter=None)[0]
-    model = models.CellposeModel(gpu=gpu, model_type="cyto3")
-    return lambda img: model.eval(img, channels=[0, 0], diameter=None)[0]
+
+def mean_stages(stages: list[dict]) -> dict:
+    keys = sorted({k for st in stages for k in st})
+    return {k: 1e3 * float(np.mean([st.get(k, 0.0) for st in stages])) for k in keys}
+
+
+def masks_agreement(got: dict, want: dict, images: list) -> dict:
+    """Mean AP (IoU 0.5 / 0.75 / 0.9) of one runner's masks against another's, same images."""
+    from cp3rt.runtime.metrics import average_precision
+
+    aps = []
+    for img in images:
+        a, b = want.get(id(img)), got.get(id(img))
+        if a is not None and b is not None:
+            ap = average_precision(a, b, [0.5, 0.75, 0.9])[0] if a.max() or b.max() else np.ones(3)
+            aps.append(np.asarray(ap, float))
+    if not aps:
+        return {}
+    return {"ap": [float(v) for v in np.mean(aps, axis=0)], "images": len(aps),
+            "objects_reference": int(sum(int(want[id(i)].max()) for i in images if id(i) in want)),
+            "objects_cp3rt": int(sum(int(got[id(i)].max()) for i in images if id(i) in got))}
+
+
+class ReferenceRunner:
+    """``CellposeModel.eval`` (or ``CellposeDenoiseModel.eval``) one image at a time; keeps masks."""
+
+    def __init__(self, gpu: bool, restore: bool) -> None:
+        from cellpose import denoise, models
+
+        self.model = (denoise.CellposeDenoiseModel(gpu=gpu, model_type="cyto3", restore_type="denoise_cyto3")
+                      if restore else models.CellposeModel(gpu=gpu, model_type="cyto3"))
+        self.masks: dict[int, np.ndarray] = {}
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        masks = self.model.eval(img, channels=[0, 0], diameter=None)[0]
+        self.masks[id(img)] = masks
+        return masks
+
+
+def reference_runner(gpu: bool, restore: bool) -> ReferenceRunner:
+    return ReferenceRunner(gpu, restore)
 
 
 # ---- facts ------------------------------------------------------------------------------------
@@ -315,9 +447,14 @@ def open_backends(args: argparse.Namespace, device: str, results: dict):  # noqa
 
         for precision in args.torch_precisions:
             t0 = time.perf_counter()
-            seg_e = TorchCudaEngine("cyto3", precision=precision)
-            rest_e = TorchCudaEngine("denoise_cyto3", precision=precision)
-            chain = TorchCudaChain(rest_e, seg_e)
+            try:
+                seg_e = TorchCudaEngine("cyto3", precision=precision)
+                rest_e = TorchCudaEngine("denoise_cyto3", precision=precision)
+                chain = TorchCudaChain(rest_e, seg_e)
+            except Exception as exc:  # noqa: BLE001 - reported, the other precisions still run
+                results["skipped"].append({"backend": f"cp3rt torch-cuda {precision}", "reason": f"failed to open: {exc!r}"})
+                log(f"torch-cuda {precision} failed to open: {exc!r}")
+                continue
             results["build"].append({"backend": "cp3rt torch-cuda", "precision": precision,
                                      "seconds": time.perf_counter() - t0, "what": "load weights (graphs are captured per shape on first use)"})
             yield ("cp3rt torch-cuda", precision, seg_e, chain, seg_e, rest_e,
@@ -362,12 +499,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seg-weights", type=Path, help="Cellpose v3 segmentation weight file (default: random)")
     p.add_argument("--restore-weights", type=Path, help="Cellpose v3 restoration weight file (default: random)")
     p.add_argument("--images", type=Path, help="folder of images for end-to-end runs (default: synthetic 1024x1024)")
+    p.add_argument("--object-scale", type=float, default=None,
+                   help="with --images: resize them by this factor and tile them into --image-size mosaics")
     p.add_argument("--n-images", type=int, default=8)
     p.add_argument("--image-size", type=int, default=1024)
     p.add_argument("--batches", default="1,2,4,8,16,32,64,128,256")
     p.add_argument("--tiles", type=int, default=2048, help="tiles per timed repeat (at least)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--folder-images", type=int, default=32, help="files in the folder (streaming) run")
     p.add_argument("--e2e-batch", type=int, default=64)
     p.add_argument("--e2e-repeats", type=int, default=2)
     p.add_argument("--latency-runs", type=int, default=30)
@@ -381,11 +521,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.batches, args.tiles, args.repeats = "1,8,64,256", 512, 3
-        args.n_images, args.latency_runs, args.e2e_repeats = 4, 10, 1
+        args.n_images, args.latency_runs, args.e2e_repeats, args.folder_images = 4, 10, 1, 16
     if args.smoke_cpu:
         args.batches, args.tiles, args.repeats, args.warmup = "1,2", 2, 1, 1
         args.n_images, args.image_size, args.latency_runs, args.e2e_repeats = 1, 200, 2, 1
-        args.e2e_batch, args.torch_precisions = 8, ""
+        args.e2e_batch, args.torch_precisions, args.folder_images = 8, "", 2
         args.trt_precisions = args.trt_precisions if args.fake_trt else ""
     args.batches = [int(b) for b in str(args.batches).split(",") if b]
     args.torch_precisions = [p for p in str(args.torch_precisions).split(",") if p]
@@ -419,8 +559,11 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"fingerprint": fingerprint(args), "gpu": gpu, "flops_per_tile": flops,
                      "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                      "tiles": [], "chain": [], "e2e": [], "e2e_restore": [], "latency": [], "build": [],
-                     "memory": [], "skipped": []}
+                     "memory": [], "skipped": [], "folder": [], "stages_ms": [], "masks_vs_reference": []}
     images = load_images(args)
+    folder_paths = write_folder(images, args.folder_images, work / "folder_in")
+    reference_masks: dict = {}
+    out = args.out if not args.smoke_cpu or args.out != HERE / "results" else work / "results"
     log(f"{gpu['name']}: {flops['segment'] / 1e9:.1f} GFLOP per 224x224 segmentation tile")
     for label, precision, seg_runner, chain_runner, seg_e, rest_e, close in open_backends(args, device, results):
         tag = {"backend": label, "precision": precision}
@@ -443,17 +586,32 @@ def main(argv: list[str] | None = None) -> int:
                 run_seg, run_chain = cp3rt_runner(seg_e, None, args), cp3rt_runner(seg_e, rest_e, args)
             results["e2e"].append({**tag, **images_per_s(run_seg, images, args.e2e_repeats)})
             results["e2e_restore"].append({**tag, **images_per_s(run_chain, images, args.e2e_repeats)})
+            if seg_e is None:
+                reference_masks = {"segment": run_seg.masks, "restore": run_chain.masks}
+            else:
+                results["stages_ms"].append({**tag, "segment": mean_stages(run_seg.stages),
+                                             "restore": mean_stages(run_chain.stages)})
+                for key, runner in (("segment", run_seg), ("restore", run_chain)):
+                    if reference_masks.get(key):
+                        results["masks_vs_reference"].append(
+                            {**tag, "pipeline": key, **masks_agreement(runner.masks, reference_masks[key], images)})
+                folder = [run_seg.folder(folder_paths, work / "folder_out") for _ in range(args.e2e_repeats)]
+                results["folder"].append({**tag, "median": len(folder_paths) / float(np.median(folder)),
+                                          "min": len(folder_paths) / max(folder), "max": len(folder_paths) / min(folder),
+                                          "images": len(folder_paths)})
             results["latency"].append({**tag, **latency(run_seg, images[0], args.latency_runs)})
             log(f"{label} {precision}: {results['e2e'][-1]['median']:.2f} images/s end to end")
             if device == "cuda":
                 results["memory"].append({**tag, "torch_peak_mib": torch.cuda.max_memory_allocated() / 2**20,
                                           "device_used_mib": (free0 - torch.cuda.mem_get_info()[0]) / 2**20})
+        except Exception as exc:  # noqa: BLE001 - one backend's failure must not lose the others' numbers
+            results["skipped"].append({"backend": f"{label} {precision}", "reason": f"failed: {exc!r}"})
+            log(f"{label} {precision} FAILED: {exc!r}")
         finally:
             close()
             if device == "cuda":
                 torch.cuda.empty_cache()
-    out = args.out if not args.smoke_cpu or args.out != HERE / "results" else work / "results"
-    paths = write_results(results, out)
+        paths = write_results(results, out)  # after every backend: a run cut short keeps what it measured
     shutil.rmtree(work / "models", ignore_errors=True)
     print(" ".join(str(p) for p in paths))
     return 0
@@ -484,6 +642,9 @@ def _table(rows: list, batches: list[int], unit: str) -> list[str]:
     return lines + ["", f"Median {unit} (min-max over repeats)."]
 
 
+STAGES = ("read", "normalize", "restore", "segment", "dynamics")
+
+
 def markdown(results: dict) -> str:
     fp, gpu = results["fingerprint"], results["gpu"]
     batches = results["settings"]["batches"]
@@ -510,6 +671,29 @@ def markdown(results: dict) -> str:
         for r in rows:
             speed = f"{r['median'] / base:.1f}x" if base else "-"
             lines.append(f"| {r['backend']} | {r['precision']} | {r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f}) | {speed} |")
+    base = next((r["median"] for r in results["e2e"] if r["backend"] == ref), None)
+    if results["folder"]:
+        lines += ["", "## A folder through `cp3rt run`'s streaming engine (segmentation; TIFF read and write "
+                  "included), images/s", "", "| backend | precision | files | images/s (min-max) | vs reference "
+                  "(one image at a time, no I/O) |", "|---|---|---|---|---|"]
+        for r in results["folder"]:
+            speed = f"{r['median'] / base:.1f}x" if base else "-"
+            lines.append(f"| {r['backend']} | {r['precision']} | {r['images']} | {r['median']:.2f} "
+                         f"({r['min']:.2f}-{r['max']:.2f}) | {speed} |")
+    if results["stages_ms"]:
+        lines += ["", "## Where one image's time goes (cp3rt Pipeline, ms per image, mean)", "",
+                  "| backend | precision | pipeline | " + " | ".join(STAGES) + " |", "|---|---|---|" + "---|" * len(STAGES)]
+        for r in results["stages_ms"]:
+            for key in ("segment", "restore"):
+                lines.append(f"| {r['backend']} | {r['precision']} | {key} | "
+                             + " | ".join(f"{r[key].get(st, 0.0):.1f}" for st in STAGES) + " |")
+    if results["masks_vs_reference"]:
+        lines += ["", "## Masks against the reference's masks (same weights, same images)", "",
+                  "| backend | precision | pipeline | images | objects reference / cp3rt | mean AP@0.5 / 0.75 / 0.9 |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['backend']} | {r['precision']} | {r['pipeline']} | {r.get('images', 0)} | "
+                  f"{r.get('objects_reference', 0)} / {r.get('objects_cp3rt', 0)} | "
+                  + " / ".join(f"{v:.4f}" for v in r.get("ap", [])) + " |" for r in results["masks_vs_reference"]]
     lines += ["", "## Latency of one image (segmentation, end to end)", "", "| backend | precision | p50 ms | p99 ms |",
               "|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['precision']} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |" for r in results["latency"]]
@@ -539,6 +723,10 @@ def targets(results: dict) -> list[str]:
     for r in results["e2e"]:
         if ref and not r["backend"].startswith("reference"):
             out.append(f"- {r['backend']} {r['precision']} end to end: {r['median'] / ref:.1f}x the reference (target >= 5x)")
+    for r in results["folder"]:
+        if ref:
+            out.append(f"- {r['backend']} {r['precision']} folder (streaming, I/O included): {r['median'] / ref:.1f}x "
+                       "the reference (target >= 5x)")
     return out or ["- nothing measured"]
 
 

@@ -5,7 +5,9 @@ Protocol
 * Inputs: ``--n-images`` (200) uint16 blob images, sides drawn log-uniformly from 256 to 2048
   (independently for Y and X, seed 0), ~1 blob per 40x40 px, written once as TIFF files.
 * Net: a small random-init CPnet nbase [2, 8, 16, 32, 64] exported to ONNX, head calibrated
-  to give masks (see _scale_common), run by onnxruntime CPU with cp3rt's default settings.
+  to give masks (see _scale_common), run by onnxruntime CPU with cp3rt's default settings, or
+  with ``--backend torch-cuda`` by the torch-CUDA engine on a GPU (``--precision``, fp16 by
+  default): the case where the engine and the CPU-side dynamics are different devices.
   Diameter fixed at 30 (rescale 1); all other settings the defaults.
 * Plain: ``cp3rt.runtime.batch.run_batch`` (read -> pipeline -> write, one image at a time).
   Streaming: ``cp3rt.runtime.stream.stream_batch`` (StreamConfig defaults unless given).
@@ -32,7 +34,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _scale_common import RESULTS, SmallNetEngine, blob_image, fingerprint, small_net_onnx  # noqa: E402
+from _scale_common import (  # noqa: E402
+    RESULTS,
+    SmallNetEngine,
+    blob_image,
+    fingerprint,
+    small_net_onnx,
+    small_net_weights,
+)
 
 
 def make_folder(folder: Path, n: int) -> list[Path]:
@@ -54,6 +63,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--max-batch", type=int, default=None)
+    ap.add_argument("--backend", choices=("ort", "torch-cuda"), default="ort")
+    ap.add_argument("--precision", default="fp16", help="torch-cuda only: fp16, bf16 or fp32")
     ap.add_argument("--out", default="stream")
     args = ap.parse_args()
 
@@ -66,10 +77,23 @@ def main() -> None:
     env = fingerprint()
     work = Path(tempfile.mkdtemp(prefix="bench_stream_"))
     images = make_folder(work / "in", args.n_images) if (work / "in").mkdir() is None else []
-    onnx = small_net_onnx(work / "net")
+    if args.backend == "ort":
+        model, label = small_net_onnx(work / "net"), "ORT CPU"
+    else:
+        model, label = small_net_weights(work / "net"), f"torch-cuda {args.precision}"
     run = RunConfig(diameter=30.0, channels=(0, 0))
     cfg = StreamConfig(**{k: v for k, v in (("workers", args.workers), ("max_batch", args.max_batch)) if v})
-    pipe = Pipeline.from_engines(SmallNetEngine(onnx), run=run)
+    engine = SmallNetEngine(model, args.backend, args.precision)
+    pipe = Pipeline.from_engines(engine, run=run)
+    if args.backend == "torch-cuda":
+        import torch
+
+        env["gpu"] = torch.cuda.get_device_name(0)
+        # A CUDA graph is captured per batch shape and slot on first use; capture every batch size
+        # either runner can send before the clock starts, so neither pays for it while timed.
+        for b in range(1, max(cfg.max_batch, run.batch_size) + 1):
+            for _slot in range(2):
+                engine.infer(np.zeros((b, 2, 224, 224), np.float32))
 
     def plain(out: Path, imgs):
         return run_batch(pipe, imgs, run, OutputOptions(out_dir=out, overwrite=True))
@@ -113,7 +137,7 @@ def main() -> None:
     result = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"), "environment": env,
         "n_images": len(images), "megapixels": pixels / 1e6, "objects": objects,
-        "repeats": args.repeats, "stream_config": {"workers": cfg.workers, "max_batch": cfg.max_batch},
+        "repeats": args.repeats, "backend": label, "stream_config": {"workers": cfg.workers, "max_batch": cfg.max_batch},
         "seconds": times, "median_seconds": med,
         "images_per_s": {k: len(images) / v for k, v in med.items()},
         "speedup_median": med["plain"] / med["stream"],
@@ -126,9 +150,9 @@ def main() -> None:
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
     md = [f"# Streaming engine vs one-at-a-time ({result['date']})", "",
           f"Command: `{env['command']}`", "",
-          f"CPU: {env['cpu']} x{env['cores']}; tcmalloc preloaded: {env['tcmalloc_preloaded']}; "
+          f"CPU: {env['cpu']} x{env['cores']}{'; GPU ' + env['gpu'] if 'gpu' in env else ''}; tcmalloc preloaded: {env['tcmalloc_preloaded']}; "
           f"load average at start: {env['load_average_at_start']}", "",
-          f"{len(images)} images, {pixels / 1e6:.0f} Mpx, {objects} objects; net nbase [2,8,16,32,64] (ORT CPU)", "",
+          f"{len(images)} images, {pixels / 1e6:.0f} Mpx, {objects} objects; net nbase [2,8,16,32,64] ({label})", "",
           "| runner | median s | min s | max s | images/s |", "|---|---|---|---|---|"]
     for k in ("plain", "stream"):
         md.append(f"| {k} | {med[k]:.1f} | {min(times[k]):.1f} | {max(times[k]):.1f} | {len(images) / med[k]:.2f} |")

@@ -20,6 +20,9 @@ from cp3rt.models.weights import read_weight_file
 # max |got - want| as a fraction of the reference output's range, per precision (spec §9.14:
 # ~1e-2 relative for fp16; bf16 keeps 8 mantissa bits instead of 11).
 TOLERANCE = {"fp32": 1e-5, "fp16": 1e-2, "bf16": 3e-2}
+# fp32 on a GPU: cuDNN convolutions run in TF32 by default (10 mantissa bits, as the reference
+# does on a GPU), and two autotuned algorithms may round differently.
+TF32_TOLERANCE = 3e-3
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 HAS_CUDA = torch.cuda.is_available()
 needs_gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU (torch sees none here)")
@@ -96,7 +99,7 @@ def test_engine_matches_the_reference_on_gpu(seg, precision) -> None:  # noqa: A
         first = engine.infer(x)
         again = engine.infer(x)  # replayed CUDA graph
         np.testing.assert_array_equal(first["flows"], again["flows"])
-        rel = max(TOLERANCE[precision], 1e-3)  # fp32 on GPU: cuDNN may use TF32 (spec §1.8)
+        rel = max(TOLERANCE[precision], TF32_TOLERANCE)  # spec §1.8
         _assert_close("flows", first["flows"], want_y.numpy(), rel)
         _assert_close("style", first["style"], want_style.numpy(), rel)
 
@@ -124,4 +127,4 @@ def test_chain_equals_restore_then_segment_on_gpu(seg, restore) -> None:  # noqa
         want = s.infer(seg_in)
         with TorchCudaChain(r, s, scale=2.0, offset=-0.5) as chain:
             got = chain.infer(x)
-        _assert_close("flows", got["flows"], want["flows"], 1e-3)
+        _assert_close("flows", got["flows"], want["flows"], TF32_TOLERANCE)

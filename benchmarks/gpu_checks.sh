@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU checks of one lent GPU machine, in as few device calls as possible.
+#
+#   benchmarks/gpu_checks.sh main     GPU tests (torch-CUDA backend vs the reference net), then
+#                                     bench_gpu.py --quick (reference on the same GPU in the same run)
+#   benchmarks/gpu_checks.sh bench    bench_gpu.py only, with $BENCH_ARGS (e.g. trained weights from .gpucarry/)
+#   benchmarks/gpu_checks.sh more     bench_fp16_masks.py on the GPU (trained weights and images
+#                                     carried in .gpucarry/: cp3rt_nuclei, data/<dataset>/images),
+#                                     then bench_stream.py with the torch-CUDA engine
+#
+# Runs from the repository root with the machine's own python3 (PyTorch + CUDA). Packages that
+# machine lacks (the cellpose==3.1.1.2 oracle and its compiled helpers, platformdirs) travel as
+# wheels in .whl/ (see /work/.library/device/README.md); cp3rt itself runs from src/. Logs and
+# results go to $OUT (or /tmp/cp3rt_gpu_out); each step has its own time limit so that one
+# hanging step cannot eat the others' time.
+set -u
+OUT=${OUT:-/tmp/cp3rt_gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=src
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 3
+    export PYTHONPATH=src:/tmp/site
+fi
+LOG="$OUT/log_${1:-main}.txt"
+step() { echo "=== $(date -u +%H:%M:%S) $*" | tee -a "$LOG"; }
+
+case "${1:-main}" in
+main)
+    step environment
+    { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+      nproc
+      python3 -c "import sys, torch, numpy, numba, onnxruntime, cellpose, cp3rt; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'numpy', numpy.__version__, 'numba', numba.__version__, 'ort', onnxruntime.__version__, 'gpu', torch.cuda.get_device_name(0))"
+    } 2>&1 | tee -a "$LOG"
+    step "GPU tests"
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -rs \
+        tests/engines/test_torch_cuda.py tests/engines/test_torch_cuda_bench.py 2>&1 | tee -a "$LOG"
+    step "bench_gpu --quick"
+    timeout "${BENCH_S:-330}" python3 benchmarks/bench_gpu.py --quick --out "$OUT" 2>&1 | tee -a "$LOG"
+    ;;
+bench)
+    step "bench_gpu $BENCH_ARGS"
+    # shellcheck disable=SC2086 # BENCH_ARGS is a list of arguments
+    timeout "${BENCH_S:-330}" python3 benchmarks/bench_gpu.py $BENCH_ARGS --out "$OUT" 2>&1 | tee -a "$LOG"
+    ;;
+more)
+    step "bench_fp16_masks torch-cuda"
+    timeout "${MASKS_S:-200}" python3 benchmarks/bench_fp16_masks.py --backend torch-cuda \
+        --weights .gpucarry/cp3rt_nuclei --data .gpucarry/data --out fp16_masks_gpu 2>&1 | tee -a "$LOG"
+    cp benchmarks/results/fp16_masks_gpu.* "$OUT"/ 2>/dev/null
+    step "bench_stream torch-cuda"
+    timeout "${STREAM_S:-300}" python3 benchmarks/bench_stream.py --backend torch-cuda \
+        --repeats "${REPEATS:-2}" --out stream_gpu 2>&1 | tee -a "$LOG"
+    cp benchmarks/results/stream_gpu.* "$OUT"/ 2>/dev/null
+    ;;
+esac
+step done
