@@ -100,13 +100,14 @@ class SmallNetEngine(BaseEngine):
     (``backend="torch-cuda"``) its weight file on the GPU. ``infer_many`` is offered only where
     the inner engine has it, exactly as the runtime decides whether to pipeline batches."""
 
-    def __init__(self, model: Path, backend: str = "ort", precision: str = "fp16") -> None:
+    def __init__(self, model: Path, backend: str = "ort", precision: str = "fp16",
+                 threads: int | None = None) -> None:
         from cp3rt.engines.base import TensorSpec
 
         if backend == "ort":
             from cp3rt.engines.ort import OrtEngine
 
-            self._inner = OrtEngine(model)
+            self._inner = OrtEngine(model) if threads is None else OrtEngine(model, threads=threads)
         else:
             from cp3rt.engines.torch_cuda import TorchCudaEngine
 

@@ -15,6 +15,10 @@ Protocol
   rounds, each timing plain then streaming on the whole folder in the same process.
   Reported: median and min/max seconds per runner, images/s, speed-up of the medians, and the
   plain loop's seconds per stage in its last round (what is left for overlapping to win).
+* ``--bound-images N`` (ORT only): the plain loop on the first N images twice more, with default
+  threads and with one thread for the net (ORT) and one for the dynamics (numba). Parallel code
+  only adds work, so the single-threaded stage seconds summed and divided by the cores is a floor
+  on any runner's wall time: plain / floor is the most that overlapping stages can win here.
 * Same masks: every image's masks of the last round are matched (AP@0.9, cp3rt.metrics) and
   compared for exact equality.
 Results: benchmarks/results/stream.json and stream.md.
@@ -57,6 +61,43 @@ def make_folder(folder: Path, n: int) -> list[Path]:
     return paths
 
 
+def overlap_bound(model: Path, images: list[Path], run, work: Path) -> dict:  # noqa: ANN001
+    """The plain loop on ``images`` with default threads, then with one thread per stage (see Protocol)."""
+    import os
+
+    import numba
+
+    from cp3rt import Pipeline
+    from cp3rt.runtime.batch import OutputOptions, run_batch
+
+    def plain(threads: int | None) -> tuple[float, dict]:
+        pipe = Pipeline.from_engines(SmallNetEngine(model, threads=threads), run=run)
+        out = OutputOptions(out_dir=work / "bound", overwrite=True)
+        run_batch(pipe, images[:2], run, out)  # warm-up
+        t = time.perf_counter()
+        summary = run_batch(pipe, images, run, out)
+        wall = time.perf_counter() - t
+        pipe.close()
+        stages: dict[str, float] = {}
+        for o in summary.outcomes:
+            for k, v in o.timings.items():
+                stages[k] = stages.get(k, 0.0) + v
+        return wall, stages
+
+    default_threads = numba.get_num_threads()
+    plain_s, _ = plain(None)
+    numba.set_num_threads(1)  # numba's thread count is per calling thread: the loop's thread
+    try:
+        single_s, single = plain(1)
+    finally:
+        numba.set_num_threads(default_threads)
+    cores = os.cpu_count() or 1
+    floor = single_s / cores
+    return {"images": len(images), "plain_s": plain_s, "single_thread_work_s": single_s,
+            "single_thread_stage_s": single, "cores": cores,
+            "floor_s": floor, "max_speedup": plain_s / floor}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-images", type=int, default=200)
@@ -64,6 +105,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--max-batch", type=int, default=None)
     ap.add_argument("--backend", choices=("ort", "torch-cuda"), default="ort")
+    ap.add_argument("--bound-images", type=int, default=0, help="ORT: also time single-threaded stages on N images")
     ap.add_argument("--precision", default="fp16", help="torch-cuda only: fp16, bf16 or fp32")
     ap.add_argument("--out", default="stream")
     args = ap.parse_args()
@@ -117,6 +159,7 @@ def main() -> None:
             else:
                 stream_summary = summary
     pipe.close()
+    bound = overlap_bound(model, images[: args.bound_images], run, work) if args.bound_images else None
 
     import tifffile
 
@@ -145,6 +188,7 @@ def main() -> None:
                     "mean_batch": stats.mean_batch},
         "masks": {"min_ap90": min(aps), "mean_ap90": float(np.mean(aps)), "identical_images": equal},
         "plain_stage_seconds_last_round": stages,
+        "overlap_bound": bound,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
@@ -161,6 +205,11 @@ def main() -> None:
            f"Masks: min AP@0.9 {min(aps):.4f}, identical label images {equal}/{len(images)}.",
            "Plain loop, last round, seconds per stage: "
            + ", ".join(f"{k} {v:.1f}" for k, v in stages.items() if v >= 0.05) + "."]
+    if bound:
+        md += [f"Overlap bound on {bound['images']} images: plain loop {bound['plain_s']:.1f} s; single-threaded stages "
+               + ", ".join(f"{k} {v:.1f}" for k, v in bound["single_thread_stage_s"].items() if v >= 0.05)
+               + f" s, {bound['single_thread_work_s']:.1f} s of work over {bound['cores']} cores = floor "
+               f"{bound['floor_s']:.1f} s: **no overlap of stages can beat {bound['max_speedup']:.2f}x here**."]
     (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
