@@ -133,3 +133,45 @@ def test_flip_and_unflip_are_inverse_for_one_output_nets() -> None:
     for fy in (False, True):
         for fx in (False, True):
             np.testing.assert_array_equal(unflip_output(flip_tile(y, fy, fx), fy, fx), y)
+
+
+def _numpy_blend_add(acc: np.ndarray, y: np.ndarray, mask: np.ndarray, y0: int, x0: int) -> None:
+    """Reference version of ``blend_add``: numpy's float64 product into a float32 accumulator."""
+    _, h, w = y.shape
+    acc[:, y0 : y0 + h, x0 : x0 + w] += y.astype(np.float32) * mask
+
+
+def _numpy_blend_ratio(acc: np.ndarray, weights: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    y0, y1, x0, x1 = box
+    return (acc / weights).astype(np.float32)[:, y0:y1, x0:x1]
+
+
+@given(seed=st.integers(0, 2**31 - 1), h=st.integers(1, 40), w=st.integers(1, 40),
+       y0=st.integers(0, 30), x0=st.integers(0, 30))
+@settings(max_examples=60, deadline=None)
+def test_blend_kernels_equal_their_numpy_versions_bit_for_bit(seed, h, w, y0, x0) -> None:  # noqa: ANN001
+    from cp3rt.runtime._blend import blend_add, blend_ratio
+
+    rng = np.random.default_rng(seed)
+    shape = (y0 + h + 5, x0 + w + 3)
+    acc = (rng.standard_normal((3, *shape)) * 7).astype(np.float32)
+    y = (rng.standard_normal((3, h, w)) * 5).astype(np.float32)
+    mask = rng.uniform(0.001, 1.0, (h, w))
+    want = acc.copy()
+    _numpy_blend_add(want, y, mask, y0, x0)
+    blend_add(acc, y, mask, y0, x0)
+    np.testing.assert_array_equal(acc, want)
+    weights = rng.uniform(0.01, 2.0, shape)
+    box = (y0, y0 + h, x0, x0 + w)
+    np.testing.assert_array_equal(blend_ratio(acc, weights, *box), _numpy_blend_ratio(acc, weights, box))
+
+
+def test_result_box_is_the_crop_of_the_whole_result() -> None:
+    grid = TileGrid.plan((300, 500))
+    y = np.random.default_rng(5).standard_normal((len(grid), 3, *grid.tile_shape)).astype(np.float32)
+    stitcher = Stitcher(grid, 3)
+    for k in range(len(grid)):
+        stitcher.add(k, y[k])
+    np.testing.assert_array_equal(stitcher.result((7, 290, 11, 480)), stitcher.result()[:, 7:290, 11:480])
+    with pytest.raises(ValueError, match="not inside the image"):
+        stitcher.result((0, 301, 0, 10))

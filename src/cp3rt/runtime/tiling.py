@@ -143,7 +143,7 @@ def run_tiled_stack(
                 tile_styles[z][k] = style[n]
             added[z] = added.get(z, 0) + 1
             if added[z] == ntiles:  # plane complete: crop it out and free its accumulators
-                out[z] = stitchers.pop(z).result()[:, top : top + ly, left : left + lx]
+                out[z] = stitchers.pop(z).result((top, top + ly, left, left + lx))
                 if style is not None and styles is not None:
                     styles[z] = _image_style(tile_styles.pop(z))
         done += len(chunk)
