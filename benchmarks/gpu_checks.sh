@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The GPU checks of one lent GPU machine, in as few device calls as possible.
 #
+#   benchmarks/gpu_checks.sh carry    HERE, before the device calls: wheels the GPU image lacks into
+#                                     .whl/, trained starter weights and 8 images per nuclei set into
+#                                     .gpucarry/ (both git-ignored via .git/info/exclude); then pass
+#                                     carry=[".whl", ".gpucarry"] to each device call
 #   benchmarks/gpu_checks.sh main     GPU tests (torch-CUDA backend vs the reference net), then
 #                                     bench_gpu.py --quick (reference on the same GPU in the same run)
 #   benchmarks/gpu_checks.sh bench    bench_gpu.py only, with $BENCH_ARGS (e.g. trained weights from .gpucarry/)
@@ -14,6 +18,25 @@
 # results go to $OUT (or /tmp/cp3rt_gpu_out); each step has its own time limit so that one
 # hanging step cannot eat the others' time.
 set -u
+if [ "${1:-}" = carry ]; then
+    STARTERS=${STARTERS:-/tmp/cp3rt_starters/models}
+    grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
+    grep -qx '/.gpucarry/' .git/info/exclude || echo /.gpucarry/ >> .git/info/exclude
+    for spec in cellpose==3.1.1.2 natsort roifile platformdirs fastremap fill_voids; do
+        python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+            -d .whl "$spec" || exit 3
+    done
+    mkdir -p .gpucarry
+    cp "$STARTERS/cp3rt_nuclei" "$STARTERS/cp3rt_denoise_nuclei" .gpucarry/ || exit 3
+    for set in ctc_gowt1_nuclei ctc_sim_nuclei stardist_dsb2018_nuclei; do
+        mkdir -p ".gpucarry/data/$set/images"
+        find "../shared/data/$set/images" -maxdepth 1 -name '*.tif' | sort | head -8 \
+            | xargs -I{} cp {} ".gpucarry/data/$set/images/"
+    done
+    du -sh .whl .gpucarry
+    exit 0
+fi
 OUT=${OUT:-/tmp/cp3rt_gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=src
