@@ -14,9 +14,10 @@ Protocol
   replay engine returns the recorded outputs instantly, so Pipeline.run times only host work.
   Diameter None (rescale 1: 36 tiles per image), batch 64, channels [0, 0]; realistic flows.
 * Reported: median ms per image over ``--repeats`` passes, per stage (Pipeline timings).
-* Blend, old vs new in the same run: the numpy expressions the numba blend kernels replaced
-  (float64 product into a float32 accumulator; ratio, then crop) against
-  ``cp3rt.runtime._blend`` on the same 36 tiles, outputs compared bit for bit.
+* Old vs new in the same run, outputs compared bit for bit: the numpy expressions the numba
+  blend kernels replaced (float64 product into a float32 accumulator; ratio, then crop) against
+  ``cp3rt.runtime._blend`` on the same 36 tiles; two ``np.percentile`` calls against the
+  one-pass ``cp3rt.runtime._percentile.percentiles`` on one image.
 Run: .venv/bin/python benchmarks/bench_host.py      (results -> results/host.{json,md})
 """
 
@@ -99,6 +100,21 @@ def blend_old_vs_new(tiles: np.ndarray, repeats: int) -> dict:
             "identical": identical}
 
 
+def percentiles_old_vs_new(image: np.ndarray, repeats: int) -> dict:
+    from cp3rt.runtime._percentile import percentiles
+
+    x = np.ascontiguousarray(image, dtype=np.float32)
+
+    def old() -> tuple:
+        return np.percentile(x, 1.0), np.percentile(x, 99.0)
+
+    def new() -> tuple:
+        return percentiles(x, (1.0, 99.0))
+
+    return {"two_np_percentile_ms": median_ms(old, repeats), "one_pass_ms": median_ms(new, repeats),
+            "identical": old() == new()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
@@ -142,11 +158,12 @@ def main() -> None:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "environment": env,
         "images": len(images), "objects": objects, "host_ms_per_image": per_image_ms, "stage_ms": stage_ms,
         "blend": blend_old_vs_new(tiles, args.repeats),
+        "percentiles": percentiles_old_vs_new(images[0], args.repeats),
     }
     pipe.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
-    b = result["blend"]
+    b, p = result["blend"], result["percentiles"]
     md = [f"# Host-side cost of one 1024 x 1024 image ({result['date']})", "",
           f"Command: `{env['command']}`", "",
           f"CPU: {env['cpu']} x{env['cores']}; numba {env['numba']}; load average at start: {env['load_average_at_start']}", "",
@@ -154,7 +171,10 @@ def main() -> None:
           f"- Pipeline.run host work: **{per_image_ms:.1f} ms per image** (median of {args.repeats} passes); per stage: "
           + ", ".join(f"{k} {v:.1f}" for k, v in stage_ms.items() if v >= 0.05) + " ms.",
           f"- Blend of {b['tiles']} tiles (the `segment` stage's stitching): numpy {b['numpy_ms']:.1f} ms vs numba "
-          f"kernels {b['numba_ms']:.1f} ms ({b['numpy_ms'] / b['numba_ms']:.1f}x); identical output: {b['identical']}."]
+          f"kernels {b['numba_ms']:.1f} ms ({b['numpy_ms'] / b['numba_ms']:.1f}x); identical output: {b['identical']}.",
+          f"- 1st and 99th percentiles of one image (the `normalize` stage): two np.percentile calls "
+          f"{p['two_np_percentile_ms']:.1f} ms vs one pass {p['one_pass_ms']:.1f} ms "
+          f"({p['two_np_percentile_ms'] / p['one_pass_ms']:.1f}x); identical: {p['identical']}."]
     (RESULTS / f"{args.out}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 

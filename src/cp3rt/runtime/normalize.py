@@ -27,6 +27,7 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime._percentile import percentiles
 from cp3rt.runtime.normalize_filters import smooth_sharpen
 from cp3rt.runtime.normalize_tiles import tile_normalize
 
@@ -188,9 +189,9 @@ def channel_percentiles(block: np.ndarray, lower: float, upper: float):
             :: max(1, ny // D.PERCENTILE_SUBSAMPLE_YX),
             :: max(1, nx // D.PERCENTILE_SUBSAMPLE_YX),
         ]
-    # Two calls on purpose: np.percentile(sample, [lower, upper]) interpolates differently in the
-    # last bit, and the reference calls it once per percentile (bit parity, test_normalize).
-    return np.percentile(sample, lower), np.percentile(sample, upper)
+    # The reference's two np.percentile calls, bit for bit, in one pass (np.percentile(sample,
+    # [lower, upper]) would not do: an array q interpolates in float64, a scalar q in float32).
+    return percentiles(sample, (lower, upper))
 
 
 def normalize99_inplace(block: np.ndarray, lower: float, upper: float) -> None:
