@@ -12,7 +12,8 @@ Protocol
 * Engine: the trained starter ``--weights`` (default the cp3rt_nuclei training output, see
   MODEL_CARD.md) on onnxruntime CPU runs each image once while its outputs are recorded; then a
   replay engine returns the recorded outputs instantly, so Pipeline.run times only host work.
-  Diameter None (rescale 1: 36 tiles per image), batch 64, channels [0, 0]; realistic flows.
+  Diameter 17, the starter's diam_mean (rescale 1: 36 tiles per image, as bench_gpu runs cyto3 on
+  these mosaics), batch 64, channels [0, 0]; realistic flows.
 * Reported: median ms per image over ``--repeats`` passes, per stage (Pipeline timings).
 * Old vs new in the same run, outputs compared bit for bit: the numpy expressions the numba
   blend kernels replaced (float64 product into a float32 accumulator; ratio, then crop) against
@@ -138,7 +139,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_host_"))
     onnx = export_onnx(args.weights, work, verify=False).onnx_path
     engine = ReplayEngine(OrtEngine(onnx))
-    run = RunConfig(channels=(0, 0), estimate_diameter=False, batch_size=64)
+    # diameter 17 = the starter's diam_mean: rescale 1, 36 tiles per image, as bench_gpu runs cyto3.
+    run = RunConfig(channels=(0, 0), diameter=17.0, batch_size=64)
     pipe = Pipeline.from_engines(engine, run=run)
     objects = [int(pipe.run(img).masks.max()) for img in images]  # records; compiles numba too
     engine.replaying = True

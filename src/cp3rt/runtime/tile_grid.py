@@ -152,9 +152,16 @@ class TileGrid:
         return flip_tile(canvas[(slice(None), *tile.region)], tile.flip_y, tile.flip_x)
 
     def weights(self) -> np.ndarray:
-        """float64 canvas of summed taper masks, accumulated in tile order."""
-        total = np.zeros(self.canvas_shape, dtype=np.float64)
-        mask = taper_mask(*self.tile_shape)
-        for tile in self.tiles:
-            total[tile.region] += mask
-        return total
+        """float64 canvas of summed taper masks, accumulated in tile order (read-only: shared by
+        every image with the same grid, as a folder of equally sized images has)."""
+        return _grid_weights(self)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_weights(grid: TileGrid) -> np.ndarray:
+    total = np.zeros(grid.canvas_shape, dtype=np.float64)
+    mask = taper_mask(*grid.tile_shape)
+    for tile in grid.tiles:
+        total[tile.region] += mask
+    total.setflags(write=False)
+    return total
