@@ -35,18 +35,19 @@ def _bracket_pass(flat, lo, hi, inside):  # pragma: no cover - compiled
     for v in flat:
         if v != v:
             return counts, True
-        for b in range(nb):
+        for b in range(nb):  # the common cases first: below a bracket, or above it
             if v < lo[b]:
                 counts[b, 0] += 1
-            elif v == lo[b]:
-                counts[b, 1] += 1
-            elif v < hi[b]:
-                n = counts[b, 3]
-                if n < room:
-                    inside[b, n] = v
-                counts[b, 3] = n + 1
-            elif v == hi[b]:
-                counts[b, 2] += 1
+            elif v <= hi[b]:
+                if v == lo[b]:
+                    counts[b, 1] += 1
+                elif v == hi[b]:
+                    counts[b, 2] += 1
+                else:
+                    n = counts[b, 3]
+                    if n < room:
+                        inside[b, n] = v
+                    counts[b, 3] = n + 1
     return counts, False
 
 
