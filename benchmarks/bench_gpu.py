@@ -332,10 +332,6 @@ class Cp3rtRunner:
         return seconds
 
 
-def cp3rt_runner(seg, restore, args: argparse.Namespace) -> Cp3rtRunner:  # noqa: ANN001
-    return Cp3rtRunner(seg, restore, args)
-
-
 def mean_stages(stages: list[dict]) -> dict:
     keys = sorted({k for st in stages for k in st})
     return {k: 1e3 * float(np.mean([st.get(k, 0.0) for st in stages])) for k in keys}
@@ -372,10 +368,6 @@ class ReferenceRunner:
         masks = self.model.eval(img, channels=[0, 0], diameter=None)[0]
         self.masks[id(img)] = masks
         return masks
-
-
-def reference_runner(gpu: bool, restore: bool) -> ReferenceRunner:
-    return ReferenceRunner(gpu, restore)
 
 
 # ---- facts ------------------------------------------------------------------------------------
@@ -582,9 +574,9 @@ def main(argv: list[str] | None = None) -> int:
                     row["tflops"] = row["median"] * (flops["segment"] + flops["restore"]) / 1e12
                     results["chain"].append({**tag, **row})
             if seg_e is None:
-                run_seg, run_chain = reference_runner(device == "cuda", False), reference_runner(device == "cuda", True)
+                run_seg, run_chain = ReferenceRunner(device == "cuda", False), ReferenceRunner(device == "cuda", True)
             else:
-                run_seg, run_chain = cp3rt_runner(seg_e, None, args), cp3rt_runner(seg_e, rest_e, args)
+                run_seg, run_chain = Cp3rtRunner(seg_e, None, args), Cp3rtRunner(seg_e, rest_e, args)
             results["e2e"].append({**tag, **images_per_s(run_seg, images, args.e2e_repeats)})
             results["e2e_restore"].append({**tag, **images_per_s(run_chain, images, args.e2e_repeats)})
             if seg_e is None:

@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--precision", default="fp16", help="torch-cuda only: fp16, bf16 or fp32")
     ap.add_argument("--out", default="stream")
     args = ap.parse_args()
+    if args.bound_images and args.backend != "ort":
+        ap.error("--bound-images times onnxruntime and numba threads; it needs --backend ort.")
 
     from cp3rt import Pipeline
     from cp3rt.runtime.batch import OutputOptions, run_batch
