@@ -19,6 +19,7 @@ from torch import nn
 
 from cp3rt.errors import ExportError
 from cp3rt.models.cpnet import CPnet
+from cp3rt.models.fold import FoldedCPnet
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = {"segment": ("flows", "style"), "restore": ("restored",)}
@@ -28,13 +29,13 @@ _DIMS = {0: "batch", 2: "height", 3: "width"}
 class _Head(nn.Module):
     """Drop the per-level features: engines only need y (and the style for segmentation)."""
 
-    def __init__(self, net: CPnet, with_style: bool) -> None:
+    def __init__(self, net: CPnet | FoldedCPnet, with_style: bool) -> None:
         super().__init__()
         self.net = net
         self.with_style = with_style
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        y, style, _ = self.net(image)
+        y, style = self.net(image)[:2]  # CPnet also returns its features; FoldedCPnet does not
         return (y, style) if self.with_style else (y,)
 
 
@@ -49,7 +50,7 @@ def role_for(nout: int) -> str:
     )
 
 
-def trace_to_onnx(net: CPnet, role: str, opset: int) -> onnx.ModelProto:
+def trace_to_onnx(net: CPnet | FoldedCPnet, role: str, opset: int) -> onnx.ModelProto:
     """Export ``net`` (eval mode) to an fp32 ONNX ModelProto; input ``image`` (B, nchan, H, W)."""
     outputs = OUTPUT_NAMES[role]
     head = _Head(net, with_style=role == "segment").eval()

@@ -28,6 +28,7 @@ from cp3rt.errors import ConfigError, ExportError, OutputError
 from cp3rt.models._trace import role_for, trace_to_onnx
 from cp3rt.models._verify import verify_against_torch
 from cp3rt.models.cpnet import load_cpnet
+from cp3rt.models.fold import fold_batchnorm
 from cp3rt.models.weights import WeightFile, read_weight_file
 from cp3rt.zoo.registry import runtime_diameters
 
@@ -55,6 +56,7 @@ def export_onnx(
     diam_mean: float | None = None,
     diam_labels: float | None = None,
     verify: bool = True,
+    fold_bn: bool = True,
 ) -> ExportResult:
     """Export ``weights`` to ``out_dir/<name>.onnx`` and its manifest ``<name>.onnx.json``.
 
@@ -62,7 +64,9 @@ def export_onnx(
     models, whose stored diam_mean the reference ignores), then the file's value, then the
     name-based default of ``source_model`` for both (§1.5). With ``verify`` the graph is run on
     onnxruntime CPU against the torch net before anything is written; ExportError above
-    ``VERIFY_TOLERANCE`` (see ``cp3rt.models._verify``).
+    ``VERIFY_TOLERANCE`` (see ``cp3rt.models._verify``). ``fold_bn`` exports the net with its
+    BatchNorms folded into convolutions and style layers (:mod:`cp3rt.models.fold`): the same
+    function with fewer passes over the activations, for every runtime that reads the graph.
     """
     _check_options(precision, opset, name)
     wf = weights if isinstance(weights, WeightFile) else read_weight_file(weights)
@@ -76,12 +80,12 @@ def export_onnx(
     d_labels = _diameter("diam_labels", diam_labels, zoo_labels)
 
     net = load_cpnet(wf)
-    model = trace_to_onnx(net, role, opset)
+    model = trace_to_onnx(fold_batchnorm(net) if fold_bn else net, role, opset)
     if precision == "fp16":
         from cp3rt.models.fp16 import convert_to_fp16
 
         model = convert_to_fp16(model)
-    _annotate(model, role=role, precision=precision, source=source, sha256=wf.sha256)
+    _annotate(model, role=role, precision=precision, source=source, sha256=wf.sha256, fold_bn=fold_bn)
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -137,7 +141,7 @@ def _file_name(name: str | None, source: str, precision: str) -> str:
 
 
 def _annotate(
-    model: onnx.ModelProto, *, role: str, precision: str, source: str, sha256: str
+    model: onnx.ModelProto, *, role: str, precision: str, source: str, sha256: str, fold_bn: bool
 ) -> None:
     """Self-description inside the file, so an artefact separated from its manifest is traceable."""
     model.producer_name = "cp3rt"
@@ -148,6 +152,7 @@ def _annotate(
         "cp3rt.precision": precision,
         "cp3rt.source_model": source,
         "cp3rt.source_sha256": sha256,
+        "cp3rt.fold_bn": str(fold_bn).lower(),
     }.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
