@@ -16,6 +16,10 @@ three so that results agree to the last bit in nearly every pixel:
 * the same channel counts shrunk by exactly 2 in both axes -> OpenCV switches to INTER_AREA:
   the mean of each 2 x 2 block, summed left to right, times 0.25.
 
+This is OpenCV 4's arithmetic, the reference's. OpenCV 5 takes the 2 x 2 mean for an exact 2x
+shrink of 1, 3 or 4 channels too, and so differs from cp3rt there by up to 2 units in the last
+place of each block's largest value (docs/deviations.md).
+
 ``resize_nearest`` (INTER_NEAREST): output ``i`` reads input ``floor(i * (1 / (dst / src)))``
 in float64 (not the exact ``i * src // dst``, which differs for some sizes), any integer dtype
 (the reference round-trips uint32 through float32; cp3rt copies labels exactly).
