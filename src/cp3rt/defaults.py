@@ -118,6 +118,11 @@ TRT_OPT_LEVEL = 3              # builder optimisation level, TensorRT's own defa
 TRT_OPT_LEVEL_RANGE = (0, 5)
 TRT_ENGINE_SLOTS = 2           # double buffering: host work on one batch while the GPU runs the other
 
+# torch-CUDA engines: every call is padded to one batch, so each tile shape has one cuDNN algorithm
+# choice and one CUDA graph and a tile's output never depends on its batch companions.
+GPU_BATCH = 32
+GPU_COMPILE = False            # TorchInductor-compiled forward (fuses the pointwise passes)
+
 # `cp3rt check` tolerances (§9.14): max |a - b| per output as a fraction of the reference output's
 # range, per precision of the engine under test; masks are judged by AP at IoU 0.5.
 CHECK_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}

@@ -128,3 +128,33 @@ def test_chain_equals_restore_then_segment_on_gpu(seg, restore) -> None:  # noqa
         with TorchCudaChain(r, s, scale=2.0, offset=-0.5) as chain:
             got = chain.infer(x)
         _assert_close("flows", got["flows"], want["flows"], TF32_TOLERANCE)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize(("fold_bn", "compile_"), [(False, False), (True, False), (True, True)])
+def test_fold_and_compile_variants_match_the_reference_on_gpu(seg, fold_bn, compile_) -> None:  # noqa: ANN001
+    ref, path = seg
+    x = np.random.default_rng(4).normal(size=(5, 2, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        want_y, want_style, _ = ref(torch.from_numpy(x))
+    with TorchCudaEngine(path, precision="fp16", fold_bn=fold_bn, compile=compile_, batch=4) as engine:
+        got = engine.infer(x)  # 5 tiles: one full batch of 4, one padded
+        _assert_close("flows", got["flows"], want_y.numpy(), TOLERANCE["fp16"])
+        _assert_close("style", got["style"], want_style.numpy(), TOLERANCE["fp16"])
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("compile_", [False, True])
+def test_a_tile_does_not_depend_on_its_batch_companions_on_gpu(seg, compile_) -> None:  # noqa: ANN001
+    """Issue 16.3: streamed and one-at-a-time runs must give the same masks, so bit-identical tiles."""
+    _, path = seg
+    rng = np.random.default_rng(5)
+    tiles = rng.normal(size=(11, 2, 224, 224)).astype(np.float32)
+    with TorchCudaEngine(path, precision="fp16", batch=8, compile=compile_) as engine:
+        together = engine.infer(tiles)["flows"]
+        alone = np.concatenate([engine.infer(tiles[i:i + 1])["flows"] for i in range(len(tiles))])
+        shuffled = engine.infer(tiles[::-1].copy())["flows"][::-1]
+    np.testing.assert_array_equal(alone, together)
+    np.testing.assert_array_equal(shuffled, together)

@@ -1,7 +1,12 @@
 """torch-CUDA backend: a Cellpose v3 weight file run by PyTorch on the GPU as fast as it goes.
 
-* fp16 (or bf16) convolutions with channels-last activations, cuDNN autotuning
-  (``torch.backends.cudnn.benchmark``), BatchNorm statistics kept in fp32 (mixed-type BN);
+* BatchNorms folded into the convolutions and style layers (:mod:`cp3rt.models.fold`; the
+  unfolded net with ``fold_bn=False``), fp16 (or bf16) convolutions with channels-last
+  activations, cuDNN autotuning (``torch.backends.cudnn.benchmark``);
+* optionally (``compile=True``) the forward pass compiled by TorchInductor, which fuses the
+  per-channel affine maps, ReLUs and residual adds between the convolutions into single passes;
+* every call padded to one fixed batch (``batch``): each tile shape gets one cuDNN algorithm
+  choice and one CUDA graph, so a tile's output never depends on which tiles share its batch;
 * the style path in fp32 (global mean, L2 norm and the style Linear layers): the norm sums 256
   squares and overflows fp16, and the style bias enters every decoder conv (spec §1.8);
 * one CUDA graph per (slot, batch, height, width), so each call is one graph launch;
@@ -76,6 +81,11 @@ def prepare_net(net: Any, dtype: Any, device: Any, channels_last: bool) -> Any:
     return net
 
 
+def folded_forward(net: Any, x: Any, dtype: Any) -> tuple[Any, Any]:
+    """FoldedCPnet forward; ``net`` already holds its convolutions in ``dtype``."""
+    return net(x)
+
+
 @dataclasses.dataclass
 class _Slot:
     stream: Any
@@ -96,9 +106,11 @@ class _Graph:
 class _GraphRunner:
     """Shared machinery: slots of (stream, graph pool, per-shape graphs) and the pipelined loop."""
 
-    def _setup_runner(self, torch: Any, device: Any, nchan: int, cuda_graphs: bool, slots: int) -> None:
+    def _setup_runner(self, torch: Any, device: Any, nchan: int, cuda_graphs: bool, slots: int,
+                      batch: int) -> None:
         self._torch, self._device, self._nchan = torch, device, nchan
         self._cuda_graphs = cuda_graphs
+        self._batch = batch
         # One graph memory pool per slot: graphs of one slot never run concurrently and keep their
         # static outputs alive, so they can share intermediates; the two slots run concurrently.
         self._slots = [_Slot(torch.cuda.Stream(device), torch.cuda.graph_pool_handle() if cuda_graphs else None)
@@ -153,14 +165,41 @@ class _GraphRunner:
         g.done.synchronize()
         return {k: v.numpy().copy() for k, v in g.pinned_out.items()}
 
-    def _pipelined(self, arrays: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        pending: collections.deque[_Graph] = collections.deque()
+    def _chunks(self, arrays: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, int, bool]]:
+        """(padded chunk of exactly ``batch`` tiles, tiles that are real, last chunk of its array)."""
         for array in arrays:
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            n = array.shape[0]
+            for start in range(0, max(n, 1), self._batch):
+                part = array[start:start + self._batch]
+                if part.shape[0] < self._batch:  # zero tiles: per-sample ops, they touch nothing else
+                    part = np.concatenate([part, np.zeros((self._batch - part.shape[0], *part.shape[1:]), np.float32)])
+                yield part, min(self._batch, n - start), start + self._batch >= n
+
+    def _pipelined(self, arrays: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Results per input array, in order; chunks of one array are concatenated back."""
+        pending: collections.deque[tuple[_Graph, int, bool]] = collections.deque()
+        parts: list[dict[str, np.ndarray]] = []
+
+        def collect() -> dict[str, np.ndarray] | None:
+            g, valid, last = pending.popleft()
+            parts.append({k: v[:valid] for k, v in self._result(g).items()})
+            if not last:
+                return None
+            out = parts[0] if len(parts) == 1 else {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            parts.clear()
+            return out
+
+        for chunk, valid, last in self._chunks(arrays):
             if len(pending) == len(self._slots):
-                yield self._result(pending.popleft())
-            pending.append(self._submit(np.ascontiguousarray(array, dtype=np.float32)))
+                done = collect()
+                if done is not None:
+                    yield done
+            pending.append((self._submit(chunk), valid, last))
         while pending:
-            yield self._result(pending.popleft())
+            done = collect()
+            if done is not None:
+                yield done
 
 
 class TorchCudaEngine(_GraphRunner, BaseEngine):
@@ -170,11 +209,13 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
 
     def __init__(self, weights: str | os.PathLike[str], *, precision: str = "fp16",
                  device: str = "cuda", cuda_graphs: bool = True, channels_last: bool = True,
-                 slots: int = D.TRT_ENGINE_SLOTS) -> None:
+                 slots: int = D.TRT_ENGINE_SLOTS, batch: int = D.GPU_BATCH, fold_bn: bool = True,
+                 compile: bool = D.GPU_COMPILE) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision={precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}.")
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ConfigError(f"slots={slots!r} is not allowed; allowed: an int >= 1.")
+        for name, value in (("slots", slots), ("batch", batch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name}={value!r} is not allowed; allowed: an int >= 1.")
         torch = require("torch", "the torch-cuda backend")
         dev = torch.device(device)
         if dev.type != "cuda":
@@ -196,11 +237,23 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
         manifest = EngineManifest(
             role=role, source_model=os.fspath(weights), source_sha256=wf.sha256, nchan=wf.nchan,
             nout=wf.nout, diam_mean=diam_mean, diam_labels=diam_labels,
-            precision="fp16" if precision == "bf16" else precision, opset=0, shapes=SHAPES,
+            precision="fp16" if precision == "bf16" else precision, opset=0,
+            shapes=dataclasses.replace(SHAPES, opt_batch=batch),
         )
         torch.backends.cudnn.benchmark = True  # tile shapes repeat: autotune once per shape
         self._dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self._net = prepare_net(load_cpnet(wf), self._dtype, dev, channels_last)
+        if fold_bn:
+            from cp3rt.models.fold import fold_batchnorm
+
+            self._net = fold_batchnorm(load_cpnet(wf)).to(dev).to_precision(self._dtype, channels_last=channels_last)
+            self._forward = folded_forward
+        else:
+            self._net = prepare_net(load_cpnet(wf), self._dtype, dev, channels_last)
+            self._forward = mixed_forward
+        if compile:
+            # One compiled graph per tile shape (batch is fixed); captured below in CUDA graphs.
+            self._forward = torch.compile(self._forward, fullgraph=True, dynamic=False)
+        self.fold_bn, self.compiled, self.batch = fold_bn, compile, batch
         self.precision = precision
         self.role = role
         image = TensorSpec("image", "float32", (None, wf.nchan, None, None))
@@ -208,17 +261,17 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
                 TensorSpec("style", "float32", (None, int(wf.nbase[-1])))) if role == "segment" else (
                 TensorSpec("restored", "float32", (None, wf.nout, None, None)),)
         BaseEngine.__init__(self, (image,), outs, manifest, label=path.name)
-        self._setup_runner(torch, dev, wf.nchan, cuda_graphs, slots)
+        self._setup_runner(torch, dev, wf.nchan, cuda_graphs, slots, batch)
         self.path = path
 
     def _outputs_of(self, x: Any) -> dict:
-        y, style = mixed_forward(self._net, x, self._dtype)
+        y, style = self._forward(self._net, x, self._dtype)
         if self.role == "segment":
             return {"flows": y.float(), "style": style}
         return {"restored": y.float()}
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._result(self._submit(np.ascontiguousarray(feeds["image"])))
+        return next(self._pipelined([feeds["image"]]))
 
     def infer_many(self, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
         """Results of ``batches`` in order, one batch staged on the host while one runs."""
@@ -248,6 +301,8 @@ class TorchCudaChain(_GraphRunner, BaseEngine):
     def __init__(self, restore: TorchCudaEngine, segment: TorchCudaEngine, *,
                  scale: float = 1.0, offset: float = 0.0, cuda_graphs: bool = True,
                  slots: int = D.TRT_ENGINE_SLOTS) -> None:
+        # The chain runs at the segmentation engine's fixed batch, through each engine's own
+        # (folded, possibly compiled) forward.
         if restore.role != "restore" or segment.role != "segment":
             raise ConfigError("TorchCudaChain takes a restoration engine then a segmentation engine.")
         self._restore, self._segment = restore, segment
@@ -255,11 +310,12 @@ class TorchCudaChain(_GraphRunner, BaseEngine):
         manifest = dataclasses.replace(segment.manifest, nchan=restore.manifest.nchan)
         BaseEngine.__init__(self, restore.inputs, segment.outputs, manifest,
                             label=f"{restore.path.name}+{segment.path.name}")
-        self._setup_runner(restore._torch, restore._device, restore.manifest.nchan, cuda_graphs, slots)
+        self._setup_runner(restore._torch, restore._device, restore.manifest.nchan, cuda_graphs, slots,
+                           segment.batch)
 
     def _outputs_of(self, x: Any) -> dict:
         torch = self._torch
-        restored, _ = mixed_forward(self._restore._net, x, self._restore._dtype)
+        restored, _ = self._restore._forward(self._restore._net, x, self._restore._dtype)
         restored = restored.float() * self._scale + self._offset
         extra = self._segment.manifest.nchan - restored.shape[1]
         if extra > 0:
@@ -267,7 +323,7 @@ class TorchCudaChain(_GraphRunner, BaseEngine):
         return self._segment._outputs_of(restored)
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._result(self._submit(np.ascontiguousarray(feeds["image"])))
+        return next(self._pipelined([feeds["image"]]))
 
     def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         return self._pipelined(batches)
