@@ -2,9 +2,13 @@
 # The GPU checks of one lent GPU machine, in as few device calls as possible.
 #
 #   benchmarks/gpu_checks.sh carry    HERE, before the device calls: wheels the GPU image lacks into
-#                                     .whl/, trained starter weights and 8 images per nuclei set into
-#                                     .gpucarry/ (both git-ignored via .git/info/exclude); then pass
-#                                     carry=[".whl", ".gpucarry"] to each device call
+#                                     .whl/ and 8 images per nuclei set into .gpucarry/ (both
+#                                     git-ignored via .git/info/exclude); then pass
+#                                     carry=[".whl", ".gpucarry"] to each device call. The trained
+#                                     starter weights are recovered from the shipped ONNX there.
+#   benchmarks/gpu_checks.sh net      the prepared call of issues 16/17: bench_gpu_net.py (net variants,
+#                                     kernel breakdown, reference in the same run), the GPU tests,
+#                                     then bench_dynamics_gpu.py (numba-cuda dynamics vs the CPU)
 #   benchmarks/gpu_checks.sh main     GPU tests (torch-CUDA backend vs the reference net), then
 #                                     bench_gpu.py --quick (reference on the same GPU in the same run)
 #   benchmarks/gpu_checks.sh bench    bench_gpu.py only, with $BENCH_ARGS (e.g. trained weights from .gpucarry/)
@@ -19,7 +23,7 @@
 # hanging step cannot eat the others' time.
 set -u
 if [ "${1:-}" = carry ]; then
-    STARTERS=${STARTERS:-/tmp/cp3rt_starters/models}
+    mkdir -p .git/info; touch .git/info/exclude
     grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
     grep -qx '/.gpucarry/' .git/info/exclude || echo /.gpucarry/ >> .git/info/exclude
     for spec in cellpose==3.1.1.2 natsort roifile platformdirs fastremap fill_voids; do
@@ -28,7 +32,6 @@ if [ "${1:-}" = carry ]; then
             -d .whl "$spec" || exit 3
     done
     mkdir -p .gpucarry
-    cp "$STARTERS/cp3rt_nuclei" "$STARTERS/cp3rt_denoise_nuclei" .gpucarry/ || exit 3
     for set in ctc_gowt1_nuclei ctc_sim_nuclei stardist_dsb2018_nuclei; do
         mkdir -p ".gpucarry/data/$set/images"
         find "../shared/data/$set/images" -maxdepth 1 -name '*.tif' | sort | head -8 \
@@ -48,7 +51,26 @@ fi
 LOG="$OUT/log_${1:-main}.txt"
 step() { echo "=== $(date -u +%H:%M:%S) $*" | tee -a "$LOG"; }
 
+environment() {
+    step environment
+    { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+      nproc
+      python3 -c "import sys, torch, numpy, numba, onnxruntime, cellpose, cp3rt; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'numpy', numpy.__version__, 'numba', numba.__version__, 'ort', onnxruntime.__version__, 'gpu', torch.cuda.get_device_name(0))"
+    } 2>&1 | tee -a "$LOG"
+}
+
 case "${1:-main}" in
+net)
+    environment
+    step "bench_gpu_net"
+    timeout "${NET_S:-330}" python3 benchmarks/bench_gpu_net.py --images .gpucarry/data --out "$OUT" \
+        --budget-s "${NET_BUDGET_S:-270}" 2>&1 | tee -a "$LOG"
+    step "GPU tests"
+    timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu \
+        tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
+    step "bench_dynamics_gpu"
+    timeout "${DYN_S:-100}" python3 benchmarks/bench_dynamics_gpu.py --out "$OUT" 2>&1 | tee -a "$LOG"
+    ;;
 main)
     step environment
     { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv

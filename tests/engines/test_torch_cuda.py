@@ -152,7 +152,7 @@ def test_a_tile_does_not_depend_on_its_batch_companions_on_gpu(seg, compile_) ->
     _, path = seg
     rng = np.random.default_rng(5)
     tiles = rng.normal(size=(11, 2, 224, 224)).astype(np.float32)
-    with TorchCudaEngine(path, precision="fp16", batch=8, compile=compile_) as engine:
+    with TorchCudaEngine(path, precision="fp16", batch=4, compile=compile_) as engine:
         together = engine.infer(tiles)["flows"]
         alone = np.concatenate([engine.infer(tiles[i:i + 1])["flows"] for i in range(len(tiles))])
         shuffled = engine.infer(tiles[::-1].copy())["flows"][::-1]

@@ -252,6 +252,12 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
             self._forward = mixed_forward
         if compile:
             # One compiled graph per tile shape (batch is fixed); captured below in CUDA graphs.
+            # Each engine's net is a new guard on the same function: past dynamo's recompile
+            # limit (8) it would fall back to eager without a word, so allow a process many.
+            dynamo_config = torch._dynamo.config
+            for limit in ("recompile_limit", "cache_size_limit"):
+                if hasattr(dynamo_config, limit):
+                    setattr(dynamo_config, limit, max(getattr(dynamo_config, limit), 256))
             self._forward = torch.compile(self._forward, fullgraph=True, dynamic=False)
         self.fold_bn, self.compiled, self.batch = fold_bn, compile, batch
         self.precision = precision
