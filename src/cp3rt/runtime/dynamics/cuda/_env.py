@@ -24,6 +24,25 @@ def simulator_enabled() -> bool:
     return bool(config.ENABLE_CUDASIM)
 
 
+def _load_array_overloads() -> None:
+    """Import numba-cuda's numpy-array overloads with ``np.row_stack`` present.
+
+    numba-cuda (0.30.4 and earlier) registers an overload for ``np.row_stack`` when that module
+    is first imported - at the first kernel compile - and numpy releases after 2.4 no longer
+    have it (the import then fails with AttributeError). An alias of ``np.vstack`` (what
+    row_stack always was) is lent for that one import and taken away again.
+    """
+    import numpy as np
+
+    if hasattr(np, "row_stack"):
+        return
+    np.row_stack = np.vstack  # type: ignore[attr-defined]
+    try:
+        import numba.cuda.np.arrayobj  # noqa: F401
+    finally:
+        del np.row_stack  # type: ignore[attr-defined]
+
+
 @functools.lru_cache(maxsize=1)
 def load() -> ModuleType:
     """``numba.cuda`` once a device (or the simulator) is usable; BackendUnavailableError otherwise."""
@@ -42,4 +61,5 @@ def load() -> ModuleType:
         except Exception as err:  # noqa: BLE001 - the driver's reason is what the user needs
             reason = " ".join(str(err).split()).rstrip(" :.;") or reason
         raise BackendUnavailableError(f"the CUDA dynamics need an NVIDIA GPU: {reason}; {_HOW_TO}.")
+    _load_array_overloads()
     return cuda
