@@ -6,6 +6,8 @@
 #                                     git-ignored via .git/info/exclude); then pass
 #                                     carry=[".whl", ".gpucarry"] to each device call. The trained
 #                                     starter weights are recovered from the shipped ONNX there.
+#   benchmarks/gpu_checks.sh warm     compiled engines: cold vs warm start through the compile cache,
+#                                     host staging tiles/s, 1024^2 latency (bench_gpu_warm_start.py)
 #   benchmarks/gpu_checks.sh net      the prepared call of issues 16/17: bench_gpu_net.py (net variants,
 #                                     kernel breakdown, reference in the same run), the GPU tests,
 #                                     then bench_dynamics_gpu.py (numba-cuda dynamics vs the CPU)
@@ -70,6 +72,11 @@ net)
         tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
     step "bench_dynamics_gpu"
     timeout "${DYN_S:-100}" python3 benchmarks/bench_dynamics_gpu.py --out "$OUT" 2>&1 | tee -a "$LOG"
+    ;;
+warm)
+    environment
+    step "bench_gpu_warm_start"
+    timeout "${WARM_S:-190}" python3 benchmarks/bench_gpu_warm_start.py --images .gpucarry/data --out "$OUT" 2>&1 | tee -a "$LOG"
     ;;
 main)
     step environment

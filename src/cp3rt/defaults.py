@@ -120,8 +120,10 @@ TRT_ENGINE_SLOTS = 2           # double buffering: host work on one batch while 
 
 # torch-CUDA engines: every call is padded to one batch, so each tile shape has one cuDNN algorithm
 # choice and one CUDA graph and a tile's output never depends on its batch companions.
-GPU_BATCH = 32
-GPU_COMPILE = False            # TorchInductor-compiled forward (fuses the pointwise passes)
+GPU_BATCH = 64                 # best tiles/s of the H200 runs for every variant (results/gpu_net.md)
+# TorchInductor-compiled forward: 2.8x the net's GPU throughput on the H200, but 12-20 s of compile
+# per tile shape on first use (cached on disk afterwards), so it is asked for (`--compile`).
+GPU_COMPILE = False
 
 # `cp3rt check` tolerances (§9.14): max |a - b| per output as a fraction of the reference output's
 # range, per precision of the engine under test; masks are judged by AP at IoU 0.5.

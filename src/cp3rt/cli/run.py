@@ -79,6 +79,7 @@ def run(
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
+    compile_nets: bool = typer.Option(False, "--compile", help="With --backend torch-cuda: compile the nets with TorchInductor (about 2.8x the net's GPU speed on an H200; the first use of each tile shape compiles for 10-20 s, cached on disk for later runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
     save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (dY, dX, cellprob; float32)."),
     save_restored: bool = typer.Option(False, "--save-restored", help="Also write STEM_restored.tif (with --restore)."),
@@ -117,7 +118,7 @@ def run(
     )
     pipe_cfg = PipelineConfig(
         segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
-        precision=precision,
+        precision=precision, compile=compile_nets,
     )
     outputs = OutputOptions(
         out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,

@@ -36,6 +36,8 @@ def open_engine(
     providers: tuple[str, ...] | str | None = None,
     device: str = "cpu",
     precision: str | None = None,
+    compile: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
     **ort_options: Any,
 ) -> Engine:
     """Open ``artefact_or_weights`` with ``backend``.
@@ -43,8 +45,11 @@ def open_engine(
     ``ort``/``auto`` open an exported ``.onnx`` (``providers`` and ``ort_options`` go to
     :class:`~cp3rt.engines.ort.OrtEngine`); ``torch`` opens a weight file or zoo name on
     ``device``; ``trt`` opens a TensorRT ``.plan`` or builds one from an ``.onnx`` export (plan
-    cache); ``torch-cuda`` runs a weight file on the GPU at ``precision`` (default fp16).
+    cache); ``torch-cuda`` runs a weight file on the GPU at ``precision`` (default fp16),
+    TorchInductor-compiled with ``compile`` (compiled code cached under ``cache_dir``).
     """
+    if compile and backend != "torch-cuda":
+        raise ConfigError(f"compile=True needs backend 'torch-cuda'; backend is {backend!r}.")
     if backend not in BACKENDS:
         raise ConfigError(f"backend is {backend!r}; allowed: {', '.join(BACKENDS)}.")
     source = os.fspath(artefact_or_weights)
@@ -65,7 +70,8 @@ def open_engine(
         from cp3rt.engines.torch_cuda import TorchCudaEngine
 
         return TorchCudaEngine(source, precision=precision or "fp16",
-                               device=device if device.startswith("cuda") else "cuda")
+                               device=device if device.startswith("cuda") else "cuda",
+                               compile=compile, cache_dir=cache_dir)
     if backend == "trt" or (backend == "auto" and Path(source).suffix.lower() in PLAN_SUFFIXES):
         return _open_trt(source)
     if not is_onnx:

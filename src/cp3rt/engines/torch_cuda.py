@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,7 +148,9 @@ class _GraphRunner:
         slot = self._slots[self._next]
         self._next = (self._next + 1) % len(self._slots)
         g = self._graph_for(slot, tuple(array.shape))
-        g.pinned_in.numpy()[...] = array  # host work; the other slot's batch keeps the GPU busy
+        # Host work while the other slot's batch keeps the GPU busy. torch's CPU copy uses all
+        # cores; a numpy assignment uses one and capped the engine at ~3.5k tiles/s on the H200.
+        g.pinned_in.copy_(torch.from_numpy(array if array.flags.writeable else array.copy()))
         with torch.cuda.stream(slot.stream), torch.inference_mode():
             g.static_in.copy_(g.pinned_in, non_blocking=True)
             if g.graph is not None:
@@ -160,10 +163,12 @@ class _GraphRunner:
             g.done.record(slot.stream)
         return g
 
-    @staticmethod
-    def _result(g: _Graph) -> dict[str, np.ndarray]:
+    def _result(self, g: _Graph) -> dict[str, np.ndarray]:
         g.done.synchronize()
-        return {k: v.numpy().copy() for k, v in g.pinned_out.items()}
+        out = {}
+        for k, v in g.pinned_out.items():  # parallel copies out of the reused pinned buffers
+            out[k] = self._torch.empty(v.shape, dtype=v.dtype).copy_(v).numpy()
+        return out
 
     def _chunks(self, arrays: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, int, bool]]:
         """(padded chunk of exactly ``batch`` tiles, tiles that are real, last chunk of its array)."""
@@ -210,7 +215,7 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
     def __init__(self, weights: str | os.PathLike[str], *, precision: str = "fp16",
                  device: str = "cuda", cuda_graphs: bool = True, channels_last: bool = True,
                  slots: int = D.TRT_ENGINE_SLOTS, batch: int = D.GPU_BATCH, fold_bn: bool = True,
-                 compile: bool = D.GPU_COMPILE) -> None:
+                 compile: bool = D.GPU_COMPILE, cache_dir: str | os.PathLike[str] | None = None) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision={precision!r} is not allowed; allowed: {', '.join(PRECISIONS)}.")
         for name, value in (("slots", slots), ("batch", batch)):
@@ -251,6 +256,9 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
             self._net = prepare_net(load_cpnet(wf), self._dtype, dev, channels_last)
             self._forward = mixed_forward
         if compile:
+            from cp3rt.engines.compile_cache import use_compile_cache
+
+            self.compile_cache = use_compile_cache(torch, dev, precision, Path(cache_dir) if cache_dir else None)
             # One compiled graph per tile shape (batch is fixed); captured below in CUDA graphs.
             # Each engine's net is a new guard on the same function: past dynamo's recompile
             # limit (8) it would fall back to eager without a word, so allow a process many.

@@ -77,7 +77,8 @@ def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:
         download=cfg.download,
     )
     # torch-cuda runs the weights at a chosen precision; the other backends take it from the graph.
-    extra = {"precision": cfg.precision} if cfg.backend == "torch-cuda" else {}
+    extra = ({"precision": cfg.precision, "compile": cfg.compile, "cache_dir": cfg.cache_dir}
+             if cfg.backend == "torch-cuda" else {})
     engine = open_engine(source.path, backend=cfg.backend, **extra)
     try:
         manifest = engine.manifest if engine.manifest is not None else source.manifest

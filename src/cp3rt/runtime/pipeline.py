@@ -47,13 +47,14 @@ class Pipeline:
         precision: str = "fp32",
         cache_dir: str | os.PathLike[str] | None = None,
         download: bool = True,
+        compile: bool = False,
         run: RunConfig | None = None,
         **run_settings: Any,
     ) -> None:
         config = PipelineConfig(
             segment=segment, restore=restore, restore_chan2=restore_chan2, backend=backend,
             precision=precision, cache_dir=Path(cache_dir) if cache_dir is not None else None,
-            download=download,
+            download=download, compile=compile,
         )
         self._init(config, (run or RunConfig()).replace(**run_settings))
 

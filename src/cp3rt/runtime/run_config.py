@@ -59,6 +59,7 @@ class PipelineConfig:
     precision: Precision = "fp32"
     cache_dir: Path | None = None
     download: bool = True
+    compile: bool = False  # torch-cuda only: TorchInductor-compiled nets (cp3rt.engines.compile_cache)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segment", _model_text("segment", self.segment, optional=False))
@@ -77,6 +78,13 @@ class PipelineConfig:
             raise _bad("precision", self.precision, ", ".join(PRECISIONS))
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if not isinstance(self.compile, bool):
+            raise _bad("compile", self.compile, "True or False")
+        if self.compile and self.backend != "torch-cuda":
+            raise ConfigError(
+                f"compile=True compiles the nets with TorchInductor, which only the 'torch-cuda' backend "
+                f"does; backend is {self.backend!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
