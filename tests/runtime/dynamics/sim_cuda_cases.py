@@ -25,6 +25,8 @@ from cp3rt.runtime.dynamics._labels import label_boxes  # noqa: E402
 from cp3rt.runtime.dynamics._prepare import _prepare  # noqa: E402
 from cp3rt.runtime.dynamics._seeds import _find_seeds, _histogram  # noqa: E402
 from cp3rt.runtime.dynamics.assemble import get_masks  # noqa: E402
+from cp3rt.runtime.dynamics.cleanup import fill_holes_int32  # noqa: E402
+from cp3rt.runtime.dynamics.cuda import _cleanup  # noqa: E402
 from cp3rt.runtime.dynamics.cuda import _stages as st  # noqa: E402
 from cp3rt.runtime.dynamics.cuda import compute_masks_cuda, end_points_cuda  # noqa: E402
 
@@ -161,7 +163,7 @@ def test_compute_masks_cuda_equals_the_cpu_path(scene, name):
     assert gpu.dtype == cpu.dtype and gpu.shape == cpu.shape
     np.testing.assert_array_equal(gpu, cpu)
     assert cpu.max() > 0
-    expected = {"prepare", "euler", "seeds", "labels", "copy_back", "host_cleanup"}
+    expected = {"prepare", "euler", "seeds", "labels", "cleanup", "copy_back"}  # no host_cleanup
     assert expected | ({"qc"} if config.qc_enabled else set()) == set(timings)
 
 
@@ -184,3 +186,77 @@ def test_no_foreground_or_no_seeds_give_empty_masks(scene, threshold):
     gpu = compute_masks_cuda(dP, prob, config)
     assert gpu.dtype == cpu.dtype == np.uint16 and cpu.max() == 0
     np.testing.assert_array_equal(gpu, cpu)
+
+
+def _cleanup_scene():
+    """Labels with gaps (as the QC leaves them) out of raster order, background holes (one
+    pixel, a 2x2, one open to the border), masks under min_size 15 and a 3x3 hole-free one."""
+    lab = np.zeros((24, 26), np.int32)
+    lab[1:9, 1:9] = 7
+    lab[4, 4] = 0  # a one-pixel hole
+    lab[1:8, 12:20] = 2
+    lab[3:5, 14:16] = 0  # a 2x2 hole
+    lab[4, 19] = 0  # a notch on the box border: not a hole
+    lab[12:15, 3:6] = 9  # 9 px < 15: removed
+    lab[11:22, 10:22] = 4
+    lab[15, 13] = 0
+    lab[16:18, 2:6] = 5  # 8 px
+    lab[20:24, 0:6] = 3
+    return lab
+
+
+@pytest.mark.parametrize("resize_to", [None, (31, 17)])
+@pytest.mark.parametrize("min_size", [15, -1])
+@pytest.mark.parametrize("reference_bugs", [False, True])
+def test_device_cleanup_equals_fill_holes_int32(min_size, reference_bugs, resize_to):
+    from cp3rt.runtime.dynamics.resize import resize_nearest
+
+    lab = _cleanup_scene()
+    stream = cuda.default_stream()
+    d_lab = cuda.to_device(lab)
+    if resize_to is not None:
+        d_lab = _cleanup.resize(cuda, d_lab, resize_to, stream)
+        lab = resize_nearest(lab, resize_to)
+        np.testing.assert_array_equal(d_lab.copy_to_host(), lab)
+    out = _cleanup.finish(cuda, d_lab, int(lab.max()), min_size, reference_bugs, stream)
+    assert out is not None
+    cpu = fill_holes_int32(lab, min_size, reference_bugs)
+    got = out.copy_to_host()
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, cpu)
+    if resize_to is None and not reference_bugs:  # the scene does what its docstring says
+        assert (cpu[lab == 0] > 0).sum() == 6  # 1 + 4 + 1 hole pixels filled
+        assert (cpu[lab == 9] == 0).all() == (min_size == 15)
+
+
+def test_a_label_enclosing_another_is_left_to_the_sequential_cleanup():
+    lab = _cleanup_scene()
+    lab[2:7, 2:7] = 7
+    lab[4, 4] = 8  # label 8 sits in a hole of label 7: who swallows whom depends on order
+    out = _cleanup.finish(cuda, cuda.to_device(lab), int(lab.max()), -1, False,  # 8 stays
+                          cuda.default_stream())
+    assert out is None
+
+
+def test_the_sequential_fallback_gives_the_cpu_result(scene, monkeypatch):
+    dP, prob = scene
+    monkeypatch.setattr(_cleanup, "finish", lambda *args: None)
+    config = DynamicsConfig(niter=NITER, flow_threshold=0)
+    timings: dict[str, float] = {}
+    gpu = compute_masks_cuda(dP, prob, config, timings=timings)
+    np.testing.assert_array_equal(gpu, compute_masks_with(dP, prob, config))
+    assert "host_cleanup" in timings
+
+
+def test_flow_error_sources_tie_like_the_cpu():
+    """Even-sided rectangles put several pixels at the same distance from the centroid; the
+    source must be the first of them in raster order, whichever thread finds it."""
+    lab = np.zeros((20, 22), np.int32)
+    lab[1:3, 1:3] = 1  # 2x2: all four pixels tie
+    lab[5:9, 2:8] = 2  # 4x6: four central pixels tie
+    lab[11:19, 12:20] = 3  # 8x8
+    lab[12:14, 3:9] = 4
+    flow5 = np.random.default_rng(0).normal(0, 0.5, (2, *lab.shape)).astype(np.float32)
+    stream = cuda.default_stream()
+    err = st.flow_errors(cuda, cuda.to_device(lab), 4, cuda.to_device(flow5), stream)
+    np.testing.assert_array_equal(err.copy_to_host(), flow_errors(lab, label_boxes(lab), flow5))

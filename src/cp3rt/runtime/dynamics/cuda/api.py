@@ -1,10 +1,11 @@
 """``compute_masks_cuda``: the 2-D dynamics of ``compute_masks_with`` on a CUDA device.
 
 On the device: foreground and dP / 5, the pixel list, Euler integration, end-point histogram,
-seeds, seed regions, label lookup and scatter, the flow-error QC. On the host: the label
-numbering map (O(seeds)), the QC scratch layout (O(labels)), and, after one copy of the label
-image back, the nearest resize (if ``output_shape`` asks for one) and the clean-up of §4.7
-(hole filling is sequential by label by design; small-mask removal is a renumbering around it).
+seeds, seed regions, label lookup and scatter, the flow-error QC, the nearest resize, small-mask
+removal and hole filling. On the host: label maps and scratch layouts built from per-seed and
+per-label tables (O(labels), a few small copies), and one copy of the final label image.
+The one exception: when a label encloses another, the hole filling's outcome depends on the
+sequential label order of the CPU, and that image is cleaned up on the host (``_cleanup``).
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ def compute_masks_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream
     device arrays - anything with ``__cuda_array_interface__``; used in place, any float dtype)
     or host arrays (copied once). Work is queued on ``stream`` (None: the default stream; a
     numba stream, a torch.cuda.Stream or a raw handle). ``timings``, if given, receives seconds
-    per stage (prepare, euler, seeds, labels, qc, copy_back, host_cleanup); measuring
+    per stage (prepare, euler, seeds, labels, qc, cleanup, copy_back, and
+    host_cleanup when the CPU clean-up was needed); measuring
     synchronises the stream after every stage. Raises BackendUnavailableError without a GPU
     (unless numba's simulator is enabled).
     """
     cuda = _env.load()
-    from cp3rt.runtime.dynamics.cuda import _stages as st  # kernels compile on first launch
+    from cp3rt.runtime.dynamics.cuda import _cleanup as cl  # kernels compile on first launch
+    from cp3rt.runtime.dynamics.cuda import _stages as st
 
     stream = _stream(cuda, stream)
     d_dP = _on_device(cuda, dP, "dP", stream)
@@ -93,11 +96,19 @@ def compute_masks_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream
         err = st.flow_errors(cuda, lab, nlab, flow5, stream)
         st.drop_bad_labels(cuda, lab, err, float(config.flow_threshold), stream)  # type: ignore[arg-type]
         clock("qc")
+    if tuple(out_shape) != shape:
+        lab = cl.resize(cuda, lab, tuple(out_shape), stream)
+    out = cl.finish(cuda, lab, nlab, int(config.min_size), config.reference_bugs, stream)
+    clock("cleanup")
+    if out is not None:
+        host = out.copy_to_host(stream=stream)
+        stream.synchronize()
+        clock("copy_back")
+        return host
+    # A label encloses another: the sequential clean-up decides who swallows whom.
     host = lab.copy_to_host(stream=stream)
     stream.synchronize()
     clock("copy_back")
-    if tuple(out_shape) != host.shape:
-        host = resize_nearest(host, out_shape)
     host = fill_holes_int32(host, int(config.min_size), config.reference_bugs)
     clock("host_cleanup")
     return host.astype(label_dtype(int(host.max()) if host.size else 0), copy=False)
