@@ -2,10 +2,10 @@
 
 Each block diffuses its label on the label's box enlarged by one pixel, in two float64 buffers
 of a shared scratch array (offsets per label computed on the host from the boxes), with the
-CPU kernel's operations in the CPU kernel's order: the 3x3 sums are spread over the block's
-threads (each pixel's sum is still taken in one fixed order), while the centroid, the source
-pixel and the per-label error sums are serial in one thread, because their result depends on
-the summation / raster order.
+CPU kernel's operations in the CPU kernel's order: the 3x3 sums, the centroid (integer sums),
+the source pixel (a min with raster-order ties) and the per-pixel error terms are spread over
+the block's threads; only the float64 sums of the error terms run in one thread, in raster
+order, because their rounding depends on the order.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import cuda, int64
+from numba import cuda, float64, int64
 
 from cp3rt.defaults import FLOW_NORM_EPS
 from cp3rt.runtime.dynamics.cuda._arith import add64, mul64
@@ -73,35 +73,51 @@ def flow_errors(lab, boxes, offsets, scratch, flow5, err):  # pragma: no cover -
     ly = boxes[k, 1] - y0 + 2
     lx = boxes[k, 3] - x0 + 2
     area = ly * lx
-    base = offsets[k - 1]  # two buffers of ``area`` float64 each
+    base = offsets[k - 1]  # four buffers of ``area`` float64: heat (2), error terms (2)
     for p in range(tid, 2 * area, nthreads):
         scratch[base + p] = 0.0
-    source = cuda.shared.array(2, int64)
+    sums = cuda.shared.array(2, int64)
+    best_d = cuda.shared.array(1, float64)
+    best_p = cuda.shared.array(1, int64)
     if tid == 0:
-        # Centroid in local coordinates, then the label pixel nearest to it (strict <: ties
-        # keep the first in raster order) - serial, in the CPU kernel's order.
-        sy = 0
-        sx = 0
-        for y in range(1, ly - 1):
-            for x in range(1, lx - 1):
-                if lab[y0 + y - 1, x0 + x - 1] == k:
-                    sy += y
-                    sx += x
-        ymed = sy / n
-        xmed = sx / n
-        best = np.inf
-        source[0] = 0
-        source[1] = 0
-        for y in range(1, ly - 1):
-            for x in range(1, lx - 1):
-                if lab[y0 + y - 1, x0 + x - 1] == k:
-                    d = add64(mul64(x - xmed, x - xmed), mul64(y - ymed, y - ymed))
-                    if d < best:
-                        best = d
-                        source[0] = y
-                        source[1] = x
+        sums[0] = 0
+        sums[1] = 0
+        best_d[0] = np.inf
+        best_p[0] = area
     cuda.syncthreads()
-    src = source[0] * lx + source[1]
+    # Centroid in local coordinates (integer sums: any order is exact).
+    my_sy = 0
+    my_sx = 0
+    for p in range(tid, area, nthreads):
+        y = p // lx
+        x = p - y * lx
+        if 0 < y < ly - 1 and 0 < x < lx - 1 and lab[y0 + y - 1, x0 + x - 1] == k:
+            my_sy += y
+            my_sx += x
+    cuda.atomic.add(sums, 0, my_sy)
+    cuda.atomic.add(sums, 1, my_sx)
+    cuda.syncthreads()
+    ymed = sums[0] / n
+    xmed = sums[1] / n
+    # Source: the label pixel nearest the centroid, ties -> first in raster order. Each thread
+    # visits its pixels in raster order and keeps its first minimum (strict <); the block then
+    # takes the smallest distance and, among threads holding it, the smallest raster index.
+    my_d = np.inf
+    my_p = area
+    for p in range(tid, area, nthreads):
+        y = p // lx
+        x = p - y * lx
+        if 0 < y < ly - 1 and 0 < x < lx - 1 and lab[y0 + y - 1, x0 + x - 1] == k:
+            d = add64(mul64(x - xmed, x - xmed), mul64(y - ymed, y - ymed))
+            if d < my_d:
+                my_d = d
+                my_p = p
+    cuda.atomic.min(best_d, 0, my_d)
+    cuda.syncthreads()
+    if my_d == best_d[0]:
+        cuda.atomic.min(best_p, 0, my_p)
+    cuda.syncthreads()
+    src = best_p[0]
     cur = base
     new = base + area
     for _ in range(2 * (ly + lx)):
@@ -122,18 +138,29 @@ def flow_errors(lab, boxes, offsets, scratch, flow5, err):  # pragma: no cover -
                     scratch[new + p] = 0.0
         cuda.syncthreads()
         cur, new = new, cur
+    # Squared differences per pixel in parallel; their sums in one thread, in raster order,
+    # because float64 sums depend on the order (the CPU adds them in raster order).
+    ty = base + 2 * area
+    tx = base + 3 * area
+    for p in range(tid, area, nthreads):
+        y = p // lx
+        x = p - y * lx
+        if 0 < y < ly - 1 and 0 < x < lx - 1 and lab[y0 + y - 1, x0 + x - 1] == k:
+            c = cur + p
+            dy, dx = _unit(scratch[c + lx] - scratch[c - lx], scratch[c + 1] - scratch[c - 1])
+            ey = dy - np.float64(flow5[0, y0 + y - 1, x0 + x - 1])
+            ex = dx - np.float64(flow5[1, y0 + y - 1, x0 + x - 1])
+            scratch[ty + p] = mul64(ey, ey)
+            scratch[tx + p] = mul64(ex, ex)
+    cuda.syncthreads()
     if tid == 0:
         sum_y = 0.0
         sum_x = 0.0
         for y in range(1, ly - 1):
             for x in range(1, lx - 1):
                 if lab[y0 + y - 1, x0 + x - 1] == k:
-                    c = cur + y * lx + x
-                    dy, dx = _unit(scratch[c + lx] - scratch[c - lx], scratch[c + 1] - scratch[c - 1])
-                    ey = dy - np.float64(flow5[0, y0 + y - 1, x0 + x - 1])
-                    ex = dx - np.float64(flow5[1, y0 + y - 1, x0 + x - 1])
-                    sum_y = add64(sum_y, mul64(ey, ey))
-                    sum_x = add64(sum_x, mul64(ex, ex))
+                    sum_y = add64(sum_y, scratch[ty + y * lx + x])
+                    sum_x = add64(sum_x, scratch[tx + y * lx + x])
         err[k - 1] = sum_y / n + sum_x / n
 
 

@@ -149,7 +149,8 @@ def flow_errors(cuda: Any, lab: Any, nlab: int, flow5: Any, stream: Any) -> Any:
     boxes_h = boxes.copy_to_host(stream=stream)
     stream.synchronize()
     b = boxes_h[1:]
-    sizes = np.where(b[:, 4] > 0, 2 * (b[:, 1] - b[:, 0] + 2) * (b[:, 3] - b[:, 2] + 2), 0)
+    # four float64 buffers per label over its box + 1 px (see _k_qc.flow_errors)
+    sizes = np.where(b[:, 4] > 0, 4 * (b[:, 1] - b[:, 0] + 2) * (b[:, 3] - b[:, 2] + 2), 0)
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     scratch = cuda.device_array(max(int(sizes.sum()), 1), np.float64, stream=stream)
     err = cuda.device_array(nlab, np.float64, stream=stream)
