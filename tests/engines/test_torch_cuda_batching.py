@@ -65,3 +65,25 @@ def test_padding_tiles_are_zeros() -> None:
     assert len(seen) == 1
     np.testing.assert_array_equal(seen[0][:3], array)
     np.testing.assert_array_equal(seen[0][3], 0.0)
+
+
+def test_staging_copies_in_and_out_without_aliasing_the_reused_buffers() -> None:
+    import torch
+
+    from cp3rt.engines.torch_cuda import copy_out, stage_in
+
+    rng = np.random.default_rng(7)
+    array = rng.normal(size=(4, 2, 32, 48)).astype(np.float32)
+    array.flags.writeable = False  # e.g. a memory-mapped file: must be staged without a warning
+    staging = torch.empty(array.shape, dtype=torch.float32)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stage_in(torch, staging, array)
+    np.testing.assert_array_equal(staging.numpy(), array)
+    buffers = {"flows": torch.from_numpy(rng.normal(size=(4, 3, 32, 48)).astype(np.float32))}
+    out = copy_out(torch, buffers)
+    want = buffers["flows"].numpy().copy()
+    buffers["flows"].fill_(0.0)  # the next batch reuses the buffer
+    np.testing.assert_array_equal(out["flows"], want)
