@@ -65,12 +65,16 @@ VARIANTS = {  # name -> (fold_bn, compile)
     "compiled": (False, True),
 }
 KERNEL_CLASSES = (  # first match wins; names of cuDNN / CUTLASS / ATen / Triton kernels
+    # Inductor names a fused kernel after every op it absorbed ("triton_poi_fused_add_convolution_
+    # relu_3", "..._to_copy_..."), so Triton kernels are classed first, by their own kind.
+    ("fused pointwise (Triton)", ("triton_poi",)),
+    ("fused reduction (Triton)", ("triton_red", "triton_per")),
     ("copy/layout", ("memcpy", "memset", "copy", "nchwtonhwc", "nhwctonchw", "transpose", "cat_")),
     ("batchnorm", ("batch_norm", "batchnorm", "bn_fw", "bn_")),
     ("convolution", ("conv", "xmma", "cudnn", "implicit", "sm90_", "sm80_", "cutlass", "gemm", "wgrad", "dgrad", "fprop")),
     ("pooling/resize", ("max_pool", "pool", "upsample", "nearest", "interp")),
-    ("reduction", ("reduce", "triton_red", "triton_per", "norm", "sum", "mean")),
-    ("pointwise", ("elementwise", "vectorized", "triton_poi", "add", "relu", "mul", "clamp", "unrolled")),
+    ("reduction", ("reduce", "norm", "sum", "mean")),
+    ("pointwise", ("elementwise", "vectorized", "add", "relu", "mul", "clamp", "unrolled")),
 )
 
 
