@@ -1,8 +1,9 @@
 """Host side of the device dynamics: allocations, launches, and the few small host steps.
 
-What crosses to the host (all small): the number of foreground pixels and of seeds (array
-sizes), the per-seed point counts and first points (for the raster-order label numbering,
-O(seeds)), the label boxes (for the QC scratch layout, O(labels)), and finally the label image.
+What crosses to the host here (all small): the number of foreground pixels and of seeds
+(array sizes), the per-seed point counts and first points (for the raster-order label
+numbering, O(seeds)) and the label boxes (for the QC scratch layout, O(labels)). The clean-up
+after these stages is in ``_cleanup``.
 """
 
 from __future__ import annotations
