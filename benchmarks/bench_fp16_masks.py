@@ -5,8 +5,8 @@ one a strongly typed TensorRT build compiles) against the fp32 graph; on a GPU
 Protocol
 --------
 * Weights: a trained Cellpose-v3-format file, ``--weights`` (default: the starter
-  ``cp3rt_nuclei`` training output, produced by the commands in
-  src/cp3rt/assets/models/MODEL_CARD.md; its sha256 is recorded). Both graphs are exported from
+  ``cp3rt_nuclei``, recovered from its shipped ONNX by ``cp3rt.models.from_onnx``; its sha256
+  is recorded). Both graphs are exported from
   it by cp3rt (fp16: fp16 weights/activations, style path fp32).
 * Per dataset of ``../shared/data`` (GOWT1 nuclei, CTC-sim seq01, DSB2018 sample), up to
   ``--max-images`` images: ``cp3rt check WEIGHTS --precision fp16 --against ort`` cuts the same
@@ -37,7 +37,7 @@ from _scale_common import RESULTS, fingerprint  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {"ctc_gowt1_nuclei": "images", "ctc_sim_nuclei": "images", "stardist_dsb2018_nuclei": "images"}
-DEFAULT_WEIGHTS = Path("/tmp/cp3rt_starters/models/cp3rt_nuclei")
+STARTER_ONNX = Path(__file__).resolve().parents[1] / "src" / "cp3rt" / "assets" / "models" / "cp3rt_nuclei.onnx"
 
 
 AGAINST = {"ort": "ort", "torch-cuda": "torch"}  # fp32 reference of each backend's fp16 run
@@ -59,14 +59,18 @@ def check(weights: Path, images: Path, max_images: int, backend: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ap.add_argument("--weights", type=Path, default=None, help="default: the starter, recovered from its ONNX")
     ap.add_argument("--max-images", type=int, default=8)
     ap.add_argument("--backend", choices=tuple(AGAINST), default="ort")
     ap.add_argument("--data", type=Path, default=DATA, help="folder holding the datasets (default ../shared/data)")
     ap.add_argument("--out", default="fp16_masks")
     args = ap.parse_args()
+    if args.weights is None:
+        from cp3rt.models.from_onnx import recover_weight_file
+
+        args.weights = recover_weight_file(STARTER_ONNX, Path(tempfile.mkdtemp()) / "cp3rt_nuclei")
     if not args.weights.is_file():
-        raise SystemExit(f"{args.weights}: no such weight file (train the starter first, see MODEL_CARD.md).")
+        raise SystemExit(f"{args.weights}: no such weight file.")
     gpu = None
     if args.backend == "torch-cuda":
         import torch

@@ -132,6 +132,12 @@ def embed_weights(given: Path, path: Path) -> Path:
 def setup_models(args: argparse.Namespace, work: Path) -> Path:
     models = work / "models"
     models.mkdir(parents=True)
+    if args.starters:  # the trained starters, recovered from the ONNX shipped in the package
+        from cp3rt.models.from_onnx import recover_weight_file
+
+        assets = HERE.parent / "src" / "cp3rt" / "assets" / "models"
+        args.seg_weights = recover_weight_file(assets / "cp3rt_nuclei.onnx", work / "cp3rt_nuclei")
+        args.restore_weights = recover_weight_file(assets / "cp3rt_denoise_nuclei.onnx", work / "cp3rt_denoise_nuclei")
     for name, given, nchan, nout, seed in (("cyto3", args.seg_weights, 2, 3, 0),
                                           ("denoise_cyto3", args.restore_weights, 1, 1, 1)):
         if given:
@@ -491,6 +497,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seg-weights", type=Path, help="Cellpose v3 segmentation weight file (default: random)")
     p.add_argument("--restore-weights", type=Path, help="Cellpose v3 restoration weight file (default: random)")
+    p.add_argument("--starters", action="store_true",
+                   help="use the trained starters (recovered from the shipped ONNX) as both weight files")
     p.add_argument("--images", type=Path, help="folder of images for end-to-end runs (default: synthetic 1024x1024)")
     p.add_argument("--object-scale", type=float, default=None,
                    help="with --images: resize them by this factor and tile them into --image-size mosaics")

@@ -13,9 +13,9 @@
 #                                     then bench_dynamics_gpu.py (numba-cuda dynamics vs the CPU)
 #   benchmarks/gpu_checks.sh main     GPU tests (torch-CUDA backend vs the reference net), then
 #                                     bench_gpu.py --quick (reference on the same GPU in the same run)
-#   benchmarks/gpu_checks.sh bench    bench_gpu.py only, with $BENCH_ARGS (e.g. trained weights from .gpucarry/)
+#   benchmarks/gpu_checks.sh bench    bench_gpu.py only, with $BENCH_ARGS (e.g. --starters for the trained weights)
 #   benchmarks/gpu_checks.sh more     bench_fp16_masks.py on the GPU (trained weights and images
-#                                     carried in .gpucarry/: cp3rt_nuclei, data/<dataset>/images),
+#                                     recovered from the shipped ONNX, images in .gpucarry/data),
 #                                     then bench_stream.py with the torch-CUDA engine
 #
 # Runs from the repository root with the machine's own python3 (PyTorch + CUDA). Packages that
@@ -98,7 +98,7 @@ bench)
 more)
     step "bench_fp16_masks torch-cuda"
     timeout "${MASKS_S:-200}" python3 benchmarks/bench_fp16_masks.py --backend torch-cuda \
-        --weights .gpucarry/cp3rt_nuclei --data .gpucarry/data --out fp16_masks_gpu 2>&1 | tee -a "$LOG"
+        --data .gpucarry/data --out fp16_masks_gpu 2>&1 | tee -a "$LOG"
     cp benchmarks/results/fp16_masks_gpu.* "$OUT"/ 2>/dev/null
     step "bench_stream torch-cuda"
     timeout "${STREAM_S:-300}" python3 benchmarks/bench_stream.py --backend torch-cuda \
