@@ -74,3 +74,15 @@ def test_cache_build_then_found(weights, monkeypatch, capsys) -> None:  # noqa: 
 def test_bad_batch_is_a_config_error(weights, capsys) -> None:  # noqa: ANN001
     assert main(["build", str(weights[0]), "--batch", "4:2:8"]) == 2
     assert "error: batch='4:2:8' is not allowed; give MIN:OPT:MAX" in capsys.readouterr().err
+
+
+def test_device_picks_the_gpu_the_plan_is_built_on(weights, monkeypatch, tmp_path, capsys) -> None:  # noqa: ANN001
+    import fake_cuda
+
+    trt_fixtures.install(monkeypatch, devices=[fake_cuda.DeviceProps(), trt_fixtures.A100])
+    out = tmp_path / "plans"
+    assert main(["build", str(weights[0]), "--precision", "fp32", "--batch", "1:2:4", "--device", "1",
+                 "--out", str(out)]) == 0
+    assert "Fake NVIDIA A100-SXM4-40GB sm 8.0" in capsys.readouterr().out
+    manifest = json.loads((out / "tinyseg.fp32.plan.json").read_text())
+    assert manifest["compute_capability"] == "8.0"

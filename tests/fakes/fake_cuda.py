@@ -11,6 +11,10 @@
   host that reads results before ``cudaStreamSynchronize`` sees stale data, as on a real GPU.
 * ``devices=[]`` models a machine without a GPU: ``cudaGetDeviceCount`` returns
   ``cudaErrorNoDevice``.
+* Devices are indexed: ``cudaSetDevice`` sets the calling thread's current device (0 until set,
+  ``cudaErrorInvalidDevice`` past the last one), and memory and streams belong to the device that
+  was current when they were made, as in CUDA. The fake TensorRT builds and runs on the current
+  device, so work that ignores ``--device`` shows up on GPU 0.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import enum
 import importlib.machinery
 import itertools
 import sys
+import threading
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +42,9 @@ class cudaError_t(enum.IntEnum):  # noqa: N801 - the binding's own name
     cudaSuccess = 0
     cudaErrorInvalidValue = 1
     cudaErrorMemoryAllocation = 2
+    cudaErrorInsufficientDriver = 35
     cudaErrorNoDevice = 100
+    cudaErrorInvalidDevice = 101
     cudaErrorInvalidResourceHandle = 400
 
 
@@ -72,6 +79,7 @@ class _Alloc:
     kind: str           # "host" | "device"
     buffer: ctypes.Array
     nbytes: int
+    device: int = 0     # the device current when it was allocated
 
 
 @dataclass
@@ -80,7 +88,18 @@ class FakeCudaState:
     allocations: dict[int, _Alloc] = field(default_factory=dict)
     streams: dict[int, collections.deque] = field(default_factory=dict)
     calls: collections.Counter = field(default_factory=collections.Counter)
+    stream_device: dict[int, int] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x7000))
+    _local: threading.local = field(default_factory=threading.local)
+
+    @property
+    def current_device(self) -> int:
+        """The calling thread's current device (``cudaSetDevice``; 0 until set, as in CUDA)."""
+        return getattr(self._local, "device", 0)
+
+    @property
+    def current_props(self) -> DeviceProps:
+        return self.devices[self.current_device]
 
     # ---- helpers the fake TensorRT uses -----------------------------------------------------
     def find(self, ptr: int, nbytes: int, kind: str | None = None) -> _Alloc | None:
@@ -132,6 +151,20 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
             return (cudaError_t.cudaErrorInvalidValue, None)
         return (ok, state.devices[device])
 
+    def cudaSetDevice(device: int):  # noqa: N802
+        count("cudaSetDevice")
+        if not state.devices:
+            return (cudaError_t.cudaErrorNoDevice,)
+        if not 0 <= int(device) < len(state.devices):
+            return (cudaError_t.cudaErrorInvalidDevice,)
+        state._local.device = int(device)
+        return (ok,)
+
+    def cudaGetDevice():  # noqa: N802
+        if not state.devices:
+            return (cudaError_t.cudaErrorNoDevice, None)
+        return (ok, state.current_device)
+
     def cudaDriverGetVersion():  # noqa: N802
         return (ok, 12040)
 
@@ -147,7 +180,7 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
         if kind == "device":
             ctypes.memset(buf, 0xFF, int(nbytes))
         ptr = ctypes.addressof(buf)
-        state.allocations[ptr] = _Alloc(kind, buf, int(nbytes))
+        state.allocations[ptr] = _Alloc(kind, buf, int(nbytes), state.current_device)
         return (ok, ptr)
 
     def cudaMalloc(nbytes: int):  # noqa: N802
@@ -180,6 +213,7 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
             return (cudaError_t.cudaErrorNoDevice, None)
         handle = next(state._ids)
         state.streams[handle] = collections.deque()
+        state.stream_device[handle] = state.current_device
         return (ok, cudaStream_t(handle))
 
     def _stream(stream) -> int | None:
@@ -220,7 +254,8 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
         state.enqueue(handle, lambda: ctypes.memmove(dst, src, nbytes))
         return (ok,)
 
-    for fn in (cudaGetDeviceCount, cudaGetDeviceProperties, cudaDriverGetVersion, cudaGetErrorString,
+    for fn in (cudaGetDeviceCount, cudaGetDeviceProperties, cudaSetDevice, cudaGetDevice,
+               cudaDriverGetVersion, cudaGetErrorString,
                cudaMalloc, cudaMallocHost, cudaFree, cudaFreeHost, cudaStreamCreate,
                cudaStreamSynchronize, cudaStreamDestroy, cudaMemcpyAsync):
         setattr(rt, fn.__name__, fn)

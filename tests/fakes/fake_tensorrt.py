@@ -8,7 +8,11 @@ Faithful to TensorRT where cp3rt can observe it (Python API docs of 10.x and 11.
 * 11.x: networks are always strongly typed, ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` is
   kept but ignored, ``EXPLICIT_BATCH`` and the precision flags (``BuilderFlag.FP16`` ...) are gone;
   10.x: a precision builder flag on a strongly typed network fails the build;
-* a plan only loads on the TensorRT version and GPU compute capability it was built for.
+* a plan only loads on the TensorRT version and GPU compute capability it was built for;
+* builders, runtimes, engines and contexts live on the CUDA device current when they were made
+  (``cudaSetDevice``), as in TensorRT: a plan is built for the current device, and an engine
+  refuses memory or streams of another device;
+* every object logs to the logger of the builder/runtime it came from (per-runtime loggers).
 
 It really computes: the "plan" carries the ONNX graph, and ``execute_async_v3`` enqueues, on the
 fake CUDA stream, a job that reads the input from (fake) device memory, runs the graph with
@@ -223,7 +227,7 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
             return len(self)
 
     def _cache_header() -> bytes:
-        props = state.cuda.devices[0]
+        props = state.cuda.current_props
         return f"FAKETIMING {state.version} sm{props.major}{props.minor}\n".encode()
 
     class ITimingCache:
@@ -299,6 +303,7 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
             if not state.cuda.devices:
                 raise TypeError("pybind11::init(): factory function returned nullptr (CUDA initialization failure with error: 100)")
             self.logger = logger
+            self.device = state.cuda.current_device
             if major < 11:
                 self.platform_has_fast_fp16 = True
 
@@ -348,7 +353,7 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
                     state.timing_cache_hits += 1
                 config.timing_cache.entries.add(key)
             state.builds += 1
-            props = state.cuda.devices[0]
+            props = state.cuda.devices[self.device]
             header = {
                 "version": state.version, "cc": f"{props.major}.{props.minor}",
                 "inputs": [[t.name, list(t.shape), t.dtype.name] for t in network.inputs],

@@ -27,10 +27,12 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
         logger.log(sev, msg)
 
     class ICudaEngine:
-        def __init__(self, header: dict, onnx_bytes: bytes) -> None:
+        def __init__(self, header: dict, onnx_bytes: bytes, logger: Any, device: int) -> None:
             import onnxruntime as ort
 
             self.header = header
+            self.logger = logger    # the logger of the Runtime that deserialised it
+            self.device = device    # the CUDA device current at deserialisation
             self.io = [(n, tuple(s), DataType[d], TensorIOMode.INPUT) for n, s, d in header["inputs"]]
             self.io += [(n, tuple(s), DataType[d], TensorIOMode.OUTPUT) for n, s, d in header["outputs"]]
             self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
@@ -80,7 +82,7 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
             self.executions = 0
 
         def _error(self, msg: str) -> bool:
-            _log(runtime_logger[0], Severity.ERROR, msg)
+            _log(self.engine.logger, Severity.ERROR, msg)
             return False
 
         def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
@@ -122,13 +124,21 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
             unset = [n for n, _s, _d, m in self.engine.io if m == TensorIOMode.INPUT and n not in self.shapes]
             if unset:
                 raise ProtocolViolation(f"set_tensor_address({name}) before set_input_shape for {unset}.")
-            if state.cuda.find(int(memory), 1, "device") is None:
+            alloc = state.cuda.find(int(memory), 1, "device")
+            if alloc is None:
                 raise ProtocolViolation(f"set_tensor_address({name}) got {int(memory):#x}, not device memory.")
+            if alloc.device != self.engine.device:
+                raise ProtocolViolation(f"set_tensor_address({name}) got memory of GPU {alloc.device} for an "
+                                        f"engine on GPU {self.engine.device}.")
             self.addresses[name] = int(memory)
             return True
 
         def execute_async_v3(self, stream_handle: int) -> bool:
             io = self.engine.io
+            on = state.cuda.stream_device.get(int(stream_handle))
+            if on is not None and on != self.engine.device:
+                return self._error(f"Error Code 1: Cuda Runtime (invalid resource handle: a stream of GPU {on} "
+                                   f"given to an engine on GPU {self.engine.device})")
             unset = [n for n, _s, _d, m in io if m == TensorIOMode.INPUT and n not in self.shapes]
             if unset:
                 return self._error(f"Error Code 3: API Usage Error (Parameter check failed, condition: "
@@ -160,13 +170,11 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
             self.executions += 1
             return True
 
-    runtime_logger: list[Any] = [None]
-
     class Runtime:
         def __init__(self, logger: Any) -> None:
             _check_logger(logger)
             self.logger = logger
-            runtime_logger[0] = logger
+            self.device = state.cuda.current_device
 
         def deserialize_cuda_engine(self, serialized_engine: bytes) -> ICudaEngine | None:
             data = bytes(serialized_engine)
@@ -183,13 +191,13 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
                 return err(f"Error Code 6: API Usage Error (The engine plan file is not compatible with this "
                            f"version of TensorRT, expecting library version {state.version} got "
                            f"{header['version']}, please rebuild.)")
-            props = state.cuda.devices[0] if state.cuda.devices else None
+            props = state.cuda.current_props if state.cuda.devices else None
             here = f"{props.major}.{props.minor}" if props else "none"
             if header["cc"] != here:
                 return err(f"Error Code 6: API Usage Error (The engine plan file is generated on an "
                            f"incompatible device, expecting compute {here} got compute {header['cc']}, "
                            "please rebuild.)")
-            return ICudaEngine(header, data[start + size:])
+            return ICudaEngine(header, data[start + size:], self.logger, state.cuda.current_device)
 
 
     for obj in (Runtime, ICudaEngine, IExecutionContext):

@@ -36,9 +36,15 @@ def export_tiny(folder: Path, seed: int = 0) -> Exports:
     return Exports(weights, fp32, fp16)
 
 
+A100 = fake_cuda.DeviceProps(name=b"Fake NVIDIA A100-SXM4-40GB", major=8, minor=0, totalGlobalMem=40 * 2**30)
+
+
 def install(monkeypatch, version: str = "10.9.0.34", *, gpu: bool = True,  # noqa: ANN001
-            cc: tuple[int, int] = (9, 0)) -> fake_tensorrt.FakeTrtState:
-    devices = [fake_cuda.DeviceProps(major=cc[0], minor=cc[1])] if gpu else []
+            cc: tuple[int, int] = (9, 0),
+            devices: list[fake_cuda.DeviceProps] | None = None) -> fake_tensorrt.FakeTrtState:
+    """Install the fakes; ``devices`` (a list of DeviceProps) overrides ``gpu``/``cc``."""
+    if devices is None:
+        devices = [fake_cuda.DeviceProps(major=cc[0], minor=cc[1])] if gpu else []
     state = fake_tensorrt.FakeTrtState(version=version, cuda=fake_cuda.FakeCudaState(devices=devices))
     fake_tensorrt.install(monkeypatch, state)
     return state

@@ -73,7 +73,7 @@ def open_engine(
                                device=device if device.startswith("cuda") else "cuda",
                                compile=compile, cache_dir=cache_dir)
     if backend == "trt" or (backend == "auto" and Path(source).suffix.lower() in PLAN_SUFFIXES):
-        return _open_trt(source)
+        return _open_trt(source, device)
     if not is_onnx:
         raise ConfigError(
             f"backend {backend!r} runs exported .onnx files and {source!r} is not one; export it "
@@ -89,7 +89,7 @@ def open_engine(
     for name in AUTO_ORDER:
         try:
             if name == "trt":
-                return _open_trt(source)
+                return _open_trt(source, device)
             return OrtEngine(source, providers=(name.removeprefix("ort-"),), **ort_options)
         except BackendUnavailableError as exc:
             reasons.append(f"{name}: {exc}")
@@ -98,26 +98,39 @@ def open_engine(
     )
 
 
-def _open_trt(source: str) -> Engine:
-    """A TensorRT engine for a ``.plan``, or for an ``.onnx`` export via the plan cache.
+def gpu_index(device: str) -> int:
+    """The GPU index in a torch-style device string: ``"cuda:1"`` -> 1; ``"cpu"``/``"cuda"`` -> 0."""
+    text = str(device)
+    if text.startswith("cuda:"):
+        index = text.removeprefix("cuda:")
+        if index.isdigit():
+            return int(index)
+        raise ConfigError(f"device={device!r} is not allowed; allowed: 'cuda', 'cuda:N' or 'cpu'.")
+    return 0
+
+
+def _open_trt(source: str, device: str = "cpu") -> Engine:
+    """A TensorRT engine for a ``.plan``, or for an ``.onnx`` export via the plan cache, on the
+    GPU of ``device`` (``cuda:N``; GPU 0 otherwise).
 
     TensorRT and the GPU are checked first, so on a machine without them the answer is
     BackendUnavailableError (``auto`` moves on) before any file is looked at.
     """
     from cp3rt.engines.tensorrt._trt import current_environment
 
-    environment = current_environment()
+    gpu = gpu_index(device)
+    environment = current_environment(gpu)
     from cp3rt.engines.tensorrt import BuildConfig, PlanCache, TrtEngine
     from cp3rt.engines.tensorrt.builder import read_onnx_manifest
 
     path = Path(source)
     if path.suffix.lower() in PLAN_SUFFIXES:
-        return TrtEngine(path)
+        return TrtEngine(path, device=gpu)
     if path.suffix.lower() != ONNX_SUFFIX:
         raise ConfigError(
             f"backend 'trt' runs TensorRT plans or exported .onnx files and {source!r} is neither; "
             f"build a plan with `cp3rt build {source}`."
         )
     manifest, _ = read_onnx_manifest(path)
-    entry = PlanCache().get(path, BuildConfig(precision=manifest.precision), environment=environment)
-    return TrtEngine(entry.plan_path)
+    entry = PlanCache().get(path, BuildConfig(precision=manifest.precision, device=gpu), environment=environment)
+    return TrtEngine(entry.plan_path, device=gpu)

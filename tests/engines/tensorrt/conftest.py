@@ -26,9 +26,11 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def fake_trt(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - a factory
-    """``fake_trt(version="10.9.0.34", gpu=True, cc=(9, 0))`` installs the fakes, returns the state."""
+    """``fake_trt(version="10.9.0.34", gpu=True, cc=(9, 0), devices=None)`` installs the fakes,
+    returns the state."""
 
-    def install(version: str = "10.9.0.34", *, gpu: bool = True, cc: tuple[int, int] = (9, 0)):
-        return trt_fixtures.install(monkeypatch, version, gpu=gpu, cc=cc)
+    def install(version: str = "10.9.0.34", *, gpu: bool = True, cc: tuple[int, int] = (9, 0),
+                devices=None):  # noqa: ANN001
+        return trt_fixtures.install(monkeypatch, version, gpu=gpu, cc=cc, devices=devices)
 
     return install

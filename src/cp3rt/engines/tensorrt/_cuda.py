@@ -7,7 +7,8 @@ whose first element is a ``cudaError_t`` and the rest the results, e.g.
 ``cudaMemcpyAsync(dst, src, nbytes, kind, stream) -> (err,)``, ``cudaStreamCreate() -> (err, stream)``,
 ``cudaStreamSynchronize(stream) -> (err,)``, ``cudaEventCreate() -> (err, event)``,
 ``cudaEventRecord(event, stream)``, ``cudaEventSynchronize(event)``,
-``cudaGetDeviceCount() -> (err, n)``, ``cudaGetDeviceProperties(dev) -> (err, prop)`` with
+``cudaGetDeviceCount() -> (err, n)``, ``cudaSetDevice(dev) -> (err,)`` (the calling host thread's
+current device: TensorRT builds, deserialises and runs on it), ``cudaGetDeviceProperties(dev) -> (err, prop)`` with
 ``prop.name`` (bytes), ``prop.major``, ``prop.minor``, ``prop.totalGlobalMem``,
 ``cudaDriverGetVersion() -> (err, version)``.
 
@@ -100,6 +101,13 @@ def device_info(index: int = 0) -> DeviceInfo:
         total_memory=int(prop.totalGlobalMem),
         driver_version=f"{driver // 1000}.{(driver % 1000) // 10}",
     )
+
+
+def set_device(index: int) -> None:
+    """Make GPU ``index`` the calling thread's current device (CUDA's current device is per host
+    thread, so every entry point that does GPU work calls this first)."""
+    rt = cudart()
+    check(rt.cudaSetDevice(int(index)), f"cudaSetDevice({int(index)})")
 
 
 class Stream:

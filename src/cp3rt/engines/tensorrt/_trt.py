@@ -104,18 +104,22 @@ class TrtEnvironment:
     compute_capability: str
     driver_version: str
     total_memory: int
+    device: int = 0   # the GPU index all of it describes (``--device``)
 
 
 def current_environment(device: int = 0) -> tuple[ModuleType, TrtEnvironment]:
-    """Load TensorRT and describe GPU ``device``; one-sentence errors when either is missing."""
-    from cp3rt.engines.tensorrt._cuda import device_info
+    """Load TensorRT, describe GPU ``device`` and make it the calling thread's current device
+    (TensorRT builds and runs on the current device); one-sentence errors when either is missing."""
+    from cp3rt.engines.tensorrt._cuda import device_info, set_device
 
     trt = load_tensorrt()
     info = device_info(device)
+    set_device(device)
     return trt, TrtEnvironment(
         tensorrt_version=str(trt.__version__),
         gpu_name=info.name,
         compute_capability=info.compute_capability,
         driver_version=info.driver_version,
         total_memory=info.total_memory,
+        device=device,
     )

@@ -155,6 +155,20 @@ def rebuild_command(manifest: EngineManifest, out_dir: Path | None) -> str:
     return cmd + (f" --out {out_dir}" if out_dir is not None else "")
 
 
+def use_environment(environment: tuple[Any, TrtEnvironment] | None, device: int) -> tuple[Any, TrtEnvironment]:
+    """``environment`` (described by a caller) or the current one, for GPU ``device``, made the
+    calling thread's current device: a plan is built for the device current at build time."""
+    if environment is None:
+        return current_environment(device)
+    if environment[1].device != device:
+        raise ConfigError(f"device={device} is not allowed here: the TensorRT environment given "
+                          f"describes GPU {environment[1].device}.")
+    from cp3rt.engines.tensorrt._cuda import set_device
+
+    set_device(device)
+    return environment
+
+
 def read_onnx_manifest(onnx_path: Path) -> tuple[EngineManifest, str]:
     """The export's manifest and the ONNX file's sha256 (they must agree)."""
     sidecar = manifest_path_for(onnx_path)
@@ -184,7 +198,7 @@ def build_plan(
 ) -> BuildResult:
     """Build ``plan_path`` (+ ``<plan>.json`` manifest) from an exported ONNX file."""
     onnx_path, plan_path = Path(onnx_path), Path(plan_path)
-    trt, env = environment or current_environment(config.device)
+    trt, env = use_environment(environment, config.device)
     onnx_manifest, onnx_sha = read_onnx_manifest(onnx_path)
     if onnx_manifest.precision != config.precision:
         raise ConfigError(

@@ -75,6 +75,7 @@ class TrtEngine(BaseEngine):
         manifest = read_plan_manifest(path)
         check_plan(path, manifest, env, rebuild_command(manifest, path.parent))
         self._trt = trt
+        self._device = device  # current_environment made it this thread's current device
         self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
@@ -143,6 +144,7 @@ class TrtEngine(BaseEngine):
             yield pending.popleft().result()
 
     def _submit(self, feeds: dict[str, np.ndarray]) -> _Pending:
+        _cuda.set_device(self._device)  # the current device is per host thread
         slot = self._slots[self._next_slot]
         self._next_slot = (self._next_slot + 1) % len(self._slots)
         name = self._inputs[0].name
@@ -190,6 +192,8 @@ class TrtEngine(BaseEngine):
                               f"{self._logger.error_text('no reason logged')}.")
 
     def _release(self) -> None:
+        if self._slots:
+            _cuda.set_device(self._device)
         for slot in self._slots:
             slot.stream.synchronize()
             slot.close()

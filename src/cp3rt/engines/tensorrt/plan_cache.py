@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
-from cp3rt.engines.tensorrt._trt import TrtEnvironment, current_environment
+from cp3rt.engines.tensorrt._trt import TrtEnvironment
 from cp3rt.engines.tensorrt.builder import (
     PLAN_SUFFIX,
     BuildConfig,
@@ -30,6 +30,7 @@ from cp3rt.engines.tensorrt.builder import (
     build_plan,
     read_onnx_manifest,
     rebuild_command,
+    use_environment,
 )
 from cp3rt.errors import IncompatibleEngineError
 
@@ -112,7 +113,7 @@ class PlanCache:
     ) -> PlanEntry:
         """The valid cached plan for ``onnx_path``; built (or rebuilt) when needed and allowed."""
         onnx_path = Path(onnx_path)
-        trt_env = environment or current_environment(config.device)
+        trt_env = use_environment(environment, config.device)
         env = trt_env[1]
         onnx_manifest, onnx_sha = read_onnx_manifest(onnx_path)
         expected = self.expected_manifest(onnx_manifest, onnx_sha, config, env)
