@@ -19,7 +19,7 @@ def no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the TensorRT backend unavailable so these tests run alike with or without a GPU;
     the TensorRT backend has its own tests (tests/engines/tensorrt)."""
 
-    def unavailable(source: str) -> None:
+    def unavailable(source: str, device: str = "cpu") -> None:
         raise BackendUnavailableError("no TensorRT today")
 
     monkeypatch.setattr(select_module, "_open_trt", unavailable)
@@ -79,7 +79,7 @@ def test_auto_reports_every_failure(standin, monkeypatch: pytest.MonkeyPatch) ->
 def test_explicit_trt_goes_to_the_tensorrt_backend(standin, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     path, _ = standin
     opened: list[str] = []
-    monkeypatch.setattr(select_module, "_open_trt", lambda source: opened.append(source) or "trt-engine")
+    monkeypatch.setattr(select_module, "_open_trt", lambda source, device="cpu": opened.append(source) or "trt-engine")
     assert open_engine(path, "trt") == "trt-engine"
     assert opened == [str(path)]
 

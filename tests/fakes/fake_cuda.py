@@ -11,6 +11,12 @@
   host that reads results before ``cudaStreamSynchronize`` sees stale data, as on a real GPU.
 * ``devices=[]`` models a machine without a GPU: ``cudaGetDeviceCount`` returns
   ``cudaErrorNoDevice``.
+* The driver is versioned like the real one: ``driver_version`` (12040 = CUDA 12.4; 0 = no driver
+  installed) against the bindings' ``runtime_version`` (12090 = cuda-bindings 12.9). With no
+  driver, or one older than the bindings' CUDA major, every device call returns
+  ``cudaErrorInsufficientDriver`` (what cuda-bindings 12.9 and 13.5 return on a machine without a
+  driver), while ``cudaDriverGetVersion``/``cudaRuntimeGetVersion`` still answer.
+  ``cudaGetErrorName``/``cudaGetErrorString`` give the real name and description.
 * Devices are indexed: ``cudaSetDevice`` sets the calling thread's current device (0 until set,
   ``cudaErrorInvalidDevice`` past the last one), and memory and streams belong to the device that
   was current when they were made, as in CUDA. The fake TensorRT builds and runs on the current
@@ -46,6 +52,17 @@ class cudaError_t(enum.IntEnum):  # noqa: N801 - the binding's own name
     cudaErrorNoDevice = 100
     cudaErrorInvalidDevice = 101
     cudaErrorInvalidResourceHandle = 400
+
+
+# What the real cudaGetErrorString says (cuda-bindings 12.9/13.5).
+_DESCRIPTIONS = {
+    cudaError_t.cudaErrorInvalidValue: "invalid argument",
+    cudaError_t.cudaErrorMemoryAllocation: "out of memory",
+    cudaError_t.cudaErrorInsufficientDriver: "CUDA driver version is insufficient for CUDA runtime version",
+    cudaError_t.cudaErrorNoDevice: "no CUDA-capable device is detected",
+    cudaError_t.cudaErrorInvalidDevice: "invalid device ordinal",
+    cudaError_t.cudaErrorInvalidResourceHandle: "invalid resource handle",
+}
 
 
 class cudaMemcpyKind(enum.IntEnum):  # noqa: N801
@@ -85,6 +102,8 @@ class _Alloc:
 @dataclass
 class FakeCudaState:
     devices: list[DeviceProps] = field(default_factory=lambda: [DeviceProps()])
+    driver_version: int = 12040     # what cudaDriverGetVersion says; 0: no NVIDIA driver
+    runtime_version: int = 12090    # the CUDA version the bindings are built for (cudaRuntimeGetVersion)
     allocations: dict[int, _Alloc] = field(default_factory=dict)
     streams: dict[int, collections.deque] = field(default_factory=dict)
     calls: collections.Counter = field(default_factory=collections.Counter)
@@ -139,41 +158,55 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
     def count(name: str) -> None:
         state.calls[name] += 1
 
+    def unusable():  # noqa: ANN202
+        """The error every device call returns on this machine, None when the GPU is usable."""
+        if state.driver_version // 1000 < state.runtime_version // 1000:
+            return cudaError_t.cudaErrorInsufficientDriver
+        return None if state.devices else cudaError_t.cudaErrorNoDevice
+
     def cudaGetDeviceCount():  # noqa: N802
         count("cudaGetDeviceCount")
-        if not state.devices:
-            return (cudaError_t.cudaErrorNoDevice, 0)
+        if (bad := unusable()) is not None:
+            return (bad, None if bad == cudaError_t.cudaErrorInsufficientDriver else 0)
         return (ok, len(state.devices))
 
     def cudaGetDeviceProperties(device: int):  # noqa: N802
         count("cudaGetDeviceProperties")
+        if (bad := unusable()) is not None:
+            return (bad, None)
         if not 0 <= device < len(state.devices):
             return (cudaError_t.cudaErrorInvalidValue, None)
         return (ok, state.devices[device])
 
     def cudaSetDevice(device: int):  # noqa: N802
         count("cudaSetDevice")
-        if not state.devices:
-            return (cudaError_t.cudaErrorNoDevice,)
+        if (bad := unusable()) is not None:
+            return (bad,)
         if not 0 <= int(device) < len(state.devices):
             return (cudaError_t.cudaErrorInvalidDevice,)
         state._local.device = int(device)
         return (ok,)
 
     def cudaGetDevice():  # noqa: N802
-        if not state.devices:
-            return (cudaError_t.cudaErrorNoDevice, None)
+        if (bad := unusable()) is not None:
+            return (bad, None)
         return (ok, state.current_device)
 
     def cudaDriverGetVersion():  # noqa: N802
-        return (ok, 12040)
+        return (ok, state.driver_version)
 
-    def cudaGetErrorString(err):  # noqa: N802
+    def cudaRuntimeGetVersion():  # noqa: N802
+        return (ok, state.runtime_version)
+
+    def cudaGetErrorName(err):  # noqa: N802
         return (ok, cudaError_t(err).name.encode())
 
+    def cudaGetErrorString(err):  # noqa: N802
+        return (ok, _DESCRIPTIONS.get(cudaError_t(err), cudaError_t(err).name).encode())
+
     def _alloc(kind: str, nbytes: int):
-        if not state.devices:
-            return (cudaError_t.cudaErrorNoDevice, 0)
+        if (bad := unusable()) is not None:
+            return (bad, None)
         if nbytes <= 0:
             return (cudaError_t.cudaErrorInvalidValue, 0)
         buf = ctypes.create_string_buffer(int(nbytes))
@@ -209,8 +242,8 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
 
     def cudaStreamCreate():  # noqa: N802
         count("cudaStreamCreate")
-        if not state.devices:
-            return (cudaError_t.cudaErrorNoDevice, None)
+        if (bad := unusable()) is not None:
+            return (bad, None)
         handle = next(state._ids)
         state.streams[handle] = collections.deque()
         state.stream_device[handle] = state.current_device
@@ -255,7 +288,7 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
         return (ok,)
 
     for fn in (cudaGetDeviceCount, cudaGetDeviceProperties, cudaSetDevice, cudaGetDevice,
-               cudaDriverGetVersion, cudaGetErrorString,
+               cudaDriverGetVersion, cudaRuntimeGetVersion, cudaGetErrorName, cudaGetErrorString,
                cudaMalloc, cudaMallocHost, cudaFree, cudaFreeHost, cudaStreamCreate,
                cudaStreamSynchronize, cudaStreamDestroy, cudaMemcpyAsync):
         setattr(rt, fn.__name__, fn)

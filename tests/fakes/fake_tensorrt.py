@@ -12,6 +12,11 @@ Faithful to TensorRT where cp3rt can observe it (Python API docs of 10.x and 11.
 * builders, runtimes, engines and contexts live on the CUDA device current when they were made
   (``cudaSetDevice``), as in TensorRT: a plan is built for the current device, and an engine
   refuses memory or streams of another device;
+* a wheel is built for one CUDA major (``tensorrt-cu12`` / ``tensorrt-cu13``, ``cuda_major``):
+  ``Builder``/``Runtime`` raise ``TypeError`` when the CUDA bindings are of another major, or the
+  driver is too old or absent (what the real constructors do: pybind11 reports the null object
+  of a failed CUDA initialisation as a TypeError). :func:`install` also puts a
+  ``tensorrt_cu<major>`` distribution's metadata on ``sys.path``, as the wheel does;
 * every object logs to the logger of the builder/runtime it came from (per-runtime loggers).
 
 It really computes: the "plan" carries the ONNX graph, and ``execute_async_v3`` enqueues, on the
@@ -51,6 +56,7 @@ class FakeTrtState:
 
     version: str = "10.9.0.34"
     cuda: FakeCudaState = field(default_factory=FakeCudaState)
+    cuda_major: int = 12                # the CUDA major this "wheel" is built for (tensorrt-cu12)
     build_delay: float = 0.0            # seconds; lets two processes overlap their builds
     fail_build_with: str | None = None  # log this ERROR and return None from the build
     builds: int = 0
@@ -123,6 +129,18 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
 
     def _log(logger: Any, sev: Severity, msg: str) -> None:
         logger.log(sev, msg)
+
+    def _init_cuda() -> None:
+        """What Builder/Runtime construction does first: initialise CUDA, or fail as pybind11 does."""
+        cuda = state.cuda
+        bindings = cuda.runtime_version // 1000
+        if bindings != state.cuda_major or cuda.driver_version // 1000 < state.cuda_major:
+            raise TypeError("pybind11::init(): factory function returned nullptr (CUDA initialization "
+                            f"failure with error: 35; TensorRT for CUDA {state.cuda_major}, CUDA "
+                            f"runtime {bindings}, driver {cuda.driver_version})")
+        if not cuda.devices:
+            raise TypeError("pybind11::init(): factory function returned nullptr (CUDA initialization "
+                            "failure with error: 100)")
 
     # ---- network and parser -----------------------------------------------------------------
     @dataclass
@@ -300,8 +318,7 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
     class Builder:
         def __init__(self, logger: Any) -> None:
             _check_logger(logger)
-            if not state.cuda.devices:
-                raise TypeError("pybind11::init(): factory function returned nullptr (CUDA initialization failure with error: 100)")
+            _init_cuda()
             self.logger = logger
             self.device = state.cuda.current_device
             if major < 11:
@@ -371,20 +388,41 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
         setattr(trt, obj.__name__, obj)
     trt.nptype = nptype
     trt._check_logger = _check_logger
+    trt._init_cuda = _init_cuda
     fake_trt_runtime.add_runtime(trt, state)
     trt.volume = lambda shape: int(np.prod(tuple(shape)))
     trt.STATE = state
     return trt
 
 
-def install(monkeypatch, state: FakeTrtState) -> types.ModuleType:  # noqa: ANN001
-    """Install fake ``tensorrt`` + fake CUDA bindings into ``sys.modules``."""
+def dist_folder(state: FakeTrtState) -> str:
+    """A folder holding the metadata of ``tensorrt_cu<major>`` at the fake's version, as the real
+    wheel installs it (cp3rt reads which CUDA major TensorRT is built for from it)."""
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.gettempdir()) / f"cp3rt-fake-trt-dist-{state.cuda_major}-{state.version}"
+    name = f"tensorrt_cu{state.cuda_major}"
+    info = root / f"{name}-{state.version}.dist-info"
+    if not (info / "METADATA").is_file():
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {state.version}\n")
+    return str(root)
+
+
+def install(monkeypatch, state: FakeTrtState, *, dist: bool = True) -> types.ModuleType:  # noqa: ANN001
+    """Install fake ``tensorrt`` + fake CUDA bindings into ``sys.modules`` (and, with ``dist``, the
+    ``tensorrt_cu<major>`` distribution metadata on ``sys.path``)."""
     import fake_cuda
 
     fake_cuda.install(monkeypatch, state.cuda)
     trt = build_module(state)
     if monkeypatch is None:
         sys.modules["tensorrt"] = trt
+        if dist:
+            sys.path.insert(0, dist_folder(state))
     else:
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        if dist:
+            monkeypatch.syspath_prepend(dist_folder(state))
     return trt

@@ -173,6 +173,7 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
     class Runtime:
         def __init__(self, logger: Any) -> None:
             _check_logger(logger)
+            trt._init_cuda()
             self.logger = logger
             self.device = state.cuda.current_device
 

@@ -41,12 +41,17 @@ A100 = fake_cuda.DeviceProps(name=b"Fake NVIDIA A100-SXM4-40GB", major=8, minor=
 
 def install(monkeypatch, version: str = "10.9.0.34", *, gpu: bool = True,  # noqa: ANN001
             cc: tuple[int, int] = (9, 0),
-            devices: list[fake_cuda.DeviceProps] | None = None) -> fake_tensorrt.FakeTrtState:
-    """Install the fakes; ``devices`` (a list of DeviceProps) overrides ``gpu``/``cc``."""
+            devices: list[fake_cuda.DeviceProps] | None = None, trt_cuda: int = 12,
+            bindings_cuda: int = 12, driver: int = 12040, dist: bool = True) -> fake_tensorrt.FakeTrtState:
+    """Install the fakes; ``devices`` (a list of DeviceProps) overrides ``gpu``/``cc``. ``trt_cuda``:
+    the CUDA major of the TensorRT wheel; ``bindings_cuda``: that of cuda-bindings; ``driver``: what
+    cudaDriverGetVersion says (0: no driver); ``dist``: TensorRT's distribution metadata is visible."""
     if devices is None:
         devices = [fake_cuda.DeviceProps(major=cc[0], minor=cc[1])] if gpu else []
-    state = fake_tensorrt.FakeTrtState(version=version, cuda=fake_cuda.FakeCudaState(devices=devices))
-    fake_tensorrt.install(monkeypatch, state)
+    cuda = fake_cuda.FakeCudaState(devices=devices, driver_version=driver,
+                                   runtime_version=bindings_cuda * 1000 + 90)
+    state = fake_tensorrt.FakeTrtState(version=version, cuda=cuda, cuda_major=trt_cuda)
+    fake_tensorrt.install(monkeypatch, state, dist=dist)
     return state
 
 

@@ -20,7 +20,8 @@ _EPILOG = f"""
 
 **Notes**
 
-- Needs TensorRT >= 10 and an NVIDIA GPU (`pip install 'cp3rt[trt]'`); refuses otherwise.
+- Needs TensorRT >= 10 and an NVIDIA GPU (`pip install 'cp3rt[trt-cu12]'`, or `[trt-cu13]` with
+  an R580+ driver); refuses otherwise, naming the CUDA error and the install command.
 - Plans are built from cp3rt's ONNX export at the same precision (exported on first use; fp16
   plans come from the fp16 graph: strongly typed, fp32 inputs/outputs).
 - Two optimisation profiles: 224 x 224 tiles (nearly all tiles) and 32..224 for the rest; the

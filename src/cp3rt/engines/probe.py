@@ -88,9 +88,12 @@ def _tensorrt_status() -> BackendStatus:
     from cp3rt.engines.tensorrt._trt import MIN_TENSORRT_MAJOR, tensorrt_major
     from cp3rt.errors import Cp3rtError
 
-    version = package_version("tensorrt")
+    # The per-CUDA-major wheels (cp3rt[trt-cu12]/[trt-cu13]) install no distribution named 'tensorrt'.
+    names = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt-cu12-bindings", "tensorrt-cu13-bindings")
+    version = next((v for v in map(package_version, names) if v is not None), None)
     if version is None:
-        return BackendStatus("trt", False, "tensorrt is not installed (pip install 'cp3rt[trt]' on an NVIDIA GPU machine).")
+        return BackendStatus("trt", False, "tensorrt is not installed (pip install 'cp3rt[trt-cu12]', or "
+                                           "'cp3rt[trt-cu13]' with an R580+ driver, on an NVIDIA GPU machine).")
     if tensorrt_major(version) < MIN_TENSORRT_MAJOR:
         return BackendStatus("trt", False, f"tensorrt {version} is installed but cp3rt needs >= {MIN_TENSORRT_MAJOR}.")
     try:

@@ -30,7 +30,7 @@ def fake_trt(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - a factory
     returns the state."""
 
     def install(version: str = "10.9.0.34", *, gpu: bool = True, cc: tuple[int, int] = (9, 0),
-                devices=None):  # noqa: ANN001
-        return trt_fixtures.install(monkeypatch, version, gpu=gpu, cc=cc, devices=devices)
+                **more):  # noqa: ANN003 - devices, trt_cuda, bindings_cuda, driver, dist
+        return trt_fixtures.install(monkeypatch, version, gpu=gpu, cc=cc, **more)
 
     return install

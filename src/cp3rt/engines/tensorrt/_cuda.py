@@ -10,7 +10,10 @@ whose first element is a ``cudaError_t`` and the rest the results, e.g.
 ``cudaGetDeviceCount() -> (err, n)``, ``cudaSetDevice(dev) -> (err,)`` (the calling host thread's
 current device: TensorRT builds, deserialises and runs on it), ``cudaGetDeviceProperties(dev) -> (err, prop)`` with
 ``prop.name`` (bytes), ``prop.major``, ``prop.minor``, ``prop.totalGlobalMem``,
-``cudaDriverGetVersion() -> (err, version)``.
+``cudaDriverGetVersion() -> (err, version)`` (0 without a driver), ``cudaRuntimeGetVersion()``
+(the CUDA version the bindings are built for), ``cudaGetErrorName(err) -> (err, bytes)``.
+Without a driver (or with one older than the bindings' CUDA major) every device call returns
+``cudaErrorInsufficientDriver`` (cuda-bindings 12.9 and 13.5, run without a driver).
 
 Nothing here imports torch; the bindings are imported when first needed.
 """
@@ -39,8 +42,8 @@ def cudart() -> ModuleType:
         except ImportError as exc:
             errors.append(f"{name}: {exc}")
     raise BackendUnavailableError(
-        "the native TensorRT backend needs the CUDA runtime bindings of cuda-python, which cannot be "
-        f"imported here ({'; '.join(errors)}) (pip install 'cp3rt[trt]')."
+        "the native TensorRT backend needs the CUDA runtime bindings (cuda-bindings), which cannot be "
+        f"imported here ({'; '.join(errors)}); {install_command(None)}."
     )
 
 
@@ -57,11 +60,81 @@ def check(result: Any, what: str) -> Any:
 
 
 def _error_text(rt: ModuleType, err: Any) -> str:
-    try:
-        code, text = rt.cudaGetErrorString(err)
-        return text.decode() if isinstance(text, bytes) else str(text)
-    except Exception:  # noqa: BLE001 - the original error matters more than its description
-        return str(err)
+    """``cudaErrorInsufficientDriver (CUDA driver version is insufficient ...)``: the name first,
+    because it is what a user searches for."""
+    def text(fn: str) -> str:
+        try:
+            value = getattr(rt, fn)(err)[1]
+            return value.decode() if isinstance(value, bytes) else str(value)
+        except Exception:  # noqa: BLE001 - the original error matters more than its description
+            return ""
+
+    name, description = text("cudaGetErrorName"), text("cudaGetErrorString")
+    if name and description and description != name:
+        return f"{name} ({description})"
+    return name or description or str(err)
+
+
+# ---- which CUDA major: driver, bindings, the install command that matches ----------------------
+NEWEST_CUDA_MAJOR = 13  # the newest major cp3rt has an extra for (trt-cu13)
+OLDEST_CUDA_MAJOR = 12
+
+
+def version_text(version: int) -> str:
+    """12040 -> "12.4" (the encoding of cudaDriverGetVersion/cudaRuntimeGetVersion)."""
+    return f"{version // 1000}.{(version % 1000) // 10}"
+
+
+def driver_version() -> int:
+    """The newest CUDA the installed driver supports (12040 = 12.4); 0 when no driver is installed."""
+    rt = cudart()
+    err, version = rt.cudaDriverGetVersion()
+    return int(version or 0) if err == rt.cudaError_t.cudaSuccess else 0
+
+
+def bindings_version() -> int:
+    """The CUDA version the installed CUDA bindings are built for (13050 = 13.5)."""
+    rt = cudart()
+    err, version = rt.cudaRuntimeGetVersion()
+    return int(version or 0) if err == rt.cudaError_t.cudaSuccess else 0
+
+
+def matching_major(driver: int) -> int:
+    """The CUDA major to install for a driver (its newest, within the majors cp3rt has extras for)."""
+    return min(max(driver // 1000, OLDEST_CUDA_MAJOR), NEWEST_CUDA_MAJOR)
+
+
+def install_command(driver: int | None, remove_major: int | None = None) -> str:
+    """The exact command that installs a TensorRT + bindings pair this driver runs (``driver`` None:
+    not known), first removing TensorRT wheels of ``remove_major`` (two TensorRT wheels of
+    different CUDA majors both provide ``tensorrt``)."""
+    if driver is None:
+        return (f"pip install 'cp3rt[trt-cu{OLDEST_CUDA_MAJOR}]' (or 'cp3rt[trt-cu{NEWEST_CUDA_MAJOR}]' "
+                "with an R580+ driver) on a machine with an NVIDIA GPU")
+    major = matching_major(driver)
+    remove = ""
+    if remove_major is not None and remove_major != major:
+        names = " ".join(f"tensorrt-cu{remove_major}{part}" for part in ("", "-bindings", "-libs"))
+        remove = f"pip uninstall -y tensorrt {names} && "
+    return f"{remove}pip install 'cp3rt[trt-cu{major}]'"
+
+
+def _unusable(rt: ModuleType, err: Any, trt_major: int | None = None) -> BackendUnavailableError:
+    """Why CUDA cannot run here, in one sentence that names the CUDA error and the fix."""
+    what = _error_text(rt, err)
+    if err == rt.cudaError_t.cudaErrorInsufficientDriver:
+        driver, bindings = driver_version(), bindings_version()
+        if driver == 0:
+            return BackendUnavailableError(
+                f"CUDA reports {what}: no NVIDIA driver is installed here, and TensorRT engines run "
+                f"only on an NVIDIA GPU with its driver (R525 or newer); then {install_command(12000)}."
+            )
+        return BackendUnavailableError(
+            f"CUDA reports {what}: the NVIDIA driver supports CUDA up to {version_text(driver)} but the "
+            f"CUDA bindings are for CUDA {version_text(bindings)}; take the pair for this driver: "
+            f"{install_command(driver, trt_major or bindings // 1000)}."
+        )
+    return BackendUnavailableError(f"CUDA cannot be used here: {what}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +149,15 @@ class DeviceInfo:
 
 
 def device_count() -> int:
-    """Number of CUDA devices (0 when the driver reports none or is absent)."""
+    """Number of CUDA devices (0 when the driver sees none); BackendUnavailableError naming the
+    CUDA error when CUDA itself cannot start (no driver, a driver too old for the bindings)."""
     rt = cudart()
     err, count = rt.cudaGetDeviceCount()
-    return int(count) if err == rt.cudaError_t.cudaSuccess else 0
+    if err == rt.cudaError_t.cudaSuccess:
+        return int(count)
+    if err == rt.cudaError_t.cudaErrorNoDevice:
+        return 0
+    raise _unusable(rt, err)
 
 
 def device_info(index: int = 0) -> DeviceInfo:

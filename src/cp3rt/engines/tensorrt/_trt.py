@@ -21,7 +21,9 @@ from typing import Any
 from cp3rt.errors import BackendUnavailableError
 
 MIN_TENSORRT_MAJOR = 10
-_INSTALL_HINT = "pip install 'cp3rt[trt]' on a machine with an NVIDIA GPU"
+_INSTALL_HINT = ("pip install 'cp3rt[trt-cu12]' (or 'cp3rt[trt-cu13]' with an R580+ driver) on a machine "
+                 "with an NVIDIA GPU")
+_CUDA_MAJORS = (11, 12, 13, 14)  # tensorrt-cu<N> wheels cp3rt can recognise
 
 MessageFn = Callable[[str, str], None]  # (severity name, message)
 
@@ -43,6 +45,60 @@ def load_tensorrt() -> ModuleType:
             "pip install 'tensorrt>=10'."
         )
     return trt
+
+
+def tensorrt_cuda_major() -> int | None:
+    """The CUDA major the installed TensorRT wheel is built for, from its distribution name
+    (``tensorrt-cu12``, ``tensorrt-cu13``, their ``-bindings``); None when unknown (a source or
+    tarball install, or wheels of two majors at once)."""
+    from importlib import metadata
+
+    found = set()
+    for major in _CUDA_MAJORS:
+        for name in (f"tensorrt-cu{major}", f"tensorrt-cu{major}-bindings"):
+            try:
+                metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+            found.add(major)
+    return found.pop() if len(found) == 1 else None
+
+
+def check_cuda_pairing(trt: ModuleType) -> None:
+    """Refuse, in one sentence with the exact install command, a TensorRT wheel and CUDA bindings
+    built for different CUDA majors (TensorRT's constructors would fail with a bare TypeError)."""
+    from cp3rt.engines.tensorrt import _cuda
+
+    trt_major = tensorrt_cuda_major()
+    bindings_major = _cuda.bindings_version() // 1000
+    if trt_major is None or not bindings_major or trt_major == bindings_major:
+        return
+    driver = _cuda.driver_version()
+    raise BackendUnavailableError(
+        f"TensorRT {trt.__version__} is built for CUDA {trt_major} (tensorrt-cu{trt_major}) but the "
+        f"CUDA bindings are for CUDA {bindings_major}, and the two must match; install a matched pair "
+        f"for this driver (CUDA {_cuda.version_text(driver) if driver else 'none'}): "
+        f"{_cuda.install_command(driver or 12000, trt_major)}."
+    )
+
+
+def construct(trt: ModuleType, cls: str, logger: Any) -> Any:
+    """``trt.Builder(logger)`` / ``trt.Runtime(logger)``; a failure to start (pybind11 reports a
+    failed CUDA initialisation as TypeError) is BackendUnavailableError, so ``auto`` moves on."""
+    try:
+        return getattr(trt, cls)(logger)
+    except (TypeError, RuntimeError) as exc:
+        from cp3rt.engines.tensorrt import _cuda
+
+        driver = _cuda.driver_version()
+        detail = logger.error_text(str(exc).strip().replace("\n", " "))
+        raise BackendUnavailableError(
+            f"TensorRT could not initialise CUDA (trt.{cls} raised {type(exc).__name__}: {detail}); "
+            f"TensorRT {trt.__version__}, the CUDA bindings (CUDA "
+            f"{_cuda.version_text(_cuda.bindings_version())}) and the driver (CUDA "
+            f"{_cuda.version_text(driver) if driver else 'none'}) must agree on the CUDA major: "
+            f"{_cuda.install_command(driver or 12000, tensorrt_cuda_major())}."
+        ) from exc
 
 
 def tensorrt_major(version: str) -> int:
@@ -113,6 +169,7 @@ def current_environment(device: int = 0) -> tuple[ModuleType, TrtEnvironment]:
     from cp3rt.engines.tensorrt._cuda import device_info, set_device
 
     trt = load_tensorrt()
+    check_cuda_pairing(trt)
     info = device_info(device)
     set_device(device)
     return trt, TrtEnvironment(

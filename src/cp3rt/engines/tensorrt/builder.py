@@ -27,6 +27,7 @@ from cp3rt._fs import atomic_write_bytes
 from cp3rt.engines.manifest import EngineManifest, ShapeRange, manifest_path_for, sha256_file
 from cp3rt.engines.tensorrt._trt import (
     TrtEnvironment,
+    construct,
     current_environment,
     make_logger,
     strongly_typed_flags,
@@ -208,7 +209,7 @@ def build_plan(
         )
     say = progress or (lambda _msg: None)
     logger = make_logger(trt, lambda sev, msg: say(f"TensorRT {sev}: {msg}") if sev in ("ERROR", "WARNING", "INTERNAL_ERROR") else None)
-    builder = trt.Builder(logger)
+    builder = construct(trt, "Builder", logger)
     network = builder.create_network(strongly_typed_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):

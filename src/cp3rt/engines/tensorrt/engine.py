@@ -28,7 +28,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.engines.base import BaseEngine, Batch, TensorSpec
 from cp3rt.engines.tensorrt import _cuda
-from cp3rt.engines.tensorrt._trt import current_environment, make_logger
+from cp3rt.engines.tensorrt._trt import construct, current_environment, make_logger
 from cp3rt.engines.tensorrt.builder import rebuild_command
 from cp3rt.engines.tensorrt.plan_cache import check_plan, read_plan_manifest
 from cp3rt.errors import ConfigError, EngineError, IncompatibleEngineError
@@ -77,7 +77,7 @@ class TrtEngine(BaseEngine):
         self._trt = trt
         self._device = device  # current_environment made it this thread's current device
         self._logger = make_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = construct(trt, "Runtime", self._logger)
         engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         if engine is None:
             raise IncompatibleEngineError(
