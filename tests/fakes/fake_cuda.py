@@ -5,7 +5,12 @@
   addresses, kept apart in two registries: a copy whose direction does not match its ``kind``,
   or that runs past an allocation, fails with ``cudaErrorInvalidValue`` like the driver does.
 * New device memory is filled with 0xFF bytes (NaN as float32), so reading an output the GPU
-  never wrote shows up as NaN instead of a lucky zero.
+  never wrote shows up as NaN instead of a lucky zero. Limit of the fake: only the first
+  ``POISON_BYTES`` of an allocation are filled; the rest is lazily mapped zero pages, so that
+  buffers sized for a 256-tile batch cost no host memory until touched.
+* Device memory counts against the device's ``totalGlobalMem``: ``cudaMalloc`` past it returns
+  ``cudaErrorMemoryAllocation``, and the fake TensorRT's own context memory (``reserved``) counts
+  too, so an engine that needs more memory than the GPU has fails as it would on the GPU.
 * Streams are queues: async copies and kernels (the fake TensorRT enqueues its work here) only
   run when the stream is synchronised (or memory is freed, which synchronises in CUDA too), so a
   host that reads results before ``cudaStreamSynchronize`` sees stale data, as on a real GPU.
@@ -30,6 +35,7 @@ import ctypes
 import enum
 import importlib.machinery
 import itertools
+import mmap
 import sys
 import threading
 import types
@@ -91,10 +97,13 @@ class DeviceProps:
     totalGlobalMem: int = 80 * 2**30  # noqa: N815
 
 
+POISON_BYTES = 64 << 20
+
+
 @dataclass
 class _Alloc:
     kind: str           # "host" | "device"
-    buffer: ctypes.Array
+    buffer: object      # keeps the memory mapped
     nbytes: int
     device: int = 0     # the device current when it was allocated
 
@@ -108,6 +117,7 @@ class FakeCudaState:
     streams: dict[int, collections.deque] = field(default_factory=dict)
     calls: collections.Counter = field(default_factory=collections.Counter)
     stream_device: dict[int, int] = field(default_factory=dict)
+    reserved: dict[int, int] = field(default_factory=dict)   # device -> bytes TensorRT allocated itself
     _ids: itertools.count = field(default_factory=lambda: itertools.count(0x7000))
     _local: threading.local = field(default_factory=threading.local)
 
@@ -121,6 +131,14 @@ class FakeCudaState:
         return self.devices[self.current_device]
 
     # ---- helpers the fake TensorRT uses -----------------------------------------------------
+    def used(self, device: int) -> int:
+        """Device memory in use on ``device``: cudaMalloc'ed plus what TensorRT reserved itself."""
+        return self.reserved.get(device, 0) + sum(
+            a.nbytes for a in self.allocations.values() if a.kind == "device" and a.device == device)
+
+    def free_bytes(self, device: int) -> int:
+        return self.devices[device].totalGlobalMem - self.used(device)
+
     def find(self, ptr: int, nbytes: int, kind: str | None = None) -> _Alloc | None:
         for base, alloc in self.allocations.items():
             if base <= ptr and ptr + nbytes <= base + alloc.nbytes and (kind is None or alloc.kind == kind):
@@ -209,11 +227,14 @@ def build_module(state: FakeCudaState) -> types.ModuleType:
             return (bad, None)
         if nbytes <= 0:
             return (cudaError_t.cudaErrorInvalidValue, 0)
-        buf = ctypes.create_string_buffer(int(nbytes))
+        if kind == "device" and nbytes > state.free_bytes(state.current_device):
+            return (cudaError_t.cudaErrorMemoryAllocation, None)
+        mapped = mmap.mmap(-1, int(nbytes))  # zero pages, backed only once touched
+        head = ctypes.c_char.from_buffer(mapped)
+        ptr = ctypes.addressof(head)
         if kind == "device":
-            ctypes.memset(buf, 0xFF, int(nbytes))
-        ptr = ctypes.addressof(buf)
-        state.allocations[ptr] = _Alloc(kind, buf, int(nbytes), state.current_device)
+            ctypes.memset(ptr, 0xFF, min(int(nbytes), POISON_BYTES))
+        state.allocations[ptr] = _Alloc(kind, (mapped, head), int(nbytes), state.current_device)
         return (ok, ptr)
 
     def cudaMalloc(nbytes: int):  # noqa: N802

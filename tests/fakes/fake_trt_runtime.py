@@ -4,6 +4,17 @@ See :mod:`fake_tensorrt` for what is faithful to TensorRT and what is cp3rt's ow
 execution context really computes: ``execute_async_v3`` enqueues, on the fake CUDA stream, a job
 that reads the input from (fake) device memory, runs the plan's ONNX graph with onnxruntime on
 the CPU and writes the outputs back to device memory.
+
+Context memory (TensorRT >= 10.1 names, checked against tensorrt-stubs 10.13):
+``ICudaEngine.device_memory_size_v2`` (the largest over all profiles),
+``get_device_memory_size_for_profile_v2(p)``, ``create_execution_context(strategy)`` with
+``ExecutionContextAllocationStrategy.{STATIC, ON_PROFILE_CHANGE, USER_MANAGED}``, and
+``IExecutionContext.set_device_memory(memory, size)``. STATIC contexts take the largest size from
+the device's budget (and fail with an OutOfMemory error and None, as TensorRT does, when it is
+spent); USER_MANAGED ones must be given a block before ``execute_async_v3``, and one block used
+by two contexts running at once on different streams is a ProtocolViolation (TensorRT calls it
+undefined behaviour). The size itself is made up (``ACTIVATION_BYTES_PER_PIXEL`` per input pixel
+of the profile's largest batch); the real size depends on the tactics chosen.
 """
 
 from __future__ import annotations
@@ -16,12 +27,23 @@ import numpy as np
 from fake_cuda import ProtocolViolation
 
 MAGIC = b"FAKETRTPLAN1\n"
+ACTIVATION_BYTES_PER_PIXEL = 64
 
 
 def add_runtime(trt: types.ModuleType, state: Any) -> None:
     """Define Runtime / ICudaEngine / IExecutionContext on ``trt`` (built by fake_tensorrt)."""
+    import enum
+    import weakref
+
     Severity, DataType, TensorIOMode = trt.ILogger.Severity, trt.DataType, trt.TensorIOMode
     nptype, _check_logger = trt.nptype, trt._check_logger
+    Strategy = enum.IntEnum("ExecutionContextAllocationStrategy",
+                            {"STATIC": 0, "ON_PROFILE_CHANGE": 1, "USER_MANAGED": 2})
+    trt.ExecutionContextAllocationStrategy = Strategy
+    scratch_users: dict[int, int] = {}  # context-memory pointer -> stream of its last execution
+
+    def _release(device: int, nbytes: int) -> None:
+        state.cuda.reserved[device] = state.cuda.reserved.get(device, 0) - nbytes
 
     def _log(logger: Any, sev: Any, msg: str) -> None:
         logger.log(sev, msg)
@@ -68,14 +90,39 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
                 raise RuntimeError(f"{name} is not an input tensor")
             return [tuple(s) for s in self.header["profiles"][profile_index][name]]
 
-        def create_execution_context(self) -> IExecutionContext:
-            ctx = IExecutionContext(self)
-            state.contexts.append(ctx)
+        def get_device_memory_size_for_profile_v2(self, profile_index: int) -> int:
+            shapes = self.header["profiles"][profile_index]
+            return max(int(np.prod(hi)) // hi[1] * ACTIVATION_BYTES_PER_PIXEL for _lo, _op, hi in shapes.values())
+
+        @property
+        def device_memory_size_v2(self) -> int:
+            return max(self.get_device_memory_size_for_profile_v2(p) for p in range(self.num_optimization_profiles))
+
+        @property
+        def device_memory_size(self) -> int:  # deprecated in 10.1 for the _v2 one
+            return self.device_memory_size_v2
+
+        def create_execution_context(self, strategy: Any = Strategy.STATIC) -> IExecutionContext | None:
+            strategy = Strategy(strategy)
+            need = {Strategy.STATIC: self.device_memory_size_v2,
+                    Strategy.ON_PROFILE_CHANGE: self.get_device_memory_size_for_profile_v2(0),
+                    Strategy.USER_MANAGED: 0}[strategy]
+            device = state.cuda.current_device
+            if need > state.cuda.free_bytes(device):
+                _log(self.logger, Severity.ERROR, f"Error Code 2: OutOfMemory (Requested size was {need} bytes.)")
+                return None
+            ctx = IExecutionContext(self, strategy)
+            if need:
+                state.cuda.reserved[device] = state.cuda.reserved.get(device, 0) + need
+                weakref.finalize(ctx, _release, device, need)
+            state.contexts.append(weakref.ref(ctx))
             return ctx
 
     class IExecutionContext:
-        def __init__(self, engine: ICudaEngine) -> None:
+        def __init__(self, engine: ICudaEngine, strategy: Any = Strategy.STATIC) -> None:
             self.engine = engine
+            self.strategy = strategy
+            self.memory: int | None = None
             self.profile = 0
             self.shapes: dict[str, tuple[int, ...]] = {}
             self.addresses: dict[str, int] = {}
@@ -84,6 +131,17 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
         def _error(self, msg: str) -> bool:
             _log(self.engine.logger, Severity.ERROR, msg)
             return False
+
+        def set_device_memory(self, memory: int, size: int) -> None:
+            need = self.engine.device_memory_size_v2
+            alloc = state.cuda.find(int(memory), max(int(size), 1), "device")
+            if alloc is None or alloc.device != self.engine.device:
+                raise ProtocolViolation(f"set_device_memory got {int(memory):#x} (+{size}), not one device "
+                                        f"allocation on GPU {self.engine.device}.")
+            if int(size) < need or int(memory) % 256:
+                raise ProtocolViolation(f"set_device_memory got {size} bytes at {int(memory):#x}; the engine "
+                                        f"needs {need} bytes, 256-byte aligned (device_memory_size_v2).")
+            self.memory = int(memory)
 
         def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
             if not 0 <= profile_index < self.engine.num_optimization_profiles:
@@ -143,6 +201,16 @@ def add_runtime(trt: types.ModuleType, state: Any) -> None:
             if unset:
                 return self._error(f"Error Code 3: API Usage Error (Parameter check failed, condition: "
                                    f"inputShapesSpecified. Input shape of {unset[0]} is not specified.)")
+            if self.strategy == Strategy.USER_MANAGED and self.memory is None:
+                return self._error("Error Code 3: API Usage Error (Parameter check failed, condition: "
+                                   "mContext.deviceMemory. Device memory is not set for a context created "
+                                   "with ExecutionContextAllocationStrategy::kUSER_MANAGED.)")
+            if self.memory is not None:
+                other = scratch_users.get(self.memory)
+                if other is not None and other != int(stream_handle) and state.cuda.streams.get(other):
+                    raise ProtocolViolation("one context-memory block is used by two contexts running at "
+                                            f"once (streams {other:#x} and {int(stream_handle):#x}).")
+                scratch_users[self.memory] = int(stream_handle)
             missing = [n for n, *_ in io if n not in self.addresses]
             if missing:
                 return self._error(f"Error Code 3: API Usage Error (Parameter check failed, condition: "

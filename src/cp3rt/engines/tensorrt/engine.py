@@ -10,8 +10,21 @@ Those calls return False (with the reason sent to the logger) instead of raising
 checked.
 
 Buffering: ``slots`` (default 2) sets of pinned host + device buffers, each with its own CUDA
-stream and execution contexts. :meth:`TrtEngine.infer_many` keeps one batch running on the GPU
-while the host stages the next one, so host work overlaps GPU work.
+stream and one execution context per optimisation profile. :meth:`TrtEngine.infer_many` keeps one
+batch running on the GPU while the host stages the next one, so host work overlaps GPU work.
+
+Memory, allocated once when the engine opens (nothing is allocated or freed while running, so
+no ``cudaFree`` synchronises the device mid-stream):
+* context memory: one block of ``device_memory_size_v2`` bytes (the largest over all profiles)
+  per slot, given to each of the slot's contexts with ``set_device_memory(ptr, size)``; the
+  contexts are created with ``ExecutionContextAllocationStrategy.USER_MANAGED``, as Polygraphy's
+  TrtRunner does (TensorRT >= 10.1; 10.0 has ``device_memory_size`` and the ``device_memory``
+  property instead). A slot's contexts run on the slot's stream one after another, so sharing
+  the block is safe; TensorRT's default (STATIC) would give every context its own block:
+  slots x profiles x the activations of the largest batch.
+* I/O: pinned host + device buffers per slot, sized for the largest shape of any profile.
+A call to :meth:`infer` while an :meth:`infer_many` iteration is unfinished is refused: it
+would reuse a slot whose batch is still on the GPU.
 """
 
 from __future__ import annotations
@@ -43,10 +56,12 @@ class _Slot:
     device: dict[str, _cuda.DeviceBuffer] = dataclasses.field(default_factory=dict)
     contexts: dict[int, Any] = dataclasses.field(default_factory=dict)
 
+    scratch: _cuda.DeviceBuffer | None = None  # context memory shared by this slot's contexts
+
     def close(self) -> None:
-        for buf in [*self.host.values(), *self.device.values()]:
+        self.contexts.clear()  # contexts go before the memory they use
+        for buf in [*self.host.values(), *self.device.values(), *([self.scratch] if self.scratch else [])]:
             buf.close()
-        self.contexts.clear()
         self.stream.close()
 
 
@@ -92,10 +107,18 @@ class TrtEngine(BaseEngine):
             tuple(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(inputs[0].name, p))
             for p in range(engine.num_optimization_profiles)
         ]
-        self._slots = [_Slot(_cuda.Stream()) for _ in range(slots)]
-        self._next_slot = 0
         self.path = path
         self.environment = env
+        self._streaming = False
+        self._slots: list[_Slot] = []
+        self._next_slot = 0
+        try:
+            for _ in range(slots):
+                self._slots.append(self._make_slot())
+            self._allocate_io()
+        except BaseException:
+            self._release()
+            raise
 
     # ---- description ----------------------------------------------------------------------
     def _io_specs(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -125,23 +148,39 @@ class TrtEngine(BaseEngine):
 
     # ---- running --------------------------------------------------------------------------
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._refuse_if_streaming("infer()")
         return self._submit(feeds).result()
+
+    def _refuse_if_streaming(self, call: str) -> None:
+        if self._streaming:
+            raise EngineError(
+                f"{call} cannot run now: an infer_many() on this engine is still running ({self._label}) "
+                "and its batches occupy the engine's buffers; finish or close that iteration first, "
+                "or open a second engine."
+            )
 
     def infer_many(self, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
         """Results of ``batches`` in order, with up to ``slots`` batches in flight at once."""
+        self._refuse_if_streaming("infer_many()")
+        self._streaming = True
         pending: collections.deque[_Pending] = collections.deque()
-        for batch in batches:
-            if self._closed:
-                raise EngineError(f"engine {self._label} is closed.")
-            feeds = self._feeds(batch)
-            for spec in self._inputs:
-                self._check_tensor(spec, feeds[spec.name])
-            self._check_batch_dims(feeds)
-            if len(pending) == len(self._slots):
+        try:
+            for batch in batches:
+                if self._closed:
+                    raise EngineError(f"engine {self._label} is closed.")
+                feeds = self._feeds(batch)
+                for spec in self._inputs:
+                    self._check_tensor(spec, feeds[spec.name])
+                self._check_batch_dims(feeds)
+                if len(pending) == len(self._slots):
+                    yield pending.popleft().result()
+                pending.append(self._submit(feeds))
+            while pending:
                 yield pending.popleft().result()
-            pending.append(self._submit(feeds))
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            for left in pending:  # an abandoned iteration: its slots are free once their work is done
+                left.slot.stream.synchronize()
+            self._streaming = False
 
     def _submit(self, feeds: dict[str, np.ndarray]) -> _Pending:
         _cuda.set_device(self._device)  # the current device is per host thread
@@ -158,9 +197,6 @@ class TrtEngine(BaseEngine):
             if any(d < 0 for d in shape):
                 raise EngineError(f"TensorRT left output {spec.name} with shape {shape} after the input shape was set.")
             outputs[spec.name] = (np.dtype(spec.dtype), shape)
-        _ensure(slot, name, array.nbytes)
-        for out, (dtype, shape) in outputs.items():
-            _ensure(slot, out, int(np.prod(shape)) * dtype.itemsize)
         # Host work for this batch: it overlaps whatever the other slot has running on the GPU.
         np.copyto(slot.host[name].view(array.dtype, array.shape), array)
         for tensor, buf in slot.device.items():
@@ -174,17 +210,60 @@ class TrtEngine(BaseEngine):
         return _Pending(slot, outputs)
 
     def _context(self, slot: _Slot, profile: int) -> Any:
-        ctx = slot.contexts.get(profile)
-        if ctx is None:
-            ctx = self._engine.create_execution_context()
-            if ctx is None:
-                raise EngineError(f"TensorRT could not create an execution context: "
-                                  f"{self._logger.error_text('out of GPU memory?')}.")
-            if profile:
-                self._ok(ctx.set_optimization_profile_async(profile, slot.stream.handle),
-                         f"set_optimization_profile_async({profile})")
-            slot.contexts[profile] = ctx
-        return ctx
+        return slot.contexts[profile]
+
+    def _make_slot(self) -> _Slot:
+        """A stream, one context-memory block and one context per profile sharing it."""
+        trt, engine = self._trt, self._engine
+        slot = _Slot(_cuda.Stream())
+        try:
+            strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
+            v2 = hasattr(engine, "device_memory_size_v2")  # TensorRT >= 10.1
+            size = int(engine.device_memory_size_v2 if v2 else engine.device_memory_size)
+            slot.scratch = _cuda.DeviceBuffer(size) if size else None
+            for profile in range(len(self._profiles)):
+                self._logger.errors.clear()
+                if strategy is not None:
+                    ctx = engine.create_execution_context(strategy.USER_MANAGED)
+                else:  # pragma: no cover - TensorRT 10.0
+                    ctx = engine.create_execution_context_without_device_memory()
+                if ctx is None:
+                    raise EngineError(f"TensorRT could not create an execution context for {self._label}: "
+                                      f"{self._logger.error_text('no reason logged')}.")
+                if slot.scratch is not None:
+                    if hasattr(ctx, "set_device_memory"):
+                        ctx.set_device_memory(slot.scratch.ptr, slot.scratch.nbytes)
+                    else:  # pragma: no cover - TensorRT 10.0
+                        ctx.device_memory = slot.scratch.ptr
+                if profile:
+                    self._ok(ctx.set_optimization_profile_async(profile, slot.stream.handle),
+                             f"set_optimization_profile_async({profile})")
+                slot.contexts[profile] = ctx
+        except BaseException:
+            slot.close()
+            raise
+        return slot
+
+    def _allocate_io(self) -> None:
+        """Pinned + device buffers per slot for every I/O tensor, at the largest size any profile
+        allows (output sizes asked of TensorRT at each profile's largest input shape)."""
+        name = self._inputs[0].name
+        nbytes: dict[str, int] = {}
+        first = self._slots[0]
+        for profile, (_low, _opt, high) in enumerate(self._profiles):
+            ctx = self._context(first, profile)
+            self._ok(ctx.set_input_shape(name, high), f"set_input_shape({name}, {high})")
+            sizes = {name: (np.dtype(self._inputs[0].dtype), high)}
+            for spec in self._outputs:
+                sizes[spec.name] = (np.dtype(spec.dtype), tuple(int(d) for d in ctx.get_tensor_shape(spec.name)))
+            for tensor, (dtype, shape) in sizes.items():
+                if any(d < 0 for d in shape):
+                    raise EngineError(f"TensorRT left {tensor} with shape {shape} at the largest input shape {high}.")
+                nbytes[tensor] = max(nbytes.get(tensor, 0), int(np.prod(shape)) * dtype.itemsize)
+        for slot in self._slots:
+            for tensor, size in nbytes.items():
+                slot.device[tensor] = _cuda.DeviceBuffer(size)
+                slot.host[tensor] = _cuda.PinnedBuffer(size)
 
     def _ok(self, result: Any, call: str) -> None:
         if result is False:
@@ -200,16 +279,3 @@ class TrtEngine(BaseEngine):
         self._slots = []
         self._engine = None
         self._runtime = None
-
-
-def _ensure(slot: _Slot, name: str, nbytes: int) -> None:
-    """Grow the slot's pinned and device buffers for ``name`` to at least ``nbytes``."""
-    have = slot.device.get(name)
-    if have is not None and have.nbytes >= nbytes:
-        return
-    if have is not None:
-        slot.stream.synchronize()  # the old buffers may still be in use by queued work
-        have.close()
-        slot.host[name].close()
-    slot.device[name] = _cuda.DeviceBuffer(nbytes)
-    slot.host[name] = _cuda.PinnedBuffer(nbytes)
