@@ -301,7 +301,17 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
             if not blob:
                 return ITimingCache(set())
             header, _, body = blob.partition(b"\n")
-            cache = ITimingCache(set(json.loads(body)) if body else set())
+            try:
+                if not header.startswith(b"FAKETIMING "):
+                    raise ValueError("no timing cache header")
+                entries = set(json.loads(body)) if body else set()
+            except ValueError:
+                # Where the fake cannot know: TensorRT's exact reaction to a corrupt blob (a null
+                # cache with an ERROR logged here; cp3rt also copes with an exception).
+                _log(self.logger, Severity.ERROR, "Error Code 1: Serialization (Serialization assertion "
+                     "timing cache magic tag does not match)")
+                return None
+            cache = ITimingCache(entries)
             cache.compatible = header + b"\n" == _cache_header()
             return cache
 

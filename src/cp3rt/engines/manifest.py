@@ -119,6 +119,11 @@ class EngineManifest:
             "compute_capability": self.compute_capability,
             "schema_version": self.schema_version,
         }
+        if self.gpu_name is not None:
+            # TensorRT plans: TensorRT loads a plan built on another GPU model of the same compute
+            # capability (with a warning), tuned for the wrong chip; the model is part of the key.
+            # Artefacts without a GPU (ONNX) keep the key they always had.
+            ident["gpu_name"] = self.gpu_name
         blob = json.dumps(ident, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -145,7 +145,8 @@ def make_logger(trt: ModuleType, on_message: MessageFn | None = None) -> Any:
                 on_message(getattr(sev, "name", str(sev)), msg)
 
         def error_text(self, default: str) -> str:
-            """The logged errors on one line (TensorRT reports failures through the logger)."""
+            """The logged errors on one line (TensorRT reports failures through the logger); the
+            list is cleared at the start of every call that reports it (``errors.clear()``)."""
             return "; ".join(m.strip().replace("\n", " ") for m in self.errors) or default
 
     return _Logger()

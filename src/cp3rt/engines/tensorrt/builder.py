@@ -232,7 +232,7 @@ def build_plan(
             raise ExportError(f"TensorRT rejected the optimisation profile {low} .. {high}: "
                               f"{logger.error_text('invalid profile')}.")
     cache_path = config.timing_cache or default_timing_cache(env)
-    cache = _attach_timing_cache(bconf, cache_path, say)
+    cache = _attach_timing_cache(bconf, cache_path, say, logger)
     say(f"building {plan_path.name} ({config.precision}, TensorRT {env.tensorrt_version}, {env.gpu_name})")
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, bconf)
@@ -272,10 +272,29 @@ def _check_network_input(network: Any, manifest: EngineManifest, onnx_path: Path
         )
 
 
-def _attach_timing_cache(bconf: Any, path: Path, say: Progress) -> Any:
-    """Load the persisted timing cache (tactic timings of earlier builds on this GPU + TensorRT)."""
-    blob = path.read_bytes() if path.is_file() else b""
-    cache = bconf.create_timing_cache(blob)
+def _attach_timing_cache(bconf: Any, path: Path, say: Progress, logger: Any) -> Any:
+    """Load the persisted timing cache (tactic timings of earlier builds on this GPU + TensorRT).
+
+    A file TensorRT cannot read (truncated by a crash, overwritten) only costs the timings: it is
+    replaced by a new cache, with a warning, and its errors are dropped from the build's messages.
+    """
+    try:
+        blob = path.read_bytes() if path.is_file() else b""
+    except OSError as exc:
+        say(f"timing cache {path} cannot be read ({exc}); starting a new one")
+        blob = b""
+    try:
+        cache = bconf.create_timing_cache(blob)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        cache, why = None, str(exc)
+    else:
+        why = logger.error_text("TensorRT returned no cache")
+    if cache is None:
+        say(f"timing cache {path} is unreadable ({why}); starting a new one")
+        logger.errors.clear()
+        cache = bconf.create_timing_cache(b"")
+        bconf.set_timing_cache(cache, False)
+        return cache
     if not bconf.set_timing_cache(cache, False):
         say(f"timing cache {path} does not match this TensorRT/GPU; starting a new one")
         cache = bconf.create_timing_cache(b"")

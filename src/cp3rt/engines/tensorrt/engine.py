@@ -184,6 +184,7 @@ class TrtEngine(BaseEngine):
 
     def _submit(self, feeds: dict[str, np.ndarray]) -> _Pending:
         _cuda.set_device(self._device)  # the current device is per host thread
+        self._logger.errors.clear()  # a message names this call's errors, not an earlier call's
         slot = self._slots[self._next_slot]
         self._next_slot = (self._next_slot + 1) % len(self._slots)
         name = self._inputs[0].name

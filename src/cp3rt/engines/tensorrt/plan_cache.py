@@ -2,7 +2,7 @@
 
 Layout: ``<cache>/plans/<key>/<model>.plan`` + ``<model>.plan.json``, where ``key`` is
 :meth:`EngineManifest.cache_key` of the plan's manifest: weights and ONNX sha256, precision,
-shape profile, TensorRT version and GPU compute capability. A plan is only ever used after
+shape profile, TensorRT version, GPU compute capability and GPU model name. A plan is only ever used after
 :func:`check_plan` (version, GPU and sha256 of the file against its manifest). In the cache a bad
 plan is rebuilt; a plan given by path is refused with the exact rebuild command.
 
