@@ -158,3 +158,17 @@ def test_a_tile_does_not_depend_on_its_batch_companions_on_gpu(seg, compile_) ->
         shuffled = engine.infer(tiles[::-1].copy())["flows"][::-1]
     np.testing.assert_array_equal(alone, together)
     np.testing.assert_array_equal(shuffled, together)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_infer_device_equals_infer_and_stays_on_the_gpu(seg) -> None:  # noqa: ANN001
+    """The GPU-resident path's call replays the same graphs: bit-identical to the host call."""
+    _, path = seg
+    x = np.random.default_rng(6).normal(size=(7, 2, 224, 224)).astype(np.float32)
+    with TorchCudaEngine(path, precision="fp16", batch=4) as engine:
+        want = engine.infer(x)
+        got = engine.infer_device(torch.from_numpy(x).to(engine.device))
+        assert got["flows"].is_cuda and got["flows"].shape == (7, 3, 224, 224)
+        for name in ("flows", "style"):
+            np.testing.assert_array_equal(got[name].cpu().numpy(), want[name])

@@ -87,3 +87,15 @@ def test_devices(tmp_path: Path) -> None:
     else:
         with pytest.raises(BackendUnavailableError, match="sees no CUDA GPU"):
             TorchEngine(tmp_path / "seg", device="cuda")
+
+
+def test_infer_device_keeps_tensors_and_equals_infer(tmp_path: Path) -> None:
+    _reference_file(tmp_path / "seg", 2, 3, seed=2)
+    x = np.random.default_rng(2).normal(size=(3, 2, 64, 64)).astype(np.float32)
+    with TorchEngine(tmp_path / "seg") as eng:
+        got = eng.infer_device(torch.from_numpy(x))
+        want = eng.infer(x)
+        assert eng.device == torch.device("cpu")
+    assert isinstance(got["flows"], torch.Tensor) and got["flows"].dtype == torch.float32
+    for name in ("flows", "style"):
+        np.testing.assert_array_equal(got[name].numpy(), want[name])

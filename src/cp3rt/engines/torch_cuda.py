@@ -176,6 +176,43 @@ class _GraphRunner:
         g.done.synchronize()
         return copy_out(self._torch, g.pinned_out)
 
+    @property
+    def device(self) -> Any:
+        """The torch device of the engine's GPU (the GPU-resident path keeps its tensors there)."""
+        return self._device
+
+    def infer_device(self, x: Any) -> dict[str, Any]:
+        """Outputs for a (N, C, h, w) float32 tensor already on this engine's GPU; they stay there.
+
+        The device-resident path's call: chunks of the fixed batch replay the same CUDA graphs as
+        ``infer`` (so a tile gets the same output either way), ordered after the caller's
+        current stream, which then waits for the results. Not while an ``infer_many`` is running.
+        """
+        torch = self._torch
+        slot, current = self._slots[0], torch.cuda.current_stream(self._device)
+        n = int(x.shape[0])
+        parts: list[dict[str, Any]] = []
+        slot.stream.wait_stream(current)
+        for start in range(0, max(n, 1), self._batch):
+            chunk = x[start:start + self._batch]
+            valid = int(chunk.shape[0])
+            g = self._graph_for(slot, (self._batch, *x.shape[1:]))
+            with torch.cuda.stream(slot.stream), torch.inference_mode():
+                g.static_in[:valid].copy_(chunk)
+                g.static_in[valid:].zero_()  # padding tiles: per-sample ops, they touch nothing else
+                if g.graph is not None:
+                    g.graph.replay()
+                else:
+                    g.outputs.update(self._outputs_of(g.static_in))
+                part = {k: v[:valid].clone() for k, v in g.outputs.items()}
+            for t in part.values():  # allocated on the slot's stream, used on the caller's
+                t.record_stream(current)
+            parts.append(part)
+        current.wait_stream(slot.stream)
+        if len(parts) == 1:
+            return parts[0]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
     def _chunks(self, arrays: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, int, bool]]:
         """(padded chunk of exactly ``batch`` tiles, tiles that are real, last chunk of its array)."""
         for array in arrays:

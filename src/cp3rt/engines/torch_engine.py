@@ -56,15 +56,24 @@ class TorchEngine(BaseEngine):
         self.backend = f"torch-{self._device.type}"
         self.path = path
 
-    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @property
+    def device(self) -> Any:
+        """The torch device the net runs on (the GPU-resident path keeps its tensors there)."""
+        return self._device
+
+    def infer_device(self, x: Any) -> dict[str, Any]:
+        """Outputs for a (N, C, h, w) float32 tensor; they stay torch tensors on ``device``."""
         torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(feeds["image"])).to(self._device)
         with torch.inference_mode():
-            y, style, _ = self._net(x)
-        out = {self._outputs[0].name: y.float().cpu().numpy()}
+            y, style, _ = self._net(x.to(self._device))
+        out = {self._outputs[0].name: y.float()}
         if len(self._outputs) > 1:
-            out["style"] = style.float().cpu().numpy()
+            out["style"] = style.float()
         return out
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        x = self._torch.from_numpy(np.ascontiguousarray(feeds["image"]))
+        return {k: v.cpu().numpy() for k, v in self.infer_device(x).items()}
 
     def _release(self) -> None:
         del self._net
