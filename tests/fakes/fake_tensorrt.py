@@ -17,6 +17,8 @@ Faithful to TensorRT where cp3rt can observe it (Python API docs of 10.x and 11.
   driver is too old or absent (what the real constructors do: pybind11 reports the null object
   of a failed CUDA initialisation as a TypeError). :func:`install` also puts a
   ``tensorrt_cu<major>`` distribution's metadata on ``sys.path``, as the wheel does;
+* names and parameter names are the real ones: tests/engines/tensorrt/test_trt_api_surface.py
+  checks every class, member and signature here against the published stubs (tensorrt-stubs);
 * every object logs to the logger of the builder/runtime it came from (per-runtime loggers).
 
 It really computes: the "plan" carries the ONNX graph, and ``execute_async_v3`` enqueues, on the
@@ -166,11 +168,11 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
         def num_outputs(self) -> int:
             return len(self.outputs)
 
-        def get_input(self, i: int) -> ITensor:
-            return self.inputs[i]
+        def get_input(self, index: int) -> ITensor:
+            return self.inputs[index]
 
-        def get_output(self, i: int) -> ITensor:
-            return self.outputs[i]
+        def get_output(self, index: int) -> ITensor:
+            return self.outputs[index]
 
     class ParserError:
         def __init__(self, desc: str, node: int = -1) -> None:
@@ -203,8 +205,8 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
         def num_errors(self) -> int:
             return len(self.errors)
 
-        def get_error(self, i: int) -> ParserError:
-            return self.errors[i]
+        def get_error(self, index: int) -> ParserError:
+            return self.errors[index]
 
         def clear_errors(self) -> None:
             self.errors = []
@@ -230,14 +232,15 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
             self.shapes: dict[str, tuple] = {}
             self.valid = True
 
-        def set_shape(self, name: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002
+        def set_shape(self, input: str, min: Any, opt: Any, max: Any) -> None:  # noqa: A002
+            name = input
             lo, op, hi = (tuple(int(d) for d in s) for s in (min, opt, max))
             if not (len(lo) == len(op) == len(hi)) or not all(a <= b <= c for a, b, c in zip(lo, op, hi)):
                 self.valid = False
             self.shapes[name] = (lo, op, hi)
 
-        def get_shape(self, name: str) -> list:
-            return [list(s) for s in self.shapes[name]]
+        def get_shape(self, input: str) -> list:  # noqa: A002
+            return [list(s) for s in self.shapes[input]]
 
     class IHostMemory(bytes):
         @property
@@ -286,8 +289,8 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
         def get_flag(self, flag: Any) -> bool:
             return BuilderFlag(flag) in self.flags
 
-        def set_memory_pool_limit(self, pool: Any, size: int) -> None:
-            self.pool_limits[MemoryPoolType(pool)] = int(size)
+        def set_memory_pool_limit(self, pool: Any, pool_size: int) -> None:
+            self.pool_limits[MemoryPoolType(pool)] = int(pool_size)
 
         def add_optimization_profile(self, profile: IOptimizationProfile) -> int:
             if not profile.valid or not profile.shapes:
@@ -296,8 +299,8 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
-        def create_timing_cache(self, serialized: bytes) -> ITimingCache:
-            blob = bytes(serialized)
+        def create_timing_cache(self, serialized_timing_cache: bytes) -> ITimingCache | None:
+            blob = bytes(serialized_timing_cache)
             if not blob:
                 return ITimingCache(set())
             header, _, body = blob.partition(b"\n")

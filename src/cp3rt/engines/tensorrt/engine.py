@@ -18,10 +18,10 @@ no ``cudaFree`` synchronises the device mid-stream):
 * context memory: one block of ``device_memory_size_v2`` bytes (the largest over all profiles)
   per slot, given to each of the slot's contexts with ``set_device_memory(ptr, size)``; the
   contexts are created with ``ExecutionContextAllocationStrategy.USER_MANAGED``, as Polygraphy's
-  TrtRunner does (TensorRT >= 10.1; 10.0 has ``device_memory_size`` and the ``device_memory``
-  property instead). A slot's contexts run on the slot's stream one after another, so sharing
-  the block is safe; TensorRT's default (STATIC) would give every context its own block:
-  slots x profiles x the activations of the largest batch.
+  TrtRunner does (TensorRT >= 10.1; 10.0 keeps TensorRT's own per-context memory). A slot's
+  contexts run on the slot's stream one after another, so sharing the block is safe.
+  TensorRT's default (STATIC) would give every context its own block: slots x profiles x the
+  activations of the largest batch.
 * I/O: pinned host + device buffers per slot, sized for the largest shape of any profile.
 A call to :meth:`infer` while an :meth:`infer_many` iteration is unfinished is refused: it
 would reuse a slot whose batch is still on the GPU.
@@ -219,23 +219,22 @@ class TrtEngine(BaseEngine):
         slot = _Slot(_cuda.Stream())
         try:
             strategy = getattr(trt, "ExecutionContextAllocationStrategy", None)
-            v2 = hasattr(engine, "device_memory_size_v2")  # TensorRT >= 10.1
-            size = int(engine.device_memory_size_v2 if v2 else engine.device_memory_size)
+            # device_memory_size_v2 and set_device_memory arrived in TensorRT 10.1; 10.0 keeps
+            # TensorRT's own (STATIC) context memory.
+            user_managed = strategy is not None and hasattr(engine, "device_memory_size_v2")
+            size = int(engine.device_memory_size_v2) if user_managed else 0
             slot.scratch = _cuda.DeviceBuffer(size) if size else None
             for profile in range(len(self._profiles)):
                 self._logger.errors.clear()
-                if strategy is not None:
+                if user_managed:
                     ctx = engine.create_execution_context(strategy.USER_MANAGED)
                 else:  # pragma: no cover - TensorRT 10.0
-                    ctx = engine.create_execution_context_without_device_memory()
+                    ctx = engine.create_execution_context()
                 if ctx is None:
                     raise EngineError(f"TensorRT could not create an execution context for {self._label}: "
                                       f"{self._logger.error_text('no reason logged')}.")
                 if slot.scratch is not None:
-                    if hasattr(ctx, "set_device_memory"):
-                        ctx.set_device_memory(slot.scratch.ptr, slot.scratch.nbytes)
-                    else:  # pragma: no cover - TensorRT 10.0
-                        ctx.device_memory = slot.scratch.ptr
+                    ctx.set_device_memory(slot.scratch.ptr, slot.scratch.nbytes)
                 if profile:
                     self._ok(ctx.set_optimization_profile_async(profile, slot.stream.handle),
                              f"set_optimization_profile_async({profile})")
