@@ -103,13 +103,15 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
             super().__init__()
             self.min_severity = min_severity
 
-    DataType = enum.IntEnum("DataType", ["FLOAT", "HALF", "INT8", "INT32", "BOOL", "INT64"], start=0)
+    # Enum values are those of tensorrt-stubs 10.13 (the newest published); the 11.x flavour assumes
+    # them unchanged, which nothing here can check.
+    DataType = enum.IntEnum("DataType", {"FLOAT": 0, "HALF": 1, "INT8": 2, "INT32": 3, "BOOL": 4, "INT64": 8})
     TensorIOMode = enum.IntEnum("TensorIOMode", ["NONE", "INPUT", "OUTPUT"], start=0)
     MemoryPoolType = enum.IntEnum("MemoryPoolType", ["WORKSPACE", "DLA_MANAGED_SRAM"], start=0)
     if major >= 11:
         NetworkDefinitionCreationFlag = enum.IntEnum(
             "NetworkDefinitionCreationFlag",
-            {"STRONGLY_TYPED": 1, "PREFER_AOT_PYTHON_PLUGINS": 2, "PREFER_JIT_PYTHON_PLUGINS": 3})
+            {"STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2, "PREFER_AOT_PYTHON_PLUGINS": 3})
         BuilderFlag = enum.IntEnum("BuilderFlag", {"DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4,
                                                    "DISABLE_TIMING_CACHE": 5, "TF32": 6})
     else:

@@ -4,7 +4,7 @@ generated from the real compiled bindings; snapshot in data/, see tensorrt_api.p
 * every ``tensorrt`` name the code uses (``trt.X.Y``, ``getattr(trt, "X")``), and every method or
   attribute it uses on a TensorRT object, exists, and each call's arguments fit a signature;
 * the fake ``tensorrt`` the other tests run against has nothing the real API lacks, with the
-  real parameter names, so code that runs against the fake uses real names only.
+  real parameter names and enum values, so code that runs against the fake uses real names only.
 
 A misspelt name or a wrong argument form fails here, without TensorRT or a GPU."""
 
@@ -169,7 +169,10 @@ def test_the_fake_tensorrt_has_nothing_the_real_api_lacks(version: str) -> None:
             cls_name, cls = todo.pop()
             real = _members(cls_name)
             if issubclass(cls, enum.Enum):
+                values = API["classes"].get(cls_name, {}).get("values", {})
                 bad += [f"{cls_name}.{m}" for m in cls.__members__ if m not in real]
+                bad += [f"{cls_name}.{m} = {int(v)}, real {values[m]}" for m, v in cls.__members__.items()
+                        if m in values and int(v) != values[m]]
                 continue
             for member, obj in _own_members(cls).items():
                 if isinstance(obj, type):
