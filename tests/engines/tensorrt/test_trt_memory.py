@@ -90,3 +90,13 @@ def test_infer_while_infer_many_is_running_is_refused(plan) -> None:  # noqa: AN
         next(stream)
         stream.close()  # an abandoned iteration frees the engine too
         trt.infer(batches[0])
+
+
+def test_closing_the_engine_inside_an_iteration_ends_it_cleanly(plan) -> None:  # noqa: ANN001
+    state, path = plan
+    trt = TrtEngine(path)
+    stream = trt.infer_many([np.zeros((2, 2, 224, 224), np.float32)] * 4)
+    next(stream)
+    trt.close()
+    stream.close()  # must not touch the freed streams
+    assert not state.cuda.streams and not state.cuda.allocations

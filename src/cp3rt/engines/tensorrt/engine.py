@@ -179,7 +179,8 @@ class TrtEngine(BaseEngine):
                 yield pending.popleft().result()
         finally:
             for left in pending:  # an abandoned iteration: its slots are free once their work is done
-                left.slot.stream.synchronize()
+                if left.slot.stream.raw is not None:  # (close() already waited for it otherwise)
+                    left.slot.stream.synchronize()
             self._streaming = False
 
     def _submit(self, feeds: dict[str, np.ndarray]) -> _Pending:
