@@ -27,7 +27,20 @@ onnxruntime on the CPU and writes the outputs back to device memory.
 
 Beyond TensorRT, it enforces cp3rt's own protocol with :class:`ProtocolViolation`: input shapes
 before tensor addresses, device pointers that hold the whole tensor, an fp16 graph only in a
-strongly typed network (precision from the graph).
+strongly typed network (precision from the graph), context memory of the right size and device,
+never used by two contexts at once.
+
+What the fakes cannot know (the only places where they guess; everything else was checked
+against the real bindings' stubs or the real cuda-bindings, see tests/engines/tensorrt):
+* the exact wording of TensorRT's log messages and of the constructors' TypeError (modelled on
+  real ones; cp3rt's messages only quote them);
+* how much context memory an engine needs (fake_trt_runtime.ACTIVATION_BYTES_PER_PIXEL per input
+  pixel of a profile's largest batch) and what TensorRT does when given too little (the fake
+  raises ProtocolViolation);
+* whether ``create_timing_cache`` returns None or raises for a corrupt blob (None + an ERROR);
+* enum values and removals in 11.x (no 11.x stubs are published: 10.13's values are assumed);
+* a cudaMemcpy between two devices (accepted, as with peer access); device memory is poisoned
+  with NaN bytes only in its first fake_cuda.POISON_BYTES.
 """
 
 from __future__ import annotations
@@ -310,9 +323,7 @@ def build_module(state: FakeTrtState) -> types.ModuleType:
                 if not header.startswith(b"FAKETIMING "):
                     raise ValueError("no timing cache header")
                 entries = set(json.loads(body)) if body else set()
-            except ValueError:
-                # Where the fake cannot know: TensorRT's exact reaction to a corrupt blob (a null
-                # cache with an ERROR logged here; cp3rt also copes with an exception).
+            except ValueError:  # a guess: see "What the fakes cannot know" above
                 _log(self.logger, Severity.ERROR, "Error Code 1: Serialization (Serialization assertion "
                      "timing cache magic tag does not match)")
                 return None

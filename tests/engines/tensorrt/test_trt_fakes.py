@@ -112,3 +112,30 @@ def test_context_protocol(fake_trt, exports, tmp_path) -> None:  # noqa: ANN001
     ctx.set_tensor_address("image", dev)
     _, stream = rt.cudaStreamCreate()
     assert ctx.execute_async_v3(int(stream)) is False  # output addresses missing
+
+
+def test_each_engine_logs_to_its_own_runtimes_logger(fake_trt, exports, tmp_path) -> None:  # noqa: ANN001
+    fake_trt()
+    trt = importlib.import_module("tensorrt")
+    from cp3rt.engines.tensorrt import BuildConfig, build_plan
+    from cp3rt.engines.tensorrt._trt import make_logger
+
+    plan = build_plan(exports.fp32, tmp_path / "p.plan", BuildConfig(precision="fp32")).plan_path
+    first, second = make_logger(trt), make_logger(trt)
+    engine_a = trt.Runtime(first).deserialize_cuda_engine(plan.read_bytes())
+    trt.Runtime(second).deserialize_cuda_engine(plan.read_bytes())  # the later runtime
+    ctx = engine_a.create_execution_context()
+    assert ctx.set_input_shape("image", (999, 2, 224, 224)) is False
+    assert first.errors and not second.errors
+
+
+def test_a_driver_older_than_the_bindings_fails_every_device_call(fake_trt) -> None:  # noqa: ANN001
+    fake_trt(bindings_cuda=13, trt_cuda=13, driver=12040)
+    rt = _runtime()
+    bad = rt.cudaError_t.cudaErrorInsufficientDriver
+    assert rt.cudaGetDeviceCount() == (bad, None)
+    assert rt.cudaMalloc(16) == (bad, None) and rt.cudaStreamCreate() == (bad, None)
+    assert rt.cudaDriverGetVersion() == (rt.cudaError_t.cudaSuccess, 12040)
+    trt = importlib.import_module("tensorrt")
+    with pytest.raises(TypeError):
+        trt.Builder(trt.Logger())
