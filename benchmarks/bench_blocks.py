@@ -48,7 +48,7 @@ GOAL_RSS_GB = 3.0
 
 def _pipe(lowhigh):
     from cp3rt import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
+    from cp3rt.runtime.config import RunConfig
 
     return Pipeline.from_engines(LabelFlowEngine(lowhigh[0]), run=RunConfig(diameter=DIAM))
 
@@ -72,10 +72,10 @@ def seam_splits(truth: np.ndarray, pred: np.ndarray, seams_y, seams_x, y_offset:
 
 
 def part_a(side: int, block: int) -> dict:
-    from cp3rt.runtime.blocks import global_lowhigh, segment_blocks
-    from cp3rt.runtime.metrics import average_precision
-    from cp3rt.runtime.normalize import NormalizeConfig
-    from cp3rt.runtime.run_config import RunConfig
+    from cp3rt.runtime.batch.blocks import global_lowhigh, segment_blocks
+    from cp3rt.runtime.config import RunConfig
+    from cp3rt.runtime.prep.normalize import NormalizeConfig
+    from cp3rt.runtime.quality.metrics import average_precision
 
     truth = disc_labels(0, side, side)
     lowhigh = global_lowhigh(truth)
@@ -116,9 +116,9 @@ def write_zarr(root: Path, side: int, band: int = 1024) -> None:
 
 def worker_b(root: str, block: int) -> None:
     """Runs in its own process: segment the zarr into labels/cp3rt, print JSON with maxrss."""
-    from cp3rt.runtime.blocks import global_lowhigh, segment_blocks
+    from cp3rt.runtime.batch.blocks import global_lowhigh, segment_blocks
+    from cp3rt.runtime.batch.blocks.lazy import open_plane
     from cp3rt.runtime.io.zarr_io import create_ngff_labels, mark_complete
-    from cp3rt.runtime.blocks.lazy import open_plane
 
     image = open_plane(root)
     lowhigh = global_lowhigh(image)

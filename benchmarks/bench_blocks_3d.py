@@ -15,7 +15,7 @@ Protocol
   which reads the field at ``p * L / (L - 1) - 0.5``, an offset that depends on the length L)
   differs between a block and the whole volume. Anisotropy 1 and 2, ``--seeds`` scenes each,
   ``sampling_3d`` grid and exact in both runs (``segment_volume_blocks(sampling_3d=None)``).
-  Reported per run: AP at IoU 0.5/0.75/0.9 (cp3rt.runtime.metrics) of blocks vs one piece and
+  Reported per run: AP at IoU 0.5/0.75/0.9 (cp3rt.runtime.quality.metrics) of blocks vs one piece and
   AP@0.5 of each vs the drawn labels, object counts, drawn objects crossing a seam and how many
   of them carry more than one label (split) in blocks and in one piece (a peak between voxels
   can give the stand-in two sinks in one blob in one piece too), seconds; median, min and max
@@ -117,7 +117,7 @@ def grid_blob_volume(shape, seed: int = 0, spacing: int = MEM_SPACING):
 
 
 def _ap(true, pred, ths=THRESHOLDS) -> list[float]:
-    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.quality.metrics import average_precision
 
     return [float(v) for v in average_precision(true, pred, list(ths))[0]]
 
@@ -147,7 +147,7 @@ def _pipeline():
 
 
 def _run_blocks(vol, run, block, block_z):
-    from cp3rt.runtime.blocks.volume import segment_volume_blocks
+    from cp3rt.runtime.batch.blocks.volume import segment_volume_blocks
 
     out = np.zeros(vol.shape, np.uint32)
     with _pipeline() as p:
@@ -157,7 +157,7 @@ def _run_blocks(vol, run, block, block_z):
 
 
 def _run_one_piece(vol, run, lowhigh):
-    from cp3rt.runtime.normalize import NormalizeConfig
+    from cp3rt.runtime.prep.normalize import NormalizeConfig
 
     cfg = run.replace(diameter=DIAM, z_axis=0, normalize=NormalizeConfig(lowhigh=lowhigh))
     with _pipeline() as p:
@@ -168,7 +168,7 @@ def _run_one_piece(vol, run, lowhigh):
 
 
 def part_a(seeds: list[int]) -> dict:
-    from cp3rt.runtime.run_config import RunConfig
+    from cp3rt.runtime.config import RunConfig
 
     vol, _, block_z, _ = between_voxel_scene(1.0, 99)  # warm-up: numba compile / cache load
     for s in ("grid", "exact"):
@@ -233,8 +233,8 @@ def worker_b(args) -> None:
 
     import zarr
 
-    from cp3rt.runtime.normalize import NormalizeConfig
-    from cp3rt.runtime.run_config import RunConfig
+    from cp3rt.runtime.config import RunConfig
+    from cp3rt.runtime.prep.normalize import NormalizeConfig
 
     lowhigh = tuple(json.loads(args.lowhigh))
     run = RunConfig(do_3D=True, anisotropy=1.0, min_size=MIN_SIZE, sampling_3d="exact")
@@ -255,7 +255,7 @@ def worker_b(args) -> None:
         tracemalloc.start()
     t = time.perf_counter()
     if args.mode == "blocks":
-        from cp3rt.runtime.blocks.volume import segment_volume_blocks
+        from cp3rt.runtime.batch.blocks.volume import segment_volume_blocks
 
         zout = zarr.open_array(str(src / "blocks.zarr"), mode="w", shape=zin.shape, dtype="uint32",
                                chunks=(args.mem_block_z, args.mem_block, args.mem_block), fill_value=0)
@@ -293,7 +293,7 @@ def _child(work: Path, mode: str, args, lowhigh, save: bool = False, trace: bool
 def part_b(shape: tuple[int, int, int], args) -> dict:
     import zarr
 
-    from cp3rt.runtime.blocks.volume import volume_lowhigh
+    from cp3rt.runtime.batch.blocks.volume import volume_lowhigh
 
     work = Path(tempfile.mkdtemp(prefix="bench_blocks_3d_"))
     try:

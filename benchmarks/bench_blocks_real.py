@@ -75,7 +75,7 @@ def _consecutive(labels: np.ndarray) -> np.ndarray:
 
 
 def _ap(a: np.ndarray, b: np.ndarray) -> list[float]:
-    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.quality.metrics import average_precision
 
     a, b = _consecutive(a), _consecutive(b)
     return [round(float(v), 4) for v in average_precision(a, b, [0.5, 0.75, 0.9])[0]]
@@ -84,10 +84,10 @@ def _ap(a: np.ndarray, b: np.ndarray) -> list[float]:
 def run(side: int, block: int, workers: int) -> dict:
     from cp3rt import Pipeline
     from cp3rt.distributed import close_client, open_client, segment_blocks_on_cluster
-    from cp3rt.runtime.blocks import global_lowhigh, segment_blocks
-    from cp3rt.runtime.blocks.lazy import open_plane
-    from cp3rt.runtime.normalize import NormalizeConfig
-    from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+    from cp3rt.runtime.batch.blocks import global_lowhigh, segment_blocks
+    from cp3rt.runtime.batch.blocks.lazy import open_plane
+    from cp3rt.runtime.config import PipelineConfig, RunConfig
+    from cp3rt.runtime.prep.normalize import NormalizeConfig
 
     import tifffile
 

@@ -18,7 +18,7 @@ Protocol
   on the same inputs; p50 (and min / max) ms per image. The GPU stage split comes from
   --repeats further calls that synchronise after every stage (p50 per stage).
 * Check: labels identical (raw equality: numbering included); if not, AP at IoU 0.5 / 0.9 of
-  the GPU masks against the CPU masks (cp3rt.runtime.metrics).
+  the GPU masks against the CPU masks (cp3rt.runtime.quality.metrics).
 
 Run from the repository root, no install needed:
     PYTHONPATH=src python3 benchmarks/bench_dynamics_gpu.py --out benchmarks/results
@@ -174,7 +174,7 @@ def _one_size(cuda, side: int, cells: int, repeats: int, smoke: bool) -> dict:
     identical = bool(gpu.dtype == cpu.dtype and np.array_equal(gpu, cpu))
     ap = None
     if not identical:
-        from cp3rt.runtime.metrics import average_precision
+        from cp3rt.runtime.quality.metrics import average_precision
 
         vals = average_precision(cpu.astype(np.int64), gpu.astype(np.int64), [0.5, 0.9])[0]
         ap = {"0.5": float(vals[0]), "0.9": float(vals[1])}

@@ -311,8 +311,8 @@ class Cp3rtRunner:
     """cp3rt's Pipeline on borrowed engines; keeps each image's masks and stage seconds."""
 
     def __init__(self, seg, restore, args: argparse.Namespace) -> None:  # noqa: ANN001
+        from cp3rt.runtime.config import RunConfig
         from cp3rt.runtime.pipeline import Pipeline
-        from cp3rt.runtime.run_config import RunConfig
 
         self.run = RunConfig(channels=(0, 0), estimate_diameter=False, batch_size=args.e2e_batch)
         self.pipe = Pipeline.from_engines(Borrowed(seg), Borrowed(restore) if restore else None, run=self.run)
@@ -327,8 +327,8 @@ class Cp3rtRunner:
 
     def folder(self, paths: list[Path], out: Path) -> float:
         """Seconds for ``cp3rt run``'s folder path: the streaming engine, TIFF read and write included."""
-        from cp3rt.runtime.batch import OutputOptions
-        from cp3rt.runtime.stream import stream_batch
+        from cp3rt.runtime.batch.files import OutputOptions
+        from cp3rt.runtime.batch.stream import stream_batch
 
         t0 = time.perf_counter()
         summary = stream_batch(self.pipe, paths, self.run, OutputOptions(out_dir=out, overwrite=True))
@@ -345,7 +345,7 @@ def mean_stages(stages: list[dict]) -> dict:
 
 def masks_agreement(got: dict, want: dict, images: list) -> dict:
     """Mean AP (IoU 0.5 / 0.75 / 0.9) of one runner's masks against another's, same images."""
-    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.quality.metrics import average_precision
 
     aps = []
     for img in images:

@@ -211,8 +211,8 @@ def reference_outputs(torch, weights: Path, tiles: np.ndarray) -> dict:  # noqa:
 def masks_of(engine, images: list[tuple[np.ndarray, float]]) -> list[np.ndarray]:  # noqa: ANN001
     from bench_gpu import Borrowed
 
+    from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
 
     out = []
     for img, diameter in images:
@@ -223,7 +223,7 @@ def masks_of(engine, images: list[tuple[np.ndarray, float]]) -> list[np.ndarray]
 
 
 def masks_ap(got: list[np.ndarray], want: list[np.ndarray]) -> dict:
-    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.quality.metrics import average_precision
 
     aps = [average_precision(w, g, (0.5, 0.75, 0.9))[0] for g, w in zip(got, want)]
     n_objects = int(sum(int(w.max()) for w in want))

@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench_gpu_net import gpu_only_rate, rate_through_infer_many, starter_weights
 
     from cp3rt.engines.torch_cuda import TorchCudaEngine
+    from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
 
     work = Path(tempfile.mkdtemp(prefix="warm_start_"))
     weights = starter_weights(work)

@@ -17,8 +17,8 @@ Protocol
 * Reported: median ms per image over ``--repeats`` passes, per stage (Pipeline timings).
 * Old vs new in the same run, outputs compared bit for bit: the numpy expressions the numba
   blend kernels replaced (float64 product into a float32 accumulator; ratio, then crop) against
-  ``cp3rt.runtime._blend`` on the same 36 tiles; two ``np.percentile`` calls against the
-  one-pass ``cp3rt.runtime._percentile.percentiles`` on one image.
+  ``cp3rt.runtime.tiles._blend_kernels`` on the same 36 tiles; two ``np.percentile`` calls against the
+  one-pass ``cp3rt.runtime.prep.percentile.percentiles`` on one image.
 Run: .venv/bin/python benchmarks/bench_host.py      (results -> results/host.{json,md})
 """
 
@@ -76,8 +76,8 @@ def median_ms(fn, repeats: int) -> float:  # noqa: ANN001
 
 
 def blend_old_vs_new(tiles: np.ndarray, repeats: int) -> dict:
-    from cp3rt.runtime._blend import blend_add, blend_ratio
-    from cp3rt.runtime.tile_grid import TileGrid, taper_mask
+    from cp3rt.runtime.tiles._blend_kernels import blend_add, blend_ratio
+    from cp3rt.runtime.tiles.grid import TileGrid, taper_mask
 
     grid = TileGrid.plan((1024 + 16, 1024 + 16))  # the padded 1024 x 1024 image
     mask = np.ascontiguousarray(taper_mask(*grid.tile_shape))
@@ -102,7 +102,7 @@ def blend_old_vs_new(tiles: np.ndarray, repeats: int) -> dict:
 
 
 def percentiles_old_vs_new(image: np.ndarray, repeats: int) -> dict:
-    from cp3rt.runtime._percentile import percentiles
+    from cp3rt.runtime.prep.percentile import percentiles
 
     x = np.ascontiguousarray(image, dtype=np.float32)
 
@@ -129,9 +129,9 @@ def main() -> None:
 
     from cp3rt.engines.ort import OrtEngine
     from cp3rt.models.export import export_onnx
+    from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.io import find_images, read_image
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
 
     env = fingerprint()
     frames = [read_image(p) for p in find_images([args.images])]

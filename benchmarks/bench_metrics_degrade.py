@@ -103,9 +103,9 @@ def main() -> None:
     import torch
     from cellpose import denoise, metrics, utils
 
-    from cp3rt.runtime.degrade import FixedNoise, add_noise_batch
     from cp3rt.runtime.io import masks_to_outlines
-    from cp3rt.runtime.metrics import aggregated_jaccard_index, average_precision
+    from cp3rt.runtime.quality.degrade import FixedNoise, add_noise_batch
+    from cp3rt.runtime.quality.metrics import aggregated_jaccard_index, average_precision
 
     env = fingerprint()
     cases = []

@@ -72,9 +72,9 @@ def _cases() -> dict[str, tuple[Callable, Callable, Callable]]:
     import torch
     from cellpose import core, transforms
 
-    from cp3rt.runtime.normalize import normalize_image
-    from cp3rt.runtime.resize import resize_bilinear, resize_nearest
-    from cp3rt.runtime.tiling import run_tiled
+    from cp3rt.runtime.prep.normalize import normalize_image
+    from cp3rt.runtime.prep.resize import resize_bilinear, resize_nearest
+    from cp3rt.runtime.tiles.infer import run_tiled
 
     img = np.tile(tifffile.imread(IMAGE).astype(np.float32), (2, 2))
     cyx = np.stack([img, np.zeros_like(img)])

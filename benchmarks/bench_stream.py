@@ -9,8 +9,8 @@ Protocol
   with ``--backend torch-cuda`` by the torch-CUDA engine on a GPU (``--precision``, fp16 by
   default): the case where the engine and the CPU-side dynamics are different devices.
   Diameter fixed at 30 (rescale 1); all other settings the defaults.
-* Plain: ``cp3rt.runtime.batch.run_batch`` (read -> pipeline -> write, one image at a time).
-  Streaming: ``cp3rt.runtime.stream.stream_batch`` (StreamConfig defaults unless given).
+* Plain: ``cp3rt.runtime.batch.files.run_batch`` (read -> pipeline -> write, one image at a time).
+  Streaming: ``cp3rt.runtime.batch.stream.stream_batch`` (StreamConfig defaults unless given).
 * Warm-up: both runners once over the first 4 images (JIT, ORT arena). Then ``--repeats``
   rounds, each timing plain then streaming on the whole folder in the same process.
   Reported: median and min/max seconds per runner, images/s, speed-up of the medians, and the
@@ -68,7 +68,7 @@ def overlap_bound(model: Path, images: list[Path], run, work: Path) -> dict:  # 
     import numba
 
     from cp3rt import Pipeline
-    from cp3rt.runtime.batch import OutputOptions, run_batch
+    from cp3rt.runtime.batch.files import OutputOptions, run_batch
 
     def plain(threads: int | None) -> tuple[float, dict]:
         pipe = Pipeline.from_engines(SmallNetEngine(model, threads=threads), run=run)
@@ -113,10 +113,10 @@ def main() -> None:
         ap.error("--bound-images times onnxruntime and numba threads; it needs --backend ort.")
 
     from cp3rt import Pipeline
-    from cp3rt.runtime.batch import OutputOptions, run_batch
-    from cp3rt.runtime.metrics import average_precision
-    from cp3rt.runtime.run_config import RunConfig
-    from cp3rt.runtime.stream import StreamConfig, StreamStats, stream_batch
+    from cp3rt.runtime.batch.files import OutputOptions, run_batch
+    from cp3rt.runtime.batch.stream import StreamConfig, StreamStats, stream_batch
+    from cp3rt.runtime.config import RunConfig
+    from cp3rt.runtime.quality.metrics import average_precision
 
     env = fingerprint()
     work = Path(tempfile.mkdtemp(prefix="bench_stream_"))

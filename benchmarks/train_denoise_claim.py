@@ -7,7 +7,7 @@
 Protocol (paper, Methods "For testing ..."): every dev image is first resized so that its
 nuclei are 17 px (median ground-truth diameter; bilinear image, nearest masks) and normalised
 (1/99 percentiles, clipped at 0). Its clean AP@0.5 is measured with the segmenter. Poisson noise
-is then added (``cp3rt.runtime.degrade``, fixed photon scale, one seed per image) with the photon
+is then added (``cp3rt.runtime.quality.degrade``, fixed photon scale, one seed per image) with the photon
 scale chosen from a log grid so that AP@0.5 comes closest to half the clean AP ("scaled to
 reduce the segmentation performance by 50 %"). That noisy image is segmented directly and after
 each denoiser (cp3rt Pipeline restore -> segment, diameter 17). Reported: mean AP over images.
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from cp3rt.runtime.degrade import FixedNoise, add_noise, normalize_clean
 from cp3rt.runtime.io.read import read_image, read_masks
-from cp3rt.runtime.metrics import average_precision, diameters
 from cp3rt.runtime.pipeline import Pipeline
-from cp3rt.runtime.resize import resize_bilinear, resize_nearest
+from cp3rt.runtime.prep.resize import resize_bilinear, resize_nearest
+from cp3rt.runtime.quality.degrade import FixedNoise, add_noise, normalize_clean
+from cp3rt.runtime.quality.metrics import average_precision, diameters
 
 from train_fingerprint import fingerprint
 

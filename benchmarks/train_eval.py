@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cp3rt.runtime.io.read import read_image, read_masks
-from cp3rt.runtime.metrics import average_precision, diameters
 from cp3rt.runtime.pipeline import Pipeline
+from cp3rt.runtime.quality.metrics import average_precision, diameters
 
 from train_fingerprint import fingerprint
 

@@ -29,7 +29,7 @@ from cp3rt.models.export import export_onnx
 from cp3rt.models.weights import read_weight_file
 
 MIN_ELEMENTS = 16  # tiny tensors (BN scalars etc.) are not worth a Cast node
-RUNTIME_STYLE_DIM = 256  # cp3rt.runtime.tiling expects (B, 256) styles (defaults.STYLE_DIM)
+RUNTIME_STYLE_DIM = 256  # cp3rt.runtime.tiles.infer expects (B, 256) styles (defaults.STYLE_DIM)
 
 
 def pad_style(model: onnx.ModelProto, dim: int = RUNTIME_STYLE_DIM) -> tuple[onnx.ModelProto, int]:

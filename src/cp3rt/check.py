@@ -191,9 +191,9 @@ def run_check(cfg: CheckConfig, *, progress: Progress | None = None) -> CheckRep
 
 
 def _tiles(image: np.ndarray, nchan: int) -> Iterator[np.ndarray]:
-    from cp3rt.runtime.axes import to_cyx
-    from cp3rt.runtime.normalize import normalize_image
-    from cp3rt.runtime.tile_grid import TileGrid, pad_yx
+    from cp3rt.runtime.prep.axes import to_cyx
+    from cp3rt.runtime.prep.normalize import normalize_image
+    from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
 
     x = normalize_image(to_cyx(image, nchan=nchan))
     top, bottom, left, right = pad_yx(*x.shape[-2:])
@@ -261,9 +261,9 @@ class _Borrowed:
 
 def _compare_masks(cfg, engine, reference, images, progress) -> list[MaskCheck]:  # noqa: ANN001
     """Both engines through the full Pipeline (diameter: the model's default, no estimate)."""
-    from cp3rt.runtime.metrics import average_precision
+    from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
+    from cp3rt.runtime.quality.metrics import average_precision
 
     run = RunConfig(estimate_diameter=False, flow_threshold=float(cfg.flow_threshold))
     pipes = [Pipeline.from_engines(_Borrowed(e), run=run) for e in (engine, reference)]

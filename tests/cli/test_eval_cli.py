@@ -79,8 +79,8 @@ def test_eval_help_teaches(capsys):
 
 
 def test_library_and_cli_modules_do_not_import_torch():
-    code = ("import sys, cp3rt.runtime.io, cp3rt.runtime.metrics, cp3rt.runtime.degrade, "
-            "cp3rt.runtime.evaluation, cp3rt.cli.eval, cp3rt.cli.degrade; "
+    code = ("import sys, cp3rt.runtime.io, cp3rt.runtime.quality.metrics, cp3rt.runtime.quality.degrade, "
+            "cp3rt.runtime.quality.evaluation, cp3rt.cli.eval, cp3rt.cli.degrade; "
             "bad = [m for m in ('torch', 'cellpose', 'cp3rt.models') if m in sys.modules]; "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -11,11 +11,11 @@ from scale_testutil import blob_image
 
 from cp3rt.cli.app import main
 from cp3rt.distributed import segment_blocks_on_cluster
-from cp3rt.runtime.blocks import segment_blocks
-from cp3rt.runtime.blocks.lazy import open_plane
-from cp3rt.runtime.metrics import average_precision
+from cp3rt.runtime.batch.blocks import segment_blocks
+from cp3rt.runtime.batch.blocks.lazy import open_plane
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.pipeline import Pipeline
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 DIAM, BLOCK = 30.0, 192
 MIN_AP90_SAME = 1.0  # same blocks, same engine, same merge: only where the work runs differs

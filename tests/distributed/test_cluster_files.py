@@ -10,10 +10,10 @@ from scale_testutil import blob_image
 
 from cp3rt.distributed import parse_cluster, run_distributed
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.batch import OutputOptions, run_batch
-from cp3rt.runtime.metrics import average_precision
+from cp3rt.runtime.batch.files import OutputOptions, run_batch
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.pipeline import Pipeline
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90 = 1.0
 

@@ -9,11 +9,11 @@ from cluster_testutil import WorkerKiller, wait_for_workers
 from scale_testutil import FIELDS, WELLS, write_plate
 
 from cp3rt.distributed import run_plate_on_cluster
+from cp3rt.runtime.batch.plates import plate_fields, run_plate
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.io.zarr_io import is_complete, open_lazy
-from cp3rt.runtime.metrics import average_precision
 from cp3rt.runtime.pipeline import Pipeline
-from cp3rt.runtime.plates import plate_fields, run_plate
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 BLOCK = 128
 MIN_AP90_SAME = 1.0

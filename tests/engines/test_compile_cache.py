@@ -10,7 +10,7 @@ import pytest
 from cp3rt.engines import open_engine
 from cp3rt.engines.compile_cache import ENV_INDUCTOR_CACHE, MANIFEST_NAME, compile_key, use_compile_cache
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.run_config import PipelineConfig
+from cp3rt.runtime.config import PipelineConfig
 
 
 def _fake_torch(name: str = "NVIDIA H200", cc: tuple[int, int] = (9, 0), version: str = "2.11.0+cu130"):  # noqa: ANN202

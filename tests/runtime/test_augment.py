@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from cellpose import transforms as ref_transforms
 
-from cp3rt.runtime.augment import flip_tile, tile_flips, unflip_output
+from cp3rt.runtime.tiles.augment import flip_tile, tile_flips, unflip_output
 
 
 def test_flip_rule_table() -> None:

@@ -10,7 +10,7 @@ import tifffile
 from cellpose import transforms as ref_transforms
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.axes import ChannelSpec, to_cyx
+from cp3rt.runtime.prep.axes import ChannelSpec, to_cyx
 
 # The conversion only moves, selects and averages values; averaging is the same float32
 # numpy reduction in both: results must be identical.
@@ -105,7 +105,7 @@ def test_float_and_bool_inputs() -> None:
     _same(np.random.default_rng(2).random((30, 20)) > 0.5)
 
 
-# ---- deliberate deviations (documented in cp3rt.runtime.axes) ---------------------------------
+# ---- deliberate deviations (documented in cp3rt.runtime.prep.axes) ---------------------------------
 
 def test_images_with_fewer_than_8_rows_are_not_transposed() -> None:
     img = _img(5, 40)

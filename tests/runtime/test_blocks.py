@@ -9,10 +9,10 @@ from scale_testutil import NumpyEngine, blob_image
 
 from cp3rt import Pipeline
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.blocks import BlockGrid, global_lowhigh, matching_pairs, segment_blocks
-from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.normalize import NormalizeConfig
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.batch.blocks import BlockGrid, global_lowhigh, matching_pairs, segment_blocks
+from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.prep.normalize import NormalizeConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90 = 0.99        # blocks vs one piece (issue 6)
 MAX_SPLIT_FRACTION = 0.0  # no true object may come out in two labels

@@ -12,12 +12,12 @@ from scale_testutil import NumpyEngine, blob_image
 from cp3rt import Pipeline
 from cp3rt.cli.app import main
 from cp3rt.errors import InputError
-from cp3rt.runtime.blocks import segment_blocks
-from cp3rt.runtime.blocks.files import is_huge_tiff, split_inputs
-from cp3rt.runtime.blocks.lazy import PlaneView, open_plane
+from cp3rt.runtime.batch.blocks import segment_blocks
+from cp3rt.runtime.batch.blocks.files import is_huge_tiff, split_inputs
+from cp3rt.runtime.batch.blocks.lazy import PlaneView, open_plane
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.io.zarr_io import is_complete, open_lazy, write_ngff_image
-from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90_SAME = 1.0   # CLI vs library on the same blocks and engine: nothing may change
 MIN_AP50_TRUTH = 0.8  # the stand-in finds the blobs it was drawn from (random blobs that touch merge)

@@ -15,14 +15,14 @@ from volume_testutil import BLOCK, DIAM, SoftEngine, seam_volume
 from cp3rt import Pipeline
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.blocks import volume as volume_mod
-from cp3rt.runtime.blocks.merge import FrameStore
-from cp3rt.runtime.blocks.plan import BlockGrid, box_slices, intersection
-from cp3rt.runtime.blocks.volume import segment_volume_blocks, volume_lowhigh
+from cp3rt.runtime.batch.blocks import volume as volume_mod
+from cp3rt.runtime.batch.blocks.merge import FrameStore
+from cp3rt.runtime.batch.blocks.plan import BlockGrid, box_slices, intersection
+from cp3rt.runtime.batch.blocks.volume import segment_volume_blocks, volume_lowhigh
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.io.zarr_io import _zarr, open_lazy
-from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.normalize import NormalizeConfig
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.prep.normalize import NormalizeConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90 = 0.99         # blocks vs one piece (issue 6/7)
 MAX_SPLITS = 0          # objects (many placed across seams) that come out in two labels

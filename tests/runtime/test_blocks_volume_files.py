@@ -13,11 +13,10 @@ from volume_testutil import BLOCK, DIAM, SoftEngine, seam_volume
 
 from cp3rt import Pipeline
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.batch import OutputOptions
-from cp3rt.runtime.blocks import volume_files
-from cp3rt.runtime.blocks.lazy import tiff_axes
-from cp3rt.runtime.blocks.volume import segment_volume_blocks
-from cp3rt.runtime.blocks.volume_files import (
+from cp3rt.runtime.batch.blocks import volume_files
+from cp3rt.runtime.batch.blocks.lazy import tiff_axes
+from cp3rt.runtime.batch.blocks.volume import segment_volume_blocks
+from cp3rt.runtime.batch.blocks.volume_files import (
     VolumeView,
     is_huge_volume,
     is_volume_input,
@@ -25,9 +24,10 @@ from cp3rt.runtime.blocks.volume_files import (
     segment_volume_file,
     volume_axes,
 )
+from cp3rt.runtime.batch.files import OutputOptions
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.io.zarr_io import is_complete, open_lazy, write_ngff_image
-from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90_SAME = 1.0  # file path vs library call on the same blocks and engine: nothing may change
 # as `cp3rt run` builds it: channels=(chan, chan2) for a 2-channel net
@@ -189,7 +189,7 @@ def test_cli_runs_a_volume_in_3d_blocks(tmp_path, scene, monkeypatch):
 
 
 def test_split_inputs_sends_big_volumes_to_blocks_only_for_volume_runs(tmp_path):
-    from cp3rt.runtime.blocks.files import split_inputs
+    from cp3rt.runtime.batch.blocks.files import split_inputs
 
     vol = np.zeros((6, 40, 50), np.uint16)  # 12,000 voxels, sides under the 64 used below
     tifffile.imwrite(tmp_path / "v.tif", vol)

@@ -12,7 +12,7 @@ from scale_testutil import NumpyEngine, blob_image
 
 from cp3rt import Pipeline
 from cp3rt.errors import InputError, OutputError
-from cp3rt.runtime.blocks import segment_blocks
+from cp3rt.runtime.batch.blocks import segment_blocks
 from cp3rt.runtime.io.zarr_io import (
     create_bigtiff_labels,
     create_ngff_labels,
@@ -21,7 +21,7 @@ from cp3rt.runtime.io.zarr_io import (
     open_lazy,
     write_ngff_image,
 )
-from cp3rt.runtime.metrics import average_precision
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP = 1.0  # same blocks, same engine: the container must not change anything
 

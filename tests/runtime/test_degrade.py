@@ -11,7 +11,7 @@ from cellpose import denoise as ref_denoise
 from scipy import signal, stats
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.degrade import (
+from cp3rt.runtime.quality.degrade import (
     FixedNoise,
     NoiseParams,
     OneClickNoise,

@@ -11,7 +11,7 @@ import tifffile
 from PIL import Image
 
 from cp3rt.errors import InputError, OutputError
-from cp3rt.runtime.degrade import (
+from cp3rt.runtime.quality.degrade import (
     RECORD_NAME,
     FixedNoise,
     add_noise_batch,

@@ -14,7 +14,7 @@ from cellpose import utils as ref_utils
 from scipy import ndimage
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.metrics import (
+from cp3rt.runtime.quality.metrics import (
     MatchReport,
     aggregated_jaccard_index,
     average_precision,

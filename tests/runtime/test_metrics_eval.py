@@ -13,8 +13,8 @@ from PIL import Image
 from scipy import ndimage
 
 from cp3rt.errors import InputError
-from cp3rt.runtime.evaluation import evaluate_folders, image_key, pair_mask_files
 from cp3rt.runtime.io import write_masks_tif
+from cp3rt.runtime.quality.evaluation import evaluate_folders, image_key, pair_mask_files
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 GT_DIR = DATA / "baby_yeast" / "masks"

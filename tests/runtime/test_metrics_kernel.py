@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from cp3rt.errors import InputError
-from cp3rt.runtime.metrics import label_overlap
+from cp3rt.runtime.quality.metrics import label_overlap
 
 
 def slow_label_overlap(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -57,7 +57,7 @@ def test_kernel_rejects_bad_labels():
 
 
 def test_jit_state_is_as_requested():
-    from cp3rt.runtime.metrics import _label_overlap_kernel
+    from cp3rt.runtime.quality.metrics import _label_overlap_kernel
 
     # Inner run: the kernel must be the plain Python function; normal run: a numba dispatcher.
     is_python = type(_label_overlap_kernel).__name__ == "function"

@@ -10,7 +10,7 @@ import tifffile
 from cellpose import transforms as ref_transforms
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.normalize import NormalizeConfig, normalize_image
+from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
 
 # Percentiles, subtraction and division are the same float32 numpy operations: identical.
 NORM_ATOL = 0.0

@@ -10,9 +10,9 @@ import pytest
 import tifffile
 from cellpose import transforms as ref_transforms
 
-from cp3rt.runtime.normalize import NormalizeConfig, normalize_image
-from cp3rt.runtime.normalize_filters import smooth_sharpen
-from cp3rt.runtime.normalize_tiles import block_percentiles
+from cp3rt.runtime.prep.filters import smooth_sharpen
+from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
+from cp3rt.runtime.prep.normalize_local import block_percentiles
 
 # The reference filters with torch's float32 FFT, cp3rt in float64: agreement to float32 FFT
 # noise, relative to the image's value range.

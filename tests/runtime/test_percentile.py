@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cp3rt.runtime import _percentile
-from cp3rt.runtime._percentile import FAST_MIN_SIZE, percentiles
+from cp3rt.runtime.prep import percentile as _percentile
+from cp3rt.runtime.prep.percentile import FAST_MIN_SIZE, percentiles
 
 
 def _reference(x: np.ndarray, qs: tuple[float, ...]) -> tuple:

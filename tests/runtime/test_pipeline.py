@@ -11,9 +11,9 @@ from cp3rt import Pipeline
 from cp3rt.engines.base import BaseEngine, TensorSpec
 from cp3rt.engines.manifest import EngineManifest
 from cp3rt.errors import ConfigError, Cp3rtError, InputError
-from cp3rt.runtime.normalize import NormalizeConfig
+from cp3rt.runtime.config import PipelineConfig, RunConfig
+from cp3rt.runtime.prep.normalize import NormalizeConfig
 from cp3rt.runtime.result import STAGES
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
 
 
 class FakeEngine(BaseEngine):
@@ -239,7 +239,7 @@ def test_role_mismatch_is_a_clear_error():
 def test_diameter_estimate_follows_the_two_step_rule():
     """§2.4: style -> d_style (size model), segment at diam_mean/d_style without resampling,
     then the median mask diameter is the diameter of the final run."""
-    from cp3rt.runtime.metrics import diameters
+    from cp3rt.runtime.quality.metrics import diameters
     from cp3rt.zoo import SizeModel
 
     size = SizeModel(A=np.zeros(256), smean=np.zeros(256), diam_mean=30.0, ymean=float(np.log(1.5)))

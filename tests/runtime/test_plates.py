@@ -14,11 +14,11 @@ from scale_testutil import FIELDS, WELLS, NumpyEngine, write_plate
 from cp3rt import Pipeline
 from cp3rt.cli.app import main
 from cp3rt.errors import InputError
-from cp3rt.runtime.blocks import segment_blocks
+from cp3rt.runtime.batch.blocks import segment_blocks
+from cp3rt.runtime.batch.plates import CSV_COLUMNS, is_plate, plate_fields, run_plate
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.io.zarr_io import is_complete, open_lazy
-from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.plates import CSV_COLUMNS, is_plate, plate_fields, run_plate
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 DIAM, BLOCK = 20.0, 128
 MIN_AP90_SAME = 1.0   # plate runner vs segment_blocks on the same field: nothing may change

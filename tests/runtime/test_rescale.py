@@ -10,7 +10,7 @@ from cellpose import models as ref_models
 from cellpose.resnet_torch import CPnet
 
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.rescale import rescale_factor, scaled_size
+from cp3rt.runtime.prep.diameter_scale import rescale_factor, scaled_size
 
 
 def test_spec_examples() -> None:

@@ -1,4 +1,4 @@
-"""cp3rt.runtime.resize against OpenCV (the reference's resize), the reference's resize_image,
+"""cp3rt.runtime.prep.resize against OpenCV (the reference's resize), the reference's resize_image,
 and slow per-pixel re-statements of the three float32 code paths.
 
 Kernel tests (names containing ``kernel``) also run with NUMBA_DISABLE_JIT=1 in a subprocess.
@@ -17,7 +17,7 @@ import pytest
 from cellpose import transforms as ref_transforms
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime import resize as R
+from cp3rt.runtime.prep import resize as R
 
 # Bilinear: the OpenCV/IPP emulation is bit-exact except in IPP's border columns of 3/4-channel
 # images (left neighbour clamped), which IPP sometimes rounds without FMA: there we allow

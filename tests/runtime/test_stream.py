@@ -14,10 +14,10 @@ from scale_testutil import NumpyEngine, blob_image, export_tiny_onnx
 
 from cp3rt import Pipeline
 from cp3rt.errors import ConfigError, EngineError
-from cp3rt.runtime.batch import OutputOptions, run_batch
-from cp3rt.runtime.metrics import average_precision
-from cp3rt.runtime.run_config import RunConfig
-from cp3rt.runtime.stream import StreamConfig, StreamStats, TileBatcher, stream_batch, stream_map
+from cp3rt.runtime.batch.files import OutputOptions, run_batch
+from cp3rt.runtime.batch.stream import StreamConfig, StreamStats, TileBatcher, stream_batch, stream_map
+from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90 = 1.0  # batching must not change a single mask
 SHAPES = [(200, 300), (400, 260), (224, 224), (500, 500), (90, 120), (300, 200)]

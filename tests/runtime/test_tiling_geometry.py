@@ -8,7 +8,7 @@ import pytest
 from cellpose import transforms as ref_transforms
 
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.tiling import Tile, TileGrid, pad_yx, taper_mask
+from cp3rt.runtime.tiles.grid import Tile, TileGrid, pad_yx, taper_mask
 
 TAPER_ATOL = 0.0  # same float64 formula: bit-identical
 APPENDIX_TAPER_ATOL = 5e-8  # the spec prints 7 decimals

@@ -11,7 +11,8 @@ import torch
 from cellpose import core as ref_core
 
 from cp3rt.errors import ConfigError, EngineError, InputError
-from cp3rt.runtime.tiling import TileGrid, pad_yx, run_tiled, run_tiled_stack
+from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
+from cp3rt.runtime.tiles.infer import run_tiled, run_tiled_stack
 
 # Same batches through the same net, same blend arithmetic: bit-identical, except that a
 # single-tile image is returned unchanged by cp3rt while the reference computes y*m/m, which
@@ -92,7 +93,7 @@ def test_run_tiled_matches_run_net_segmentation(shape, augment: bool) -> None:
 def test_run_tiled_matches_run_net_on_real_image() -> None:
     import tifffile
 
-    from cp3rt.runtime.normalize import normalize_image
+    from cp3rt.runtime.prep.normalize import normalize_image
 
     path = DATA / "ctc_msc_cells" / "images"
     img = tifffile.imread(sorted(path.glob("*.tif"))[0])[:400, :500].astype(np.float32)

@@ -9,8 +9,10 @@ from cellpose import transforms as ref_transforms
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cp3rt.runtime.augment import flip_tile, unflip_output
-from cp3rt.runtime.tiling import Stitcher, TileGrid, pad_yx, run_tiled
+from cp3rt.runtime.tiles.augment import flip_tile, unflip_output
+from cp3rt.runtime.tiles.blend import Stitcher
+from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
+from cp3rt.runtime.tiles.infer import run_tiled
 
 # The blend is the same float64-product / float32-accumulator arithmetic: bit-identical when
 # tiles are added in grid order; another order changes float32 rounding (a few ulps).
@@ -150,7 +152,7 @@ def _numpy_blend_ratio(acc: np.ndarray, weights: np.ndarray, box: tuple[int, int
        y0=st.integers(0, 30), x0=st.integers(0, 30))
 @settings(max_examples=60, deadline=None)
 def test_blend_kernels_equal_their_numpy_versions_bit_for_bit(seed, h, w, y0, x0) -> None:  # noqa: ANN001
-    from cp3rt.runtime._blend import blend_add, blend_ratio
+    from cp3rt.runtime.tiles._blend_kernels import blend_add, blend_ratio
 
     rng = np.random.default_rng(seed)
     shape = (y0 + h + 5, x0 + w + 3)

@@ -10,9 +10,9 @@ from cp3rt import Pipeline
 from cp3rt.engines.base import BaseEngine, TensorSpec
 from cp3rt.engines.manifest import EngineManifest
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.run_config import RunConfig
-from cp3rt.runtime.stitch3d import stitch3d
-from cp3rt.runtime.volume import net_size, run_views
+from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.stages.segment_volume import net_size, run_views
+from cp3rt.runtime.stages.stitch_planes import stitch3d
 
 
 class FakeEngine(BaseEngine):

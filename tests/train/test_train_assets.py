@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
-from cp3rt.runtime.degrade import FixedNoise, add_noise, normalize_clean
 from cp3rt.runtime.io.read import read_image, read_masks
-from cp3rt.runtime.metrics import average_precision, diameters
 from cp3rt.runtime.pipeline import Pipeline
+from cp3rt.runtime.quality.degrade import FixedNoise, add_noise, normalize_clean
+from cp3rt.runtime.quality.metrics import average_precision, diameters
 
 ASSETS = Path(str(importlib.resources.files("cp3rt").joinpath("assets")))
 SEGMENTER = ASSETS / "models" / "cp3rt_nuclei.onnx"

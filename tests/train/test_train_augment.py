@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from cp3rt.runtime.dynamics.flows import masks_to_flows
-from cp3rt.runtime.metrics import diameters
+from cp3rt.runtime.quality.metrics import diameters
 from cp3rt.train.augment import Warp, place, random_rotate_and_resize, rotate_flows
 
 # Heat-diffusion flows are not exactly rotation-equivariant on a pixel grid, and nearest

@@ -10,6 +10,7 @@ import torch
 from cellpose import denoise as ref_denoise
 from cellpose import train as ref_train
 
+from cp3rt.runtime.quality.degrade import noise_preset, normalize_clean
 from cp3rt.train.data import FlowCache, find_pairs, load_training_set
 from cp3rt.train.losses import (
     perceptual_loss,
@@ -17,7 +18,6 @@ from cp3rt.train.losses import (
     restoration_losses,
     segmentation_loss,
 )
-from cp3rt.runtime.degrade import noise_preset, normalize_clean
 from cp3rt.train.restore import restore_batch
 from cp3rt.train.segnet import RESTORE_NOUT, SEG_NOUT, freeze, new_net, one_channel
 

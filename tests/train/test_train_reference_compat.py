@@ -16,10 +16,10 @@ from cellpose import denoise as ref_denoise
 from cellpose import models as ref_models
 
 from cp3rt.models.cpnet import load_cpnet
-from cp3rt.runtime.metrics import average_precision
+from cp3rt.runtime.quality.metrics import average_precision
 from cp3rt.train.config import RestoreTrainConfig, SegmentTrainConfig
-from cp3rt.train.restore import train_restore
 from cp3rt.train.data import FlowCache, find_pairs, load_training_set
+from cp3rt.train.restore import train_restore
 from cp3rt.train.segment import segment_batch, train_segment
 from cp3rt.train.synth import SynthNuclei, synth_nuclei
 

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as _RichProgress
 from rich.table import Table
 
-from cp3rt.runtime.batch import BatchEvent, BatchSummary
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary
 
 _err = Console(stderr=True)
 _out = Console()

@@ -1,6 +1,6 @@
 """``cp3rt degrade``: make noisy / blurred / downsampled copies of clean images (spec §6).
 
-Flag handling and rendering only; the work is :func:`cp3rt.runtime.degrade.degrade_files`.
+Flag handling and rendering only; the work is :func:`cp3rt.runtime.quality.degrade.degrade_files`.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def degrade(
     ),
     ds_max: int = typer.Option(7, "--ds-max", help="Largest random downsampling factor."),
 ) -> None:
-    from cp3rt.runtime.degrade import degrade_files, noise_from_options
     from cp3rt.runtime.io import find_images
+    from cp3rt.runtime.quality.degrade import degrade_files, noise_from_options
 
     recipe = noise_from_options(noise, pscale=pscale, sigma=sigma, ds=ds, ds_max=ds_max)
     images = find_images(inputs)

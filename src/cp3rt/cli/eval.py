@@ -1,6 +1,6 @@
 """``cp3rt eval``: score predicted masks against ground truth (AP at IoU thresholds).
 
-Flag handling and rendering only; the work is :func:`cp3rt.runtime.evaluation.evaluate_folders`.
+Flag handling and rendering only; the work is :func:`cp3rt.runtime.quality.evaluation.evaluate_folders`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
 def _parse_thresholds(values: list[str] | None) -> tuple[float, ...]:
     from cp3rt.errors import ConfigError
-    from cp3rt.runtime.metrics import AP_THRESHOLDS
+    from cp3rt.runtime.quality.metrics import AP_THRESHOLDS
 
     if not values:
         return AP_THRESHOLDS
@@ -73,8 +73,8 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    from cp3rt.runtime.evaluation import evaluate_folders
     from cp3rt.runtime.io.write import write_json
+    from cp3rt.runtime.quality.evaluation import evaluate_folders
 
     report = evaluate_folders(pred, gt, _parse_thresholds(thresholds))
     ths = report.thresholds

@@ -1,6 +1,6 @@
 """``cp3rt run``: restore (optional) + segment image files and write masks.
 
-The command only turns flags into configs, calls :func:`cp3rt.runtime.batch.run_batch` and
+The command only turns flags into configs, calls :func:`cp3rt.runtime.batch.files.run_batch` and
 renders progress and the summary; all logic lives in the library.
 """
 
@@ -95,11 +95,11 @@ def run(
     block_size: Optional[int] = typer.Option(None, "--block-size", min=64, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of 2 diameters is added around it."),
 ) -> None:
     from cp3rt.cli import _run_render as render
-    from cp3rt.runtime.batch import OutputOptions, run_batch
-    from cp3rt.runtime.blocks.files import merge_summaries, run_huge, split_inputs
+    from cp3rt.runtime.batch.blocks.files import merge_summaries, run_huge, split_inputs
+    from cp3rt.runtime.batch.files import OutputOptions, run_batch
+    from cp3rt.runtime.batch.plates import plate_fields, run_plate, split_plates
+    from cp3rt.runtime.config import PipelineConfig, RunConfig
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.plates import plate_fields, run_plate, split_plates
-    from cp3rt.runtime.run_config import PipelineConfig, RunConfig
 
     run_cfg = RunConfig(
         diameter=diameter,
@@ -143,7 +143,7 @@ def run(
                                                               block_size=block_size or D.BLOCK_SIZE,
                                                               on_event=progress.update).batch)
         if huge or (not cluster and (images or plates)):
-            from cp3rt.runtime.stream import stream_batch
+            from cp3rt.runtime.batch.stream import stream_batch
 
             pipeline = stack.enter_context(Pipeline.from_config(pipe_cfg, run=run_cfg))
             if images and not cluster:

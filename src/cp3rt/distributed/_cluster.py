@@ -12,7 +12,7 @@ from typing import Any
 from cp3rt import defaults as D
 from cp3rt._lazy import require
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
 _PIPELINES: dict[PipelineConfig, Any] = {}

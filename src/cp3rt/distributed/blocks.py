@@ -21,12 +21,12 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.distributed._cluster import map_ordered, pipeline_for
-from cp3rt.runtime.blocks.files import BlockRunner
-from cp3rt.runtime.blocks.merge import FrameStore, global_tables
-from cp3rt.runtime.blocks.plan import Block
-from cp3rt.runtime.blocks.run import (BlockJob, BlockSummary, Steps, check_out, count_objects, keep_block,
-                                      plan_job, relabel_cores, segment_block)
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.batch.blocks.image import (BlockJob, BlockSummary, Steps, check_out, count_objects, keep_block,
+                                              plan_job, relabel_cores, segment_block)
+from cp3rt.runtime.batch.blocks.image_files import BlockRunner
+from cp3rt.runtime.batch.blocks.merge import FrameStore, global_tables
+from cp3rt.runtime.batch.blocks.plan import Block
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 
 _LOCAL = "local.zarr"
 _FRAMES = "frames"
@@ -34,7 +34,7 @@ _FRAMES = "frames"
 
 def _block_task(config: PipelineConfig, run: RunConfig, image_path: str, job: BlockJob, block: Block,
                 scratch: str) -> tuple[int, np.ndarray]:
-    from cp3rt.runtime.blocks.lazy import open_plane
+    from cp3rt.runtime.batch.blocks.lazy import open_plane
     from cp3rt.runtime.io.zarr_io import _zarr
 
     labels = segment_block(pipeline_for(config, run), open_plane(image_path), job, block)

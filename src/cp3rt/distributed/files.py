@@ -8,14 +8,14 @@ from pathlib import Path
 
 from cp3rt import defaults as D
 from cp3rt.distributed._cluster import map_ordered, pipeline_for
-from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 
 
 def _process(config: PipelineConfig, run: RunConfig, outputs: OutputOptions, image: str) -> ImageOutcome:
-    from cp3rt.runtime.batch import _one
+    from cp3rt.runtime.batch.files import process_file
 
-    return _one(pipeline_for(config, run), Path(image), run, outputs, lambda d, n: None)
+    return process_file(pipeline_for(config, run), Path(image), run, outputs, lambda d, n: None)
 
 
 def run_distributed(

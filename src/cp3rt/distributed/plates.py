@@ -14,14 +14,14 @@ from pathlib import Path
 
 from cp3rt import defaults as D
 from cp3rt.distributed._cluster import map_ordered, pipeline_for
-from cp3rt.runtime.batch import BatchEvent, ImageOutcome, OutputOptions
-from cp3rt.runtime.plates import PlateSummary, finish_plate, plate_fields
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.batch.files import BatchEvent, ImageOutcome, OutputOptions
+from cp3rt.runtime.batch.plates import PlateSummary, finish_plate, plate_fields
+from cp3rt.runtime.config import PipelineConfig, RunConfig
 
 
 def _field_task(config: PipelineConfig, run: RunConfig, outputs: OutputOptions, field: str,
                 block_size: int) -> ImageOutcome:
-    from cp3rt.runtime.blocks.files import segment_file
+    from cp3rt.runtime.batch.blocks.files import segment_file
 
     return segment_file(pipeline_for(config, run), Path(field), run, outputs, block_size=block_size)
 

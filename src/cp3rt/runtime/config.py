@@ -14,7 +14,7 @@ from typing import Any, Literal
 from cp3rt import defaults as D
 from cp3rt.engines.select import BACKENDS
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.normalize import NormalizeConfig
+from cp3rt.runtime.prep.normalize import NormalizeConfig
 
 Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
 Precision = Literal["fp32", "fp16"]

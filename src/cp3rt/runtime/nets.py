@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,7 @@ from cp3rt.errors import ConfigError, IncompatibleEngineError
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.engines.base import Engine
     from cp3rt.engines.manifest import EngineManifest
-    from cp3rt.runtime.run_config import PipelineConfig
+    from cp3rt.runtime.config import PipelineConfig
     from cp3rt.zoo import SizeModel
 
 STYLE_OUTPUT = "style"
@@ -65,6 +65,24 @@ class Net:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _no_size_model() -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Nets:
+    """The opened nets one image goes through: what the stages get instead of a Pipeline.
+
+    ``size_model`` is a callable because the size model is loaded on first use (only a run
+    without a diameter needs it) by whoever owns the nets.
+    """
+
+    segment: Net
+    restore: Net | None = None
+    restore_chan2: Net | None = None
+    size_model: Callable[[], SizeModel | None] = _no_size_model
 
 
 def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:

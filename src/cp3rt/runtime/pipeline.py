@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cp3rt.errors import DownloadError, InputError, ModelNotFoundError
-from cp3rt.runtime.nets import Net, find_size_model, net_from_engine, open_net
+from cp3rt.runtime.config import PipelineConfig, RunConfig
+from cp3rt.runtime.nets import Net, Nets, find_size_model, net_from_engine, open_net
 from cp3rt.runtime.result import STAGES, Result
-from cp3rt.runtime.run_config import PipelineConfig, RunConfig
+from cp3rt.runtime.stages.image import run_image
+from cp3rt.runtime.stages.volume import run_volume
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.engines.base import Engine
@@ -134,9 +136,8 @@ class Pipeline:
         run: RunConfig | None = None,
         **overrides: Any,
     ) -> Result:
-        """Segment one 2-D image (array or file path); ``overrides`` are RunConfig fields."""
-        from cp3rt.runtime._run import run_pipeline
-
+        """Segment one 2-D image (array or file path), or a volume with a volume run config
+        (do_3D / stitch_threshold); ``overrides`` are RunConfig fields."""
         if not self._nets:
             raise InputError("this Pipeline is closed; create a new one.")
         cfg = (run or self.run_config).replace(**overrides) if overrides else (run or self.run_config)
@@ -144,7 +145,11 @@ class Pipeline:
         t0 = time.perf_counter()
         raw = _load(image)
         timings["read"] = time.perf_counter() - t0
-        return run_pipeline(self, raw, cfg, timings, progress)
+        return run_stages(self.nets(), raw, cfg, timings, progress)
+
+    def nets(self) -> Nets:
+        """The opened nets, as the stages take them."""
+        return Nets(self.segment_net, self.restore_net, self.restore_chan2_net, self.size_model)
 
     def size_model(self) -> Any:
         """The segmentation model's size model (loaded on first use), or None."""
@@ -158,6 +163,13 @@ class Pipeline:
                 ) from exc
             self._size_model_loaded = True
         return self._size_model
+
+
+def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
+               progress: Progress | None) -> Result:
+    """One image through the stages: the 3-D path for a volume run config, else the 2-D one."""
+    stage = run_volume if cfg.is_volume else run_image
+    return stage(nets, raw, cfg, timings, progress)
 
 
 def _label(engine: Any) -> str:

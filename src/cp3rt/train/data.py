@@ -20,8 +20,8 @@ from cp3rt.defaults import TRAIN_MIN_DIAMETER
 from cp3rt.errors import InputError
 from cp3rt.runtime.dynamics.flows import masks_to_flows
 from cp3rt.runtime.io.read import IMAGE_SUFFIXES, read_image, read_masks
-from cp3rt.runtime.metrics import diameters
-from cp3rt.runtime.normalize import normalize_image
+from cp3rt.runtime.prep.normalize import normalize_image
+from cp3rt.runtime.quality.metrics import diameters
 
 MASK_TAG = "_masks"
 _SKIP_TAGS = (MASK_TAG, "_flows", "_seg", "_cp_masks")

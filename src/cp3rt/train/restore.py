@@ -2,7 +2,7 @@
 
 Every batch is degraded on the fly: clean crops are resized so objects get a random diameter
 ``d* = diam_mean * 2^U(-1, 1)`` on a 340 x 340 canvas, degraded by the task's preset with blur
-tied to ``d*`` (cp3rt.runtime.degrade), then augmented to the crop size with objects at about
+tied to ``d*`` (cp3rt.runtime.quality.degrade), then augmented to the crop size with objects at about
 ``diam_mean``. Loss = lam_per * perceptual + lam_seg * segmentation + lam_rec * 80 MSE.
 """
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cp3rt.engines.manifest import sha256_file
-from cp3rt.runtime.degrade import Noise, add_noise_batch, noise_preset, normalize_clean
+from cp3rt.runtime.quality.degrade import Noise, add_noise_batch, noise_preset, normalize_clean
 from cp3rt.train.augment import place, random_rotate_and_resize
 from cp3rt.train.config import RestoreTrainConfig
 from cp3rt.train.data import FlowCache, TrainImage, find_pairs, load_training_set

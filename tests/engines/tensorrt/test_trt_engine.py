@@ -83,8 +83,8 @@ def test_infer_many_keeps_two_batches_in_flight(fp32_plan, exports, fake_trt) ->
 def test_pipeline_keeps_a_batch_in_flight_on_tensorrt(fp32_plan, exports) -> None:  # noqa: ANN001
     """The tiling runner feeds TrtEngine.infer_many (cutting and stitching overlap the GPU) and
     the flows equal onnxruntime's through the same pipeline."""
+    from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.run_config import RunConfig
 
     busy = _watch_streams_in_flight()
     image = np.random.default_rng(3).normal(500, 80, size=(610, 530)).astype(np.float32)

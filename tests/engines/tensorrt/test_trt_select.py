@@ -54,8 +54,8 @@ def test_pipeline_with_backend_trt_finds_or_builds_its_plan(fake_trt, tmp_path) 
     import torch
 
     from cp3rt.models.cpnet import CPnet
-    from cp3rt.runtime.metrics import average_precision
     from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.quality.metrics import average_precision
 
     state = fake_trt()
     torch.manual_seed(0)

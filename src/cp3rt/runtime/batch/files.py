@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from cp3rt.errors import ConfigError, Cp3rtError, OutputError
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.result import STAGES
-from cp3rt.runtime.run_config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
@@ -157,20 +157,22 @@ def run_batch(
     for i, image in enumerate(images):
         image = Path(image)
         emit(BatchEvent("start", i, total, image))
-        outcome = _one(pipeline, image, run, outputs, lambda d, n, i=i, image=image: emit(
+        outcome = process_file(pipeline, image, run, outputs, lambda d, n, i=i, image=image: emit(
             BatchEvent("tiles", i, total, image, d, n)))
         results.append(outcome)
         emit(BatchEvent("end", i, total, image, outcome=outcome))
     return BatchSummary(tuple(results), time.perf_counter() - t0)
 
 
-def _one(
+def process_file(
     pipeline: Pipeline,
     image: Path,
     run: RunConfig,
     outputs: OutputOptions,
     progress: Callable[[int, int], None],
 ) -> ImageOutcome:
+    """One image file: skipped when its outputs exist, else read, run and written; user errors
+    and disk errors become a failed outcome (one line), so a batch goes on."""
     try:
         finals = outputs.paths_for(image)
         if pipeline.restore_net is None:  # nothing to save: must not block the skip check
@@ -248,7 +250,7 @@ def _overlay_base(result: Result, raw: np.ndarray, run: RunConfig) -> np.ndarray
     (first) channel of the input as the pipeline read it."""
     if result.restored is not None:
         return result.restored[0]
-    from cp3rt.runtime.axes import to_cyx
+    from cp3rt.runtime.prep.axes import to_cyx
 
     return to_cyx(raw, channels=run.channels, channel_axis=run.channel_axis, z_axis=run.z_axis,
                   nchan=None)[0]

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 from cp3rt import defaults as D
 from cp3rt._fs import atomic_write_bytes
 from cp3rt.errors import InputError
-from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
+from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
@@ -133,7 +133,7 @@ def run_plate(
 ) -> PlateSummary:
     """Segment every field of the plate at ``root`` in this process (done fields skipped
     unless overwrite), then write ``<plate>_wells.csv`` (see ``finish_plate``)."""
-    from cp3rt.runtime.blocks.files import segment_file
+    from cp3rt.runtime.batch.blocks.files import segment_file
 
     root = Path(root)
     run = run or RunConfig()

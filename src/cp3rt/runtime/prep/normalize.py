@@ -12,7 +12,7 @@ that change numbers and are reproduced on purpose:
   defaults dict (§3.3 [bug]); cp3rt behaves like a fresh reference process.
 
 Optional steps, in the reference's order: smoothing/sharpening of the raw image
-(``normalize_filters``), then tiled percentiles (``normalize_tiles``) instead of whole-image
+(``prep.filters``), then tiled percentiles (``prep.normalize_local``) instead of whole-image
 ones. Deviation: with tiled normalisation ``invert`` flips every channel; the reference marks
 no channel as normalised there and silently ignores ``invert``.
 """
@@ -27,9 +27,9 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime._percentile import percentiles
-from cp3rt.runtime.normalize_filters import smooth_sharpen
-from cp3rt.runtime.normalize_tiles import tile_normalize
+from cp3rt.runtime.prep.filters import smooth_sharpen
+from cp3rt.runtime.prep.normalize_local import tile_normalize
+from cp3rt.runtime.prep.percentile import percentiles
 
 
 def _number(field: str, value: object) -> float:

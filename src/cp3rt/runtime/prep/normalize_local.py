@@ -31,7 +31,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from cp3rt import defaults as D
-from cp3rt.runtime.resize import resize_bilinear
+from cp3rt.runtime.prep.resize import resize_bilinear
 
 BLOCK_OVERLAP = 0.1  # fixed in the reference
 

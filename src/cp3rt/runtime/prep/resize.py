@@ -61,6 +61,20 @@ def resize_bilinear(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return out if arr.ndim == 3 else out[0]
 
 
+def resize_volume(vol: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """(Z, C, Y, X) -> (Z', C, Y', X') bilinear: planes to (Y', X') first, then Y-slices to (Z', X')
+    (the reference's order for volumes, which rounds differently from the other order)."""
+    lz, ly, lx = shape
+    if vol.shape[2:] != (ly, lx):
+        vol = np.stack([resize_bilinear(plane, (ly, lx)) for plane in vol])
+    if vol.shape[0] != lz:
+        out = np.empty((lz, vol.shape[1], ly, lx), np.float32)
+        for y in range(ly):  # the (C, Z, X) slice at row y
+            out[:, :, y, :] = resize_bilinear(vol[:, :, y, :].transpose(1, 0, 2), (lz, lx)).transpose(1, 0, 2)
+        vol = out
+    return vol
+
+
 def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of the last two axes of ``labels``; dtype kept exactly."""
     ly, lx = _check_shape(shape)

@@ -12,7 +12,7 @@ from cp3rt._fs import is_partial_file
 from cp3rt.errors import InputError
 from cp3rt.runtime.io.discover import natural_key
 from cp3rt.runtime.io.read import read_masks
-from cp3rt.runtime.metrics import AP_THRESHOLDS, MatchReport, match_image
+from cp3rt.runtime.quality.metrics import AP_THRESHOLDS, MatchReport, match_image
 
 MASK_SUFFIXES = (".tif", ".tiff", ".png", ".npy")
 # A prediction `X_cp_masks.tif` (Cellpose), `X_masks.tif` or `X_seg.npy` belongs to image X;

@@ -1,4 +1,8 @@
-"""The body of Pipeline.run: axes -> (restore) -> normalise -> (size estimate) -> net -> dynamics."""
+"""One 2-D image through the stages: axes -> (restore) -> normalise -> (size estimate) -> net -> dynamics.
+
+``run_image`` is the body of ``Pipeline.run`` for a 2-D run config; ``stages.volume.run_volume``
+is its 3-D counterpart.
+"""
 
 from __future__ import annotations
 
@@ -10,65 +14,61 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cp3rt.errors import InputError
-from cp3rt.runtime.axes import to_cyx
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.dynamics import compute_masks, niter_for
-from cp3rt.runtime.normalize import NormalizeConfig, check_finite, normalize_image
-from cp3rt.runtime.restore import restore_image
+from cp3rt.runtime.prep.axes import to_cyx
+from cp3rt.runtime.prep.normalize import check_finite, normalize_image
 from cp3rt.runtime.result import Result
-from cp3rt.runtime.run_config import RunConfig
-from cp3rt.runtime.segment import NetOutput, rescale_for, run_segment_net
+from cp3rt.runtime.stages.after_restore import channels_after_restore, normalize_after_restore
+from cp3rt.runtime.stages.restore import restore_image
+from cp3rt.runtime.stages.segment import NetOutput, rescale_for, run_segment_net
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp3rt.runtime.nets import Net
-    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.nets import Net, Nets
 
 Progress = Callable[[int, int], None]
 
 
-def run_pipeline(
-    pipe: Pipeline, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
+def run_image(
+    nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
     progress: Progress | None,
 ) -> Result:
-    if cfg.is_volume:
-        from cp3rt.runtime.volume_run import run_volume
-
-        return run_volume(pipe, raw, cfg, timings, progress)
-    seg = pipe.segment_net
+    seg = nets.segment
     t = time.perf_counter()
     # The restoration keeps every channel (nchan None), the segmentation net takes nchan (§3.2).
-    nchan = None if pipe.restore_net is not None else seg.nchan
+    nchan = None if nets.restore is not None else seg.nchan
     image = _to_2d(raw, cfg, nchan)
     timings["normalize"] += time.perf_counter() - t
 
     diameter = cfg.diameter if cfg.diameter else None
     restored = None
     seg_norm = cfg.normalize
-    if pipe.restore_net is not None:
+    if nets.restore is not None:
         t = time.perf_counter()
         rest = restore_image(
-            image, pipe.restore_net, diameter=diameter, normalize=cfg.normalize,
+            image, nets.restore, diameter=diameter, normalize=cfg.normalize,
             channels=cfg.channels, tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size,
-            chan2_net=pipe.restore_chan2_net, reference_bugs=cfg.reference_bugs, progress=progress,
+            chan2_net=nets.restore_chan2, reference_bugs=cfg.reference_bugs, progress=progress,
         )
         restored = rest.image
         timings["restore"] += time.perf_counter() - t
         t = time.perf_counter()
         image = to_cyx(
-            restored, channels=_channels_after_restore(cfg.channels), channel_axis=0,
+            restored, channels=channels_after_restore(cfg.channels), channel_axis=0,
             nchan=seg.nchan,
         )
-        seg_norm = _normalize_after_restore(cfg)
+        seg_norm = normalize_after_restore(cfg)
         if rest.ratio > 1.0:  # upsampled: objects now have the restore model's diameter (§3.12)
-            diameter = pipe.restore_net.diam_mean
+            diameter = nets.restore.diam_mean
         timings["normalize"] += time.perf_counter() - t
 
     t = time.perf_counter()
     x = normalize_image(image, seg_norm) if seg_norm is not None else image
     timings["normalize"] += time.perf_counter() - t
 
-    if diameter is None and cfg.estimate_diameter and pipe.size_model() is not None:
+    if diameter is None and cfg.estimate_diameter and nets.size_model() is not None:
         t = time.perf_counter()
-        diameter = _estimate_diameter(x, seg, pipe.size_model(), cfg)
+        diameter = _estimate_diameter(x, seg, nets.size_model(), cfg)
         timings["segment"] += time.perf_counter() - t
 
     rescale = rescale_for(diameter, seg)
@@ -97,26 +97,6 @@ def _to_2d(raw: np.ndarray, cfg: RunConfig, nchan: int | None) -> np.ndarray:
     return image
 
 
-def _channels_after_restore(channels: tuple[int, int] | None) -> tuple[int, int] | None:
-    """§3.12 step 4: restored channel 0 = cytoplasm, channel 1 = nucleus (if any)."""
-    if channels is None:
-        return None
-    return (0, 0) if channels[0] == 0 else (1, 2)
-
-
-def _normalize_after_restore(cfg: RunConfig) -> NormalizeConfig | None:
-    """§3.12 step 3: the restored image is re-normalised with default settings.
-
-    The reference also carries ``invert`` into this second normalisation (inverting twice);
-    cp3rt inverts once, before restoration, unless reference_bugs is set.
-    """
-    if cfg.normalize is None or not cfg.normalize.normalizes:
-        return None
-    if cfg.reference_bugs and cfg.normalize.invert:
-        return NormalizeConfig(invert=True)
-    return NormalizeConfig()
-
-
 def _net(x: np.ndarray, seg: Net, rescale: float, cfg: RunConfig, resample: bool,
          progress: Progress | None) -> NetOutput:
     return run_segment_net(
@@ -136,7 +116,7 @@ def _masks(out: NetOutput, cfg: RunConfig, niter: float, image_hw: tuple[int, in
 
 def _estimate_diameter(x: np.ndarray, seg: Net, size_model, cfg: RunConfig) -> float:
     """§2.4 two-step estimate: style -> d_style, segment at that scale, median mask diameter."""
-    from cp3rt.runtime.metrics import diameters
+    from cp3rt.runtime.quality.metrics import diameters
 
     style_out = _net(x, seg, rescale_for(None, seg), cfg, False, None)
     d_style = float(size_model.estimate_diameter(style_out.style))

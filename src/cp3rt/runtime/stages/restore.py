@@ -16,10 +16,10 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.runtime.nets import Net
-from cp3rt.runtime.normalize import NormalizeConfig, normalize_image
-from cp3rt.runtime.resize import resize_bilinear
-from cp3rt.runtime.rescale import scaled_size
-from cp3rt.runtime.tiling import run_tiled
+from cp3rt.runtime.prep.diameter_scale import scaled_size
+from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
+from cp3rt.runtime.prep.resize import resize_bilinear
+from cp3rt.runtime.tiles.infer import run_tiled
 
 Progress = Callable[[int, int], None]
 MIN_UPSAMPLE_DIAMETER = 3.0  # below this the reference does not pre-upsample (§3.11 step 2)

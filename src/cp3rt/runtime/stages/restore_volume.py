@@ -26,11 +26,10 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
 from cp3rt.runtime.nets import Net
-from cp3rt.runtime.normalize import NormalizeConfig, normalize_image
-from cp3rt.runtime.resize import resize_bilinear
-from cp3rt.runtime.rescale import scaled_size
-from cp3rt.runtime.tiling import run_tiled_stack
-from cp3rt.runtime.volume import _resize_volume
+from cp3rt.runtime.prep.diameter_scale import scaled_size
+from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
+from cp3rt.runtime.prep.resize import resize_bilinear, resize_volume
+from cp3rt.runtime.tiles.infer import run_tiled_stack
 
 Progress = Callable[[int, int], None]
 
@@ -91,7 +90,7 @@ def restore_volume(
     axial = is_aniso(net) and anisotropy is not None and anisotropy > 1.0
     if axial:
         lz, _, ly, lx = vol.shape
-        vol = _resize_volume(vol, (int(lz * anisotropy), ly, lx))
+        vol = resize_volume(vol, (int(lz * anisotropy), ly, lx))
     out = np.empty(vol.shape, np.float32)
     for c in range(vol.shape[1]):
         rescale_c = rescale * D.NUCLEUS_CHANNEL_RESCALE if c == 1 else rescale

@@ -9,9 +9,9 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.runtime.nets import Net
-from cp3rt.runtime.resize import resize_bilinear
-from cp3rt.runtime.rescale import rescale_factor, scaled_size
-from cp3rt.runtime.tiling import run_tiled
+from cp3rt.runtime.prep.diameter_scale import rescale_factor, scaled_size
+from cp3rt.runtime.prep.resize import resize_bilinear
+from cp3rt.runtime.tiles.infer import run_tiled
 
 Progress = Callable[[int, int], None]
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.resize import resize_bilinear
-from cp3rt.runtime.rescale import scaled_size
-from cp3rt.runtime.tile_grid import TileGrid, pad_yx
-from cp3rt.runtime.tiling import InferFn, run_tiled_stack
+from cp3rt.runtime.prep.diameter_scale import scaled_size
+from cp3rt.runtime.prep.resize import resize_volume
+from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
+from cp3rt.runtime.tiles.infer import InferFn, run_tiled_stack
 
 Progress = Callable[[int, int], None]
 
@@ -56,19 +56,6 @@ def net_size(shape_zyx: tuple[int, int, int], rescale, anisotropy: float | None)
         )
     lyr, lxr = scaled_size((ly, lx), rescale) if rescale != 1.0 else (ly, lx)
     return lzr, lyr, lxr
-
-
-def _resize_volume(vol: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """(Z, C, Y, X) -> (Z', C, Y', X'): planes to (Y', X') first, then Y-slices to (Z', X')."""
-    lz, ly, lx = shape
-    if vol.shape[2:] != (ly, lx):
-        vol = np.stack([resize_bilinear(plane, (ly, lx)) for plane in vol])
-    if vol.shape[0] != lz:
-        out = np.empty((lz, vol.shape[1], ly, lx), np.float32)
-        for y in range(ly):  # the (C, Z, X) slice at row y
-            out[:, :, y, :] = resize_bilinear(vol[:, :, y, :].transpose(1, 0, 2), (lz, lx)).transpose(1, 0, 2)
-        vol = out
-    return vol
 
 
 def _view_tiles(planes_shape: tuple[int, int, int], tile_overlap: float, augment: bool) -> int:
@@ -134,13 +121,13 @@ def run_net_3d(
         raise InputError(f"do_3D needs a (Z, C, Y, X) volume; got shape {vol.shape}.")
     lz, _, ly, lx = vol.shape
     shape_r = net_size((lz, ly, lx), rescale, anisotropy)
-    x = _resize_volume(vol, shape_r)
+    x = resize_volume(vol, shape_r)
     yf, style = run_views(x, infer, tile_overlap=tile_overlap, batch_size=batch_size, augment=augment,
                           infer_ortho=infer_ortho, progress=progress)
     del x
     if resample and shape_r != (lz, ly, lx):
         # back to the image size: per plane in Y/X, then per Y-slice in Z (bilinear, values kept)
-        yf = _resize_volume(yf.transpose(1, 0, 2, 3), (lz, ly, lx)).transpose(1, 0, 2, 3)
+        yf = resize_volume(yf.transpose(1, 0, 2, 3), (lz, ly, lx)).transpose(1, 0, 2, 3)
     dP = np.ascontiguousarray(yf[:3])
     if flow3D_smooth > 0:
         from scipy.ndimage import gaussian_filter

@@ -1,5 +1,6 @@
-"""Pipeline.run for volumes: ``do_3D`` (orthogonal views + 3-D dynamics, §3.9/§4.9) or
-``stitch_threshold > 0`` (2-D masks per plane stitched by IoU, §3.10/§4.8).
+"""One volume through the stages, the 3-D counterpart of ``stages.image``: ``do_3D`` (orthogonal
+views + 3-D dynamics, §3.9/§4.9) or ``stitch_threshold > 0`` (2-D masks per plane stitched by
+IoU, §3.10/§4.8).
 
 The Result carries 3-D arrays: masks (Z, Y, X); dP (3, Z, Y, X) with do_3D, (2, Z, Y, X) when
 stitching; cellprob (Z, Y, X); restored (Z', C, Y, X) or None. ``style`` is the reference's:
@@ -18,20 +19,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cp3rt.errors import InputError
-from cp3rt.runtime._run import _channels_after_restore, _normalize_after_restore
-from cp3rt.runtime.axes import to_cyx
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.dynamics import compute_masks, compute_masks_3d, fill_holes_3d, niter_for
 from cp3rt.runtime.dynamics._labels import label_dtype
-from cp3rt.runtime.normalize import check_finite, normalize_image
+from cp3rt.runtime.prep.axes import to_cyx
+from cp3rt.runtime.prep.normalize import check_finite, normalize_image
 from cp3rt.runtime.result import Result
-from cp3rt.runtime.run_config import RunConfig
-from cp3rt.runtime.segment import rescale_for, run_segment_net
-from cp3rt.runtime.stitch3d import stitch3d
-from cp3rt.runtime.volume import run_net_3d
-from cp3rt.runtime.volume_restore import restore_volume
+from cp3rt.runtime.stages.after_restore import channels_after_restore, normalize_after_restore
+from cp3rt.runtime.stages.restore_volume import restore_volume
+from cp3rt.runtime.stages.segment import rescale_for, run_segment_net
+from cp3rt.runtime.stages.segment_volume import run_net_3d
+from cp3rt.runtime.stages.stitch_planes import stitch3d
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.nets import Nets
 
 Progress = Callable[[int, int], None]
 
@@ -45,26 +46,26 @@ def _to_zcyx(raw: np.ndarray, cfg: RunConfig, nchan: int | None) -> np.ndarray:
     return vol
 
 
-def run_volume(pipe: Pipeline, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
+def run_volume(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
                progress: Progress | None) -> Result:
-    seg = pipe.segment_net
+    seg = nets.segment
     t = time.perf_counter()
-    vol = _to_zcyx(raw, cfg, None if pipe.restore_net is not None else seg.nchan)
+    vol = _to_zcyx(raw, cfg, None if nets.restore is not None else seg.nchan)
     lz, _, ly, lx = vol.shape
     timings["normalize"] += time.perf_counter() - t
 
     restored, norm, anisotropy = None, cfg.normalize, cfg.anisotropy
-    if pipe.restore_net is not None:
+    if nets.restore is not None:
         t = time.perf_counter()
         restored = restore_volume(
-            vol, pipe.restore_net, diameter=cfg.diameter or None, anisotropy=cfg.anisotropy,
+            vol, nets.restore, diameter=cfg.diameter or None, anisotropy=cfg.anisotropy,
             normalize=cfg.normalize, channels=cfg.channels, tile_overlap=cfg.tile_overlap,
             batch_size=cfg.batch_size, progress=progress,
         )
         timings["restore"] += time.perf_counter() - t
-        vol = to_cyx(restored, channels=_channels_after_restore(cfg.channels), channel_axis=1,
+        vol = to_cyx(restored, channels=channels_after_restore(cfg.channels), channel_axis=1,
                      z_axis=0, nchan=seg.nchan, do_3D=True)
-        norm = _normalize_after_restore(cfg)
+        norm = normalize_after_restore(cfg)
         if restored.shape[0] != lz:  # axial restoration already made the volume isotropic
             anisotropy = None
 

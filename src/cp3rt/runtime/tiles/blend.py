@@ -6,15 +6,15 @@ added into a float32 accumulator, the weights summed in float64, the ratio round
 A grid with a single tile returns that tile unchanged (the weights cancel). Float32
 accumulation is order dependent: tiles added in grid order (as ``run_tiled`` does) give results
 bit-identical to the reference; any other order differs by a few ulps. The arithmetic runs in
-numba kernels (``_blend``) that skip numpy's full-tile temporaries and release the GIL.
+numba kernels (``tiles._blend_kernels``) that skip numpy's full-tile temporaries and release the GIL.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cp3rt.runtime._blend import blend_add, blend_ratio
-from cp3rt.runtime.tile_grid import TileGrid, taper_mask
+from cp3rt.runtime.tiles._blend_kernels import blend_add, blend_ratio
+from cp3rt.runtime.tiles.grid import TileGrid, taper_mask
 
 
 class Stitcher:

@@ -8,7 +8,7 @@ Pure geometry: nothing here looks at pixel values except ``TileGrid.cut``, which
   of them (1 if ``L <= bsize``), starts ``int(linspace(0, L - tile, n))``, row-major order.
   With ``augment`` tiles are always ``bsize`` square, the canvas is zero-extended at the bottom
   and right to at least ``bsize``, ``n = max(2, ceil(2 * L / bsize))`` and tiles are mirrored
-  (see ``cp3rt.runtime.augment``).
+  (see ``cp3rt.runtime.tiles.augment``).
 * ``taper_mask``: a logistic fall-off 20 px inside the edges of a ``max(224, h, w)`` square,
   cropped centrally to the tile — the blending weight of each tile.
 """
@@ -23,7 +23,7 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.augment import flip_tile, tile_flips
+from cp3rt.runtime.tiles.augment import flip_tile, tile_flips
 
 
 def _pad_1d(length: int) -> tuple[int, int]:

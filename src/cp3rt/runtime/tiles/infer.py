@@ -13,8 +13,8 @@ like the reference's ``run_net``: ``max(1, batch_size // ntiles)`` planes at a t
 concatenated and sent in chunks of ``batch_size``. Batch composition never changes results
 (BatchNorm runs in inference mode); it only matters for throughput.
 
-The geometry (``pad_yx``, ``Tile``, ``TileGrid``, ``taper_mask``) and the blending
-(``Stitcher``) live in ``tile_grid`` and ``stitch`` and are re-exported here.
+The geometry (``pad_yx``, ``Tile``, ``TileGrid``, ``taper_mask``) lives in ``tiles.grid``, the
+blending (``Stitcher``) in ``tiles.blend``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, EngineError, InputError
-from cp3rt.runtime.augment import unflip_output
-from cp3rt.runtime.stitch import Stitcher
-from cp3rt.runtime.tile_grid import Tile, TileGrid, pad_yx, taper_mask
+from cp3rt.runtime.tiles.augment import unflip_output
+from cp3rt.runtime.tiles.blend import Stitcher
+from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
 
-__all__ = [
-    "InferFn", "ProgressFn", "Stitcher", "Tile", "TileGrid", "pad_yx", "run_tiled",
-    "run_tiled_stack", "taper_mask",
-]
+__all__ = ["InferFn", "ProgressFn", "run_tiled", "run_tiled_stack"]
 
 # An InferFn may carry ``many(batches) -> results`` (same order) for engines that keep a batch
 # in flight while the next is staged (TensorRT, torch-CUDA); plain calls are used otherwise.

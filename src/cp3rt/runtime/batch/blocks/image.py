@@ -29,11 +29,11 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.blocks.merge import FrameStore, global_tables
-from cp3rt.runtime.blocks.plan import Block, BlockGrid, box_slices
-from cp3rt.runtime.normalize import NormalizeConfig
-from cp3rt.runtime.run_config import RunConfig
-from cp3rt.runtime.stream import StreamConfig, stream_map
+from cp3rt.runtime.batch.blocks.merge import FrameStore, global_tables
+from cp3rt.runtime.batch.blocks.plan import Block, BlockGrid, box_slices
+from cp3rt.runtime.batch.stream import StreamConfig, stream_map
+from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.prep.normalize import NormalizeConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
@@ -56,7 +56,7 @@ def global_lowhigh(image: Any, percentiles: tuple[float, float] = D.PERCENTILES,
                    ) -> tuple[tuple[float, float], ...]:
     """Per-channel (low, high) percentiles of a strided subsample of a (Y, X)/(C, Y, X) array,
     taken on the channels the net will see (after ``channels``/``nchan`` selection)."""
-    from cp3rt.runtime.axes import to_cyx
+    from cp3rt.runtime.prep.axes import to_cyx
 
     ly, lx = image.shape[-2:]
     step = max(1, int(np.ceil(np.sqrt(ly * lx / SAMPLE_PIXELS))))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.runtime.blocks.plan import Block, BlockGrid, box_slices, intersection
+from cp3rt.runtime.batch.blocks.plan import Block, BlockGrid, box_slices, intersection
 
 
 class FrameStore:

@@ -37,11 +37,11 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.blocks.merge import FrameStore, global_tables
-from cp3rt.runtime.blocks.plan import BlockGrid
-from cp3rt.runtime.blocks.run import (SAMPLE_PIXELS, Steps, count_objects, global_lowhigh, keep_block,
-                                      relabel_cores)
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.batch.blocks.image import (SAMPLE_PIXELS, Steps, count_objects, global_lowhigh, keep_block,
+                                              relabel_cores)
+from cp3rt.runtime.batch.blocks.merge import FrameStore, global_tables
+from cp3rt.runtime.batch.blocks.plan import BlockGrid
+from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline

@@ -3,7 +3,7 @@ of TIFF / zarr / OME-Zarr volumes, and ``segment_volume_file`` writing their 3-D
 
 A volume is huge when its Y or X side is above ``defaults.HUGE_IMAGE_SIDE`` or it has more
 than ``defaults.HUGE_VOLUME_VOXELS`` voxels (a one-piece do_3D run holds ~60 bytes per voxel).
-Outputs, as for huge 2-D images (``files``):
+Outputs, as for huge 2-D images (``file_outputs``):
 * OME-Zarr input -> ``labels/cp3rt`` (Z, Y, X) inside it (NGFF 0.4), marked complete when
   done; a re-run skips it, a half-written group from a killed run is redone.
 * TIFF or plain zarr array -> ``<stem>_cp_masks.tif``, a (Z, Y, X) uint32 BigTIFF written
@@ -30,12 +30,12 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, Cp3rtError, InputError
-from cp3rt.runtime.batch import ImageOutcome, OutputOptions
-from cp3rt.runtime.blocks.files import (block_diameter, failed_outcome, outcome_of, refuse_extra_outputs,
-                                        write_block_labels)
-from cp3rt.runtime.blocks.lazy import ngff_axes, tiff_axes
-from cp3rt.runtime.blocks.volume import segment_volume_blocks
-from cp3rt.runtime.run_config import RunConfig
+from cp3rt.runtime.batch.blocks.file_outputs import (block_diameter, failed_outcome, outcome_of,
+                                                     refuse_extra_outputs, write_block_labels)
+from cp3rt.runtime.batch.blocks.lazy import ngff_axes, tiff_axes
+from cp3rt.runtime.batch.blocks.volume import segment_volume_blocks
+from cp3rt.runtime.batch.files import ImageOutcome, OutputOptions
+from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline

@@ -3,7 +3,7 @@
 Design (issue 6, part 1)
 ------------------------
 * ``workers`` threads each take the next image, read it, normalise, tile, stitch and run the
-  dynamics for it exactly as :func:`cp3rt.runtime._run.run_pipeline` does for one image, so
+  dynamics for it exactly as :func:`cp3rt.runtime.pipeline.run_stages` does for one image, so
   every image is still stitched on its own and results are those of the one-at-a-time path.
 * Engine calls do not go to the engine directly: each worker hands its tile batch to one
   :class:`TileBatcher` thread, which concatenates the requests waiting for the same engine
@@ -18,8 +18,8 @@ compiled with ``nogil=True``; the ``parallel=True`` ones (prange) are not, but s
 work over numba's own thread pool, so a worker in dynamics still uses the cores.
 """
 
-from cp3rt.runtime.stream.batcher import StreamConfig, StreamStats, TileBatcher, streaming_view
-from cp3rt.runtime.stream.folder import stream_batch
-from cp3rt.runtime.stream.map import stream_map
+from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamStats, TileBatcher, streaming_view
+from cp3rt.runtime.batch.stream.folder import stream_batch
+from cp3rt.runtime.batch.stream.map import stream_map
 
 __all__ = ["StreamConfig", "StreamStats", "TileBatcher", "stream_batch", "stream_map", "streaming_view"]

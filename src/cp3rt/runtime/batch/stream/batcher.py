@@ -14,13 +14,15 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.nets import Nets
+from cp3rt.runtime.pipeline import run_stages
 from cp3rt.runtime.result import STAGES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.nets import Net
     from cp3rt.runtime.pipeline import Pipeline
     from cp3rt.runtime.result import Result
-    from cp3rt.runtime.run_config import RunConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +142,7 @@ class _SharedEngine:
 
 
 class _StreamingPipeline:
-    """The attributes run_pipeline reads from a Pipeline, with shared-batch engines."""
+    """What the batch runners read from a Pipeline, with shared-batch engines."""
 
     def __init__(self, pipeline: Pipeline, batcher: TileBatcher) -> None:
         self._pipeline = pipeline
@@ -150,6 +152,7 @@ class _StreamingPipeline:
         self.restore_net = _shared(pipeline.restore_net, batcher)
         self.restore_chan2_net = _shared(pipeline.restore_chan2_net, batcher)
         self._size_lock = threading.Lock()
+        self._nets = Nets(self.segment_net, self.restore_net, self.restore_chan2_net, self.size_model)
 
     def size_model(self) -> Any:
         with self._size_lock:  # loaded once, on first use, by whichever worker gets there
@@ -157,9 +160,7 @@ class _StreamingPipeline:
 
     def run(self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
             run: RunConfig | None = None) -> Result:
-        from cp3rt.runtime._run import run_pipeline
-
-        return run_pipeline(self, image, run or self.run_config, dict.fromkeys(STAGES, 0.0), progress)
+        return run_stages(self._nets, image, run or self.run_config, dict.fromkeys(STAGES, 0.0), progress)
 
 
 def _shared(net: Net | None, batcher: TileBatcher) -> Net | None:

@@ -1,7 +1,7 @@
 """``stream_batch``: the streaming engine behind ``cp3rt run`` for many files.
 
-Same contract as :func:`cp3rt.runtime.batch.run_batch` (skip/resume, atomic outputs, one line
-per failed file, the same outputs) — each image goes through ``batch._one`` unchanged — but
+Same contract as :func:`cp3rt.runtime.batch.files.run_batch` (skip/resume, atomic outputs, one line
+per failed file, the same outputs) — each image goes through ``batch.files.process_file`` unchanged — but
 several images are in flight and their tiles share engine batches. Events are emitted from the
 calling thread only, so a progress renderer needs no locking; 'start' events come when an
 image is picked up, 'end' events in completion order (their ``index`` names the image).
@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cp3rt.runtime.batch import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, _one
-from cp3rt.runtime.run_config import RunConfig
-from cp3rt.runtime.stream.batcher import StreamConfig, StreamStats
-from cp3rt.runtime.stream.map import stream_map
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, process_file
+from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamStats
+from cp3rt.runtime.batch.stream.map import stream_map
+from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
@@ -63,14 +63,14 @@ def stream_batch(
     def work(view, item: tuple[int, Path]) -> ImageOutcome:
         i, image = item
         post(BatchEvent("start", i, total, image))
-        return _one(view, image, run, outputs,  # type: ignore[arg-type]
+        return process_file(view, image, run, outputs,  # type: ignore[arg-type]
                     lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
 
     outcomes: list[ImageOutcome | None] = [None] * total
     items = [(i, Path(p)) for i, p in enumerate(images)]
     for (i, image), outcome, error in stream_map(pipeline, items, work, stream, stats=stats):
         drain()
-        if error is not None:  # _one turns user errors into outcomes; anything else is a bug
+        if error is not None:  # process_file turns user errors into outcomes; anything else is a bug
             raise error
         outcomes[i] = outcome
         emit(BatchEvent("end", i, total, image, outcome=outcome))

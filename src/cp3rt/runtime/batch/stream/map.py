@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from cp3rt.runtime.stream.batcher import (
+from cp3rt.runtime.batch.stream.batcher import (
     StreamConfig,
     StreamStats,
     TileBatcher,

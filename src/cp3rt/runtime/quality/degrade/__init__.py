@@ -6,7 +6,8 @@ data for the restoration nets; seeded through an explicit ``numpy.random.Generat
 
 from __future__ import annotations
 
-from cp3rt.runtime.degrade.ops import (
+from cp3rt.runtime.quality.degrade.files import RECORD_NAME, DegradeRun, degrade_files
+from cp3rt.runtime.quality.degrade.ops import (
     blur_kernel,
     downsample_upsample,
     gaussian_blur,
@@ -17,8 +18,7 @@ from cp3rt.runtime.degrade.ops import (
     renormalize,
     resize_bilinear,
 )
-from cp3rt.runtime.degrade.files import RECORD_NAME, DegradeRun, degrade_files
-from cp3rt.runtime.degrade.params import (
+from cp3rt.runtime.quality.degrade.params import (
     CLI_NOISE_NAMES,
     PRESET_NAMES,
     FixedNoise,
@@ -28,7 +28,7 @@ from cp3rt.runtime.degrade.params import (
     noise_from_options,
     noise_preset,
 )
-from cp3rt.runtime.degrade.synth import AppliedNoise, add_noise, add_noise_batch
+from cp3rt.runtime.quality.degrade.synth import AppliedNoise, add_noise, add_noise_batch
 
 __all__ = [
     "CLI_NOISE_NAMES", "PRESET_NAMES", "RECORD_NAME", "AppliedNoise", "DegradeRun",

@@ -14,11 +14,11 @@ import numpy as np
 
 from cp3rt._version import __version__
 from cp3rt.errors import InputError, OutputError
-from cp3rt.runtime.degrade.ops import normalize_clean
-from cp3rt.runtime.degrade.params import DIAMETER, Noise
-from cp3rt.runtime.degrade.synth import AppliedNoise, add_noise_batch
 from cp3rt.runtime.io.read import read_image
 from cp3rt.runtime.io.write import write_image_tif, write_json
+from cp3rt.runtime.quality.degrade.ops import normalize_clean
+from cp3rt.runtime.quality.degrade.params import DIAMETER, Noise
+from cp3rt.runtime.quality.degrade.synth import AppliedNoise, add_noise_batch
 
 RECORD_NAME = "cp3rt_degrade.json"
 MAX_CHANNELS = 4  # a 3-D image with a side this small is read as channels, not as a stack

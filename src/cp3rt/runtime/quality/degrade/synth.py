@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.degrade.ops import (
+from cp3rt.runtime.quality.degrade.ops import (
     downsample_upsample,
     gaussian_blur,
     kernel_half_width,
     poisson_counts,
     renormalize,
 )
-from cp3rt.runtime.degrade.params import DIAMETER, FixedNoise, Noise, NoiseParams, OneClickNoise
+from cp3rt.runtime.quality.degrade.params import DIAMETER, FixedNoise, Noise, NoiseParams, OneClickNoise
 
 
 @dataclass(frozen=True)
