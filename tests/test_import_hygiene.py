@@ -52,3 +52,79 @@ def test_the_check_can_fail() -> None:
     # A top-level torch import anywhere in the chain would look exactly like this.
     assert loaded_forbidden("import cp3rt\nimport torch") == ["torch"]
     assert loaded_forbidden("import cp3rt.models") == ["cp3rt.models"]
+
+
+# ---- every module on its own, with only the core dependencies ------------------------------------
+# Import names of the optional extras (pyproject [project.optional-dependencies]): a core install
+# has none of them, so a module that loads one at import time breaks there.
+EXTRA_IMPORTS = ("torch", "onnx", "onnxscript", "tensorrt", "cuda", "numba_cuda", "numba.cuda", "zarr",
+                 "dask", "distributed", "cellpose", "cv2", "fastremap", "fill_voids", "hypothesis")
+# The parts that need an extra to import at all: the torch side (export, train) and the CUDA
+# dynamics kernels (numba-cuda). Everything else must import with the core dependencies only.
+NEEDS_EXTRA = ("cp3rt.models", "cp3rt.train", "cp3rt.runtime.dynamics.cuda._")
+CORE_PRELOAD = ("numpy", "numba", "scipy", "tifffile", "typer", "rich", "onnxruntime", "platformdirs",
+                "filelock", "PIL")
+
+# One fresh interpreter loads the core dependencies once, then forks a child per module: each
+# child starts with no cp3rt module loaded, imports one, and reports an error or the extras it
+# pulled in. (A module that works only because another one was imported first fails here.)
+_EACH = r"""
+import importlib, json, os, sys, traceback
+for dep in {preload!r}:
+    importlib.import_module(dep)
+def extras():
+    return sorted(m for m in sys.modules if any(m == e or m.startswith(e + ".") for e in {extras!r}))
+assert not extras(), extras()
+assert not [m for m in sys.modules if m.split(".")[0] == "cp3rt"]
+report = {{}}
+for name in {modules!r}:
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            importlib.import_module(name)
+            out = {{"extras": extras()}}
+        except BaseException:
+            out = {{"error": traceback.format_exc(limit=3)}}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        report[name] = json.loads(f.read() or '{{"error": "child died"}}')
+    os.waitpid(pid, 0)
+print("@@" + json.dumps(report))
+"""
+
+
+def core_modules() -> list[str]:
+    from test_layering import module_files
+
+    return sorted(m for m in module_files() if m.startswith("cp3rt") and not m.endswith("__main__")
+                  and not m.startswith(NEEDS_EXTRA))
+
+
+def import_each(modules: list[str]) -> dict[str, dict]:
+    code = _EACH.format(preload=CORE_PRELOAD, extras=EXTRA_IMPORTS, modules=modules)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    marker = [line for line in proc.stdout.splitlines() if line.startswith("@@")]
+    return json.loads(marker[-1][2:])
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+def test_every_core_module_imports_alone_without_extras() -> None:
+    modules = core_modules()
+    assert "cp3rt.runtime.batch.files" in modules and "cp3rt.engines.ort" in modules
+    report = import_each(modules)
+    broken = {m: r["error"].strip().splitlines()[-1] for m, r in report.items() if "error" in r}
+    heavy = {m: r["extras"] for m, r in report.items() if r.get("extras")}
+    assert not broken, f"modules that do not import on their own: {broken}"
+    assert not heavy, f"modules that load an optional extra at import time: {heavy}"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+def test_the_per_module_check_can_fail() -> None:
+    report = import_each(["cp3rt.models.cpnet", "cp3rt.no_such_module"])
+    assert "torch" in report["cp3rt.models.cpnet"]["extras"]
+    assert "ModuleNotFoundError" in report["cp3rt.no_such_module"]["error"]
