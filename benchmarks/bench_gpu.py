@@ -220,6 +220,8 @@ class Borrowed:
         self.inputs, self.outputs = engine.inputs, engine.outputs
         if hasattr(engine, "infer_many"):  # keep the runtime's GPU pipelining (see runtime.nets)
             self.infer_many = engine.infer_many
+        if hasattr(engine, "infer_device"):  # and the GPU-resident path (stages.image_device)
+            self.infer_device, self.device = engine.infer_device, engine.device
 
     def infer(self, batch):  # noqa: ANN001, ANN201
         return self.engine.infer(batch)

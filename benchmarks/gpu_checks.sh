@@ -6,6 +6,8 @@
 #                                     git-ignored via .git/info/exclude); then pass
 #                                     carry=[".whl", ".gpucarry"] to each device call. The trained
 #                                     starter weights are recovered from the shipped ONNX there.
+#   benchmarks/gpu_checks.sh resident the GPU-resident path vs the host path vs the reference (latency, folder,
+#                                     memory of 2048^2, masks), then the GPU tests (bench_gpu_resident.py)
 #   benchmarks/gpu_checks.sh warm     compiled engines: cold vs warm start through the compile cache,
 #                                     host staging tiles/s, 1024^2 latency (bench_gpu_warm_start.py)
 #   benchmarks/gpu_checks.sh net      the prepared call of issues 16/17: bench_gpu_net.py (net variants,
@@ -72,6 +74,14 @@ net)
         tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
     step "bench_dynamics_gpu"
     timeout "${DYN_S:-100}" python3 benchmarks/bench_dynamics_gpu.py --out "$OUT" 2>&1 | tee -a "$LOG"
+    ;;
+resident)
+    environment
+    step "bench_gpu_resident"
+    timeout "${RESIDENT_S:-300}" python3 benchmarks/bench_gpu_resident.py --images .gpucarry/data --out "$OUT" 2>&1 | tee -a "$LOG"
+    step "GPU tests"
+    timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu \
+        tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
     ;;
 warm)
     environment

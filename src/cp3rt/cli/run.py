@@ -79,6 +79,7 @@ def run(
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
+    gpu_resident: bool = typer.Option(False, "--gpu-resident", help="With --backend torch-cuda, 2-D images: keep every stage from upload to masks on the GPU (normalise, resize, tiles, nets, blend, numba-cuda dynamics); default normalisation, no --augment, give --diameter."),
     compile_nets: bool = typer.Option(False, "--compile", help="With --backend torch-cuda: compile the nets with TorchInductor (about 2.8x the net's GPU speed on an H200; the first use of each tile shape compiles for 10-20 s, cached on disk for later runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
     save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (dY, dX, cellprob; float32)."),
@@ -115,6 +116,7 @@ def run(
         anisotropy=anisotropy,
         stitch_threshold=stitch_threshold,
         z_axis=z_axis,
+        gpu_resident=gpu_resident,
     )
     pipe_cfg = PipelineConfig(
         segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,

@@ -121,6 +121,8 @@ class RunConfig:
     stitch_threshold: float = 0.0
     flow3D_smooth: float = 0.0
     sampling_3d: Literal["grid", "exact"] = "grid"
+    # 2-D: every stage between upload and masks on the engines' device (stages.image_device).
+    gpu_resident: bool = False
 
     def __post_init__(self) -> None:
         if self.diameter is not None:
@@ -157,7 +159,7 @@ class RunConfig:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise _bad("batch_size", self.batch_size, "an integer >= 1")
         self._check_volume()
-        for name in ("augment", "resample", "interp", "estimate_diameter", "reference_bugs", "do_3D"):
+        for name in ("augment", "resample", "interp", "estimate_diameter", "reference_bugs", "do_3D", "gpu_resident"):
             if not isinstance(getattr(self, name), bool):
                 raise _bad(name, getattr(self, name), "True or False")
         if self.normalize is not None and not isinstance(self.normalize, NormalizeConfig):

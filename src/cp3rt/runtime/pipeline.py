@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cp3rt.errors import DownloadError, InputError, ModelNotFoundError
+from cp3rt.errors import ConfigError, DownloadError, InputError, ModelNotFoundError
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.nets import Net, Nets, find_size_model, net_from_engine, open_net
 from cp3rt.runtime.result import STAGES, Result
 from cp3rt.runtime.stages.image import run_image
+from cp3rt.runtime.stages.image_device import run_image_resident
 from cp3rt.runtime.stages.volume import run_volume
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,6 +98,12 @@ class Pipeline:
         self._size_model_loaded = False
 
     def _init(self, config: PipelineConfig, run: RunConfig) -> None:
+        if run.gpu_resident and config.backend not in RESIDENT_BACKENDS:
+            # Refused before any engine opens or any file is read, not once per image.
+            raise ConfigError(
+                f"gpu_resident=True keeps tensors on the engines' device, which backend "
+                f"{config.backend!r} cannot; use --backend torch-cuda (or torch, on the CPU)."
+            )
         self._setup(config, run)
         try:
             self.segment_net = self._open(config.segment, "segment")
@@ -165,9 +172,15 @@ class Pipeline:
         return self._size_model
 
 
+RESIDENT_BACKENDS = ("torch-cuda", "torch")  # engines with infer_device
+
+
 def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
                progress: Progress | None) -> Result:
-    """One image through the stages: the 3-D path for a volume run config, else the 2-D one."""
+    """One image through the stages: the GPU-resident 2-D path when asked for, the 3-D path for
+    a volume run config, else the 2-D one."""
+    if cfg.gpu_resident:
+        return run_image_resident(nets, raw, cfg, timings)
     stage = run_volume if cfg.is_volume else run_image
     return stage(nets, raw, cfg, timings, progress)
 

@@ -38,6 +38,10 @@ def stream_batch(
     """Segment every file in ``images`` with shared engine batches; outcomes in input order."""
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
+    if run.gpu_resident:  # shared host batches would defeat it: one image at a time, all on the device
+        from cp3rt.runtime.batch.files import run_batch
+
+        return run_batch(pipeline, images, run, outputs, on_event=on_event)
     emit = on_event or (lambda _event: None)
     t0 = time.perf_counter()
     if not run.diameter and run.estimate_diameter:
