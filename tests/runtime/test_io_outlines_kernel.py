@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,8 @@ import pytest
 from scipy import ndimage
 
 from cp3rt.runtime.io import masks_to_outlines
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds nojit_testutil
 
 CROSS = ndimage.generate_binary_structure(2, 1)
 
@@ -74,12 +75,9 @@ def test_jit_state_is_as_requested():
 
 
 def test_kernel_without_jit():
-    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
-        return  # this is the inner run itself
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert f"{len(list(cases())) + 3} passed" in proc.stdout, proc.stdout[-2000:]
+    from nojit_testutil import assert_pass_without_jit, jit_disabled
+
+    if jit_disabled():
+        pytest.fail("the no-JIT re-run must deselect this test")
+    assert_pass_without_jit(__file__, select="not kernel_without_jit", timeout=300,
+                            min_passed=len(list(cases())) + 2)

@@ -7,7 +7,6 @@ of the kernel is checked too (test_kernel_without_jit).
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import pytest
 
 from cp3rt.errors import InputError
 from cp3rt.runtime.quality.metrics import label_overlap
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds nojit_testutil
 
 
 def slow_label_overlap(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -65,12 +66,8 @@ def test_jit_state_is_as_requested():
 
 
 def test_kernel_without_jit():
-    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
-        return  # this is the inner run itself
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__))],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "9 passed" in proc.stdout, proc.stdout[-2000:]
+    from nojit_testutil import assert_pass_without_jit, jit_disabled
+
+    if jit_disabled():
+        pytest.fail("the no-JIT re-run must deselect this test")
+    assert_pass_without_jit(__file__, select="not kernel_without_jit", timeout=300, min_passed=8)

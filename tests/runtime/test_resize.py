@@ -6,8 +6,6 @@ Kernel tests (names containing ``kernel``) also run with NUMBA_DISABLE_JIT=1 in 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from cellpose import transforms as ref_transforms
 
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.prep import resize as R
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds nojit_testutil
 
 # Bilinear: the OpenCV/IPP emulation is bit-exact except in IPP's border columns of 3/4-channel
 # images (left neighbour clamped), which IPP sometimes rounds without FMA: there we allow
@@ -327,11 +327,6 @@ def test_bad_arguments() -> None:
 
 
 def test_kernels_also_pass_with_numba_jit_disabled() -> None:
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
-         "-k", "kernel and not jit_disabled"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout and "failed" not in proc.stdout
+    from nojit_testutil import assert_pass_without_jit
+
+    assert_pass_without_jit(__file__, select="kernel and not jit_disabled", timeout=300)
