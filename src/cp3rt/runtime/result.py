@@ -45,7 +45,3 @@ class Result:
     def n_objects(self) -> int:
         # Counted, not max(): with reference_bugs=True labels may have gaps.
         return int(np.count_nonzero(np.bincount(self.masks.ravel())[1:]))
-
-    @property
-    def total_seconds(self) -> float:
-        return float(sum(self.timings.values()))

@@ -111,10 +111,3 @@ def renumber_raster(lab: np.ndarray) -> tuple[np.ndarray, int]:
 def label_dtype(max_label: int) -> type[np.unsignedinteger]:
     """uint16 while every label fits (max < 65536, §3.8), uint32 beyond."""
     return np.uint16 if max_label < 2**16 else np.uint32
-
-
-def restore_values(lab: np.ndarray, values: np.ndarray | None, like: np.dtype) -> np.ndarray:
-    """Undo ``as_label_image`` compaction and give the caller's dtype back."""
-    if values is not None:
-        lab = values[lab]
-    return lab.astype(like, copy=False)
