@@ -9,6 +9,7 @@ tied to ``d*`` (cp3rt.runtime.quality.degrade), then augmented to the crop size 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -70,6 +71,51 @@ def restore_batch(
             torch.from_numpy(lbls))
 
 
+def _load_clean_set(
+    cfg: RestoreTrainConfig, progress: ProgressCallback | None, t0: float
+) -> tuple[list[TrainImage], list[str]]:
+    """The training images (§7.2: first channel, 1/99-percentile normalised, clipped at 0 —
+    the clean images ``add_noise`` expects) and the names of those dropped for too few masks."""
+
+    def on_image(k: int, n: int) -> None:
+        if progress is not None:
+            progress(TrainProgress("load", 0, cfg.epochs, k, n, 0.0, {},
+                                   time.perf_counter() - t0, "computing flows"))
+
+    return load_training_set(
+        find_pairs(cfg.images, cfg.masks), nchan=1, min_masks=cfg.min_train_masks,
+        cache=FlowCache(cfg.flow_cache), normalize=normalize_clean, on_image=on_image,
+    )
+
+
+def _restore_step(
+    cfg: RestoreTrainConfig,
+    items: list[TrainImage],
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    segmenter: torch.nn.Module,
+    rng: np.random.Generator,
+    diam_mean: float,
+) -> Callable[[np.ndarray], dict[str, float]]:
+    """One optimiser step on the images ``idx``, degraded afresh; returns the losses."""
+    noise = task_noise(cfg.task)
+
+    def step(idx: np.ndarray) -> dict[str, float]:
+        noisy, clean, lbl = restore_batch(
+            items, idx, rng, noise=noise, diam_mean=diam_mean, canvas=cfg.canvas,
+            crop=cfg.crop, scale_range=cfg.scale_range, rotate=cfg.rotate,
+        )
+        net.train()
+        restored = net(noisy)[0]
+        losses = restoration_losses(restored, clean, lbl, segmenter, cfg.lam)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        optimizer.step()
+        return {name: float(v.detach()) for name, v in losses.items()}
+
+    return step
+
+
 def train_restore(
     cfg: RestoreTrainConfig, progress: ProgressCallback | None = None
 ) -> TrainResult:
@@ -77,18 +123,7 @@ def train_restore(
     t0 = time.perf_counter()
     segmenter = load_segmenter(cfg.segmenter)
     diam_mean = float(cfg.diam_mean or segmenter.diam_mean.item())
-    pairs = find_pairs(cfg.images, cfg.masks)
-
-    def on_image(k: int, n: int) -> None:
-        if progress is not None:
-            progress(TrainProgress("load", 0, cfg.epochs, k, n, 0.0, {},
-                                   time.perf_counter() - t0, "computing flows"))
-
-    # §7.2: first channel, 1/99-percentile normalised, clipped at 0 (clean images for add_noise).
-    items, dropped = load_training_set(
-        pairs, nchan=1, min_masks=cfg.min_train_masks, cache=FlowCache(cfg.flow_cache),
-        normalize=normalize_clean, on_image=on_image,
-    )
+    items, dropped = _load_clean_set(cfg, progress, t0)
     names = [it.name for it in items]
     net = new_net(1, cfg.nbase, RESTORE_NOUT, diam_mean, cfg.seed)
     optimizer = torch.optim.AdamW(
@@ -105,21 +140,7 @@ def train_restore(
         images_per_epoch=cfg.images_per_epoch, with_replacement=True,
         save_every=cfg.save_every, checkpoint=cfg.checkpoint_path,
     )
-    noise = task_noise(cfg.task)
-
-    def step(idx: np.ndarray) -> dict[str, float]:
-        noisy, clean, lbl = restore_batch(
-            items, idx, state.rng, noise=noise, diam_mean=diam_mean, canvas=cfg.canvas,
-            crop=cfg.crop, scale_range=cfg.scale_range, rotate=cfg.rotate,
-        )
-        net.train()
-        restored = net(noisy)[0]
-        losses = restoration_losses(restored, clean, lbl, segmenter, cfg.lam)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        optimizer.step()
-        return {name: float(v.detach()) for name, v in losses.items()}
-
+    step = _restore_step(cfg, items, net, optimizer, segmenter, state.rng, diam_mean)
     run_epochs(plan, state, step, progress)
     net.eval()
     net.save(cfg.out)
