@@ -57,6 +57,10 @@ def _unit(dy, dx):  # pragma: no cover - device code
     return dy / norm, dx / norm
 
 
+# long: one kernel launch for the whole QC; its phases (centroid, source pixel, diffusion, error
+# sums) hand results to each other through block-shared memory and syncthreads barriers. As
+# separate kernels each phase would cost a launch and a trip through global memory; as device
+# functions the barriers would hide inside helpers that every thread must still reach.
 @cuda.jit
 def flow_errors(lab, boxes, offsets, scratch, flow5, err):  # pragma: no cover - device code
     """err[k-1] = mean over label k of (mu_y - flow5_y)^2 + mean of (mu_x - flow5_x)^2."""
