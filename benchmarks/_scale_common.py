@@ -166,7 +166,7 @@ class LabelFlowEngine(BaseEngine):
 
     def __init__(self, lowhigh: tuple[float, float], diam_mean: float = 30.0) -> None:
         from cp3rt.engines.base import TensorSpec
-        from cp3rt.engines.manifest import EngineManifest
+        from cp3rt.manifest import EngineManifest
 
         manifest = EngineManifest(role="segment", source_model="label-flows", source_sha256="0" * 64, nchan=1,
                                   nout=3, diam_mean=diam_mean, diam_labels=diam_mean, precision="fp32", opset=17)

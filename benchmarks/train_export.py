@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for
+from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.models.export import export_onnx
 from cp3rt.models.weights import read_weight_file
 

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
+from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
 from cp3rt.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -72,7 +72,7 @@ def artefact_dir(
     name-based diam_mean, the same file given by path keeps the file's value (§1.5).
     """
     if cache_root is None:
-        from cp3rt.zoo.locations import cache_dir
+        from cp3rt.cache import cache_dir
 
         cache_root = cache_dir()
     kind = zoo_name if zoo_name is not None else "file"

@@ -11,7 +11,7 @@ import onnxruntime
 import pytest
 
 from cp3rt.engines import EngineManifest
-from cp3rt.engines.manifest import manifest_path_for, sha256_file
+from cp3rt.manifest import manifest_path_for, sha256_file
 from cp3rt.engines.ort import OrtEngine, OrtOptions
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError, IncompatibleEngineError
 

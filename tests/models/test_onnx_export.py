@@ -15,7 +15,7 @@ import pytest
 import torch
 from models_testutil import max_abs, randomise_bn, report_mismatch
 
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for
+from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.errors import ConfigError, ExportError
 from cp3rt.models import _verify
 from cp3rt.models.cpnet import CPnet, load_cpnet

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cp3rt.engines.base import BaseEngine, TensorSpec
-from cp3rt.engines.manifest import EngineManifest
+from cp3rt.manifest import EngineManifest
 
 
 def gradient_net(x: np.ndarray) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ import pytest
 
 from cp3rt import Pipeline
 from cp3rt.engines.base import BaseEngine, TensorSpec
-from cp3rt.engines.manifest import EngineManifest
+from cp3rt.manifest import EngineManifest
 from cp3rt.errors import ConfigError, Cp3rtError, InputError
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.prep.normalize import NormalizeConfig

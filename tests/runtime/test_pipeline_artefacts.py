@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cp3rt import artefacts
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
+from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
 from cp3rt.errors import BackendUnavailableError, ConfigError, ModelNotFoundError
 
 

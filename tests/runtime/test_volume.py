@@ -8,7 +8,7 @@ import pytest
 
 from cp3rt import Pipeline
 from cp3rt.engines.base import BaseEngine, TensorSpec
-from cp3rt.engines.manifest import EngineManifest
+from cp3rt.manifest import EngineManifest
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.stages.segment_volume import net_size, run_views

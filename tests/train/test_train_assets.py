@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
+from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
 from cp3rt.runtime.io.read import read_image, read_masks
 from cp3rt.runtime.pipeline import Pipeline
 from cp3rt.runtime.quality.degrade import FixedNoise, add_noise, normalize_clean

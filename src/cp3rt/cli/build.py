@@ -51,7 +51,7 @@ def build(
     workspace_mib: Optional[int] = typer.Option(None, "--workspace-mib", help="Builder workspace limit in MiB."),
     device: int = typer.Option(0, "--device", help="GPU index."),
 ) -> None:
-    from cp3rt.engines.manifest import ShapeRange
+    from cp3rt.manifest import ShapeRange
     from cp3rt.engines.tensorrt import BuildConfig, build_for_model, parse_batch
     from cp3rt.engines.tensorrt.builder import default_shapes
 

@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from cp3rt.engines.base import BaseEngine, Engine, TensorSpec
-from cp3rt.engines.manifest import EngineManifest, ShapeRange
+from cp3rt.manifest import EngineManifest, ShapeRange
 from cp3rt.engines.select import AUTO_ORDER, BACKENDS, open_engine
 
 if TYPE_CHECKING:  # pragma: no cover

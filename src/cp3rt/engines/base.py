@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from cp3rt.defaults import NET_HW_MULTIPLE
-from cp3rt.engines.manifest import EngineManifest, ShapeRange
+from cp3rt.manifest import EngineManifest, ShapeRange
 from cp3rt.errors import EngineError
 
 Batch = Mapping[str, np.ndarray] | np.ndarray

@@ -37,7 +37,7 @@ def use_compile_cache(torch: Any, device: Any, precision: str, root: Path | None
     if os.environ.get(ENV_INDUCTOR_CACHE):
         return Path(os.environ[ENV_INDUCTOR_CACHE])
     if root is None:
-        from cp3rt.zoo.locations import cache_dir
+        from cp3rt.cache import cache_dir
 
         root = cache_dir()
     key = compile_key(torch, device, precision)

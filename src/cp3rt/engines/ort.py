@@ -17,7 +17,7 @@ import numpy as np
 from cp3rt import defaults
 from cp3rt._lazy import require
 from cp3rt.engines.base import BaseEngine, TensorSpec
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
+from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError, IncompatibleEngineError
 
 ProviderName = Literal["cpu", "cuda", "tensorrt"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from cp3rt._lazy import require
 from cp3rt.engines.base import BaseEngine, TensorSpec
-from cp3rt.engines.manifest import EngineManifest
+from cp3rt.manifest import EngineManifest
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
 
 OUTPUTS_BY_ROLE = {"segment": ("flows", "style"), "restore": ("restored",)}

@@ -23,7 +23,7 @@ from cp3rt.defaults import (
     ONNX_OPSET,
     ONNX_OPSET_RANGE,
 )
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for
+from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.errors import ConfigError, ExportError, OutputError
 from cp3rt.models._trace import role_for, trace_to_onnx
 from cp3rt.models._verify import verify_against_torch

@@ -67,7 +67,7 @@ def recover_cpnet(onnx_path: str | os.PathLike[str], *, diam_mean: float, diam_l
 
 def recover_weight_file(onnx_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """Write the recovered weights as a Cellpose v3 state dict; diameters from the manifest."""
-    from cp3rt.engines.manifest import EngineManifest, manifest_path_for
+    from cp3rt.manifest import EngineManifest, manifest_path_for
 
     manifest = EngineManifest.read(manifest_path_for(Path(onnx_path)))
     net = recover_cpnet(onnx_path, diam_mean=manifest.diam_mean, diam_labels=manifest.diam_labels)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cp3rt.engines.manifest import sha256_file
+from cp3rt.manifest import sha256_file
 from cp3rt.errors import WeightFileError
 
 MODULE_PREFIX = "module."

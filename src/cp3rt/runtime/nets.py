@@ -15,7 +15,7 @@ from cp3rt.errors import ConfigError, IncompatibleEngineError
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.engines.base import Engine
-    from cp3rt.engines.manifest import EngineManifest
+    from cp3rt.manifest import EngineManifest
     from cp3rt.runtime.config import PipelineConfig
     from cp3rt.zoo import SizeModel
 

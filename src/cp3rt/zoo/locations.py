@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from cp3rt.defaults import ENV_CACHE_DIR, ENV_CELLPOSE_MODELS
+from cp3rt.cache import cache_dir
+from cp3rt.defaults import ENV_CELLPOSE_MODELS
 
 LocationKind = Literal["path", "package", "cellpose-env", "cellpose-cache", "cp3rt-cache"]
 
@@ -26,16 +27,6 @@ class Location:
 
     kind: LocationKind
     path: Path
-
-
-def cache_dir() -> Path:
-    """cp3rt's cache root: ``$CP3RT_CACHE_DIR`` if set, else the platform user cache folder."""
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs  # imported here: only resolution and `cp3rt models` need it
-
-    return Path(platformdirs.user_cache_dir("cp3rt", appauthor=False))
 
 
 def models_cache_dir() -> Path:

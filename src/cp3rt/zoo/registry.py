@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from cp3rt.defaults import DIAM_MEAN_CYTO, DIAM_MEAN_NUCLEI
-from cp3rt.engines.manifest import Role
+from cp3rt.manifest import Role
 from cp3rt.errors import ConfigError, ModelNotFoundError
 
 Architecture = Literal["cpnet", "segformer"]

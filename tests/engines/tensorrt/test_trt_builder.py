@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cp3rt.engines.manifest import EngineManifest, ShapeRange, sha256_file
+from cp3rt.manifest import EngineManifest, ShapeRange, sha256_file
 from cp3rt.engines.tensorrt import BuildConfig, build_plan, parse_batch
 from cp3rt.engines.tensorrt.builder import profile_shapes
 from cp3rt.errors import BackendUnavailableError, ConfigError, ExportError

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from trt_fixtures import worst
 
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for
+from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.engines.ort import OrtEngine
 from cp3rt.engines.tensorrt import BuildConfig, TrtEngine, build_plan
 from cp3rt.errors import EngineError, IncompatibleEngineError

@@ -54,7 +54,7 @@ def test_two_slots_two_profiles_fit_where_four_static_contexts_do_not(plan) -> N
 
 
 def _onnx(path):  # noqa: ANN001, ANN202
-    from cp3rt.engines.manifest import EngineManifest, manifest_path_for
+    from cp3rt.manifest import EngineManifest, manifest_path_for
 
     return EngineManifest.read(manifest_path_for(path)).onnx_path
 

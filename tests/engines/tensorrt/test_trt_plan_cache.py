@@ -12,7 +12,7 @@ import pytest
 from trt_fixtures import FAKES
 
 from cp3rt.engines.tensorrt import BuildConfig, PlanCache, TrtEngine
-from cp3rt.engines.manifest import ShapeRange
+from cp3rt.manifest import ShapeRange
 from cp3rt.errors import IncompatibleEngineError
 
 

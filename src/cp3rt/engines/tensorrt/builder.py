@@ -24,7 +24,7 @@ from typing import Any
 
 from cp3rt import defaults as D
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.engines.manifest import EngineManifest, ShapeRange, manifest_path_for, sha256_file
+from cp3rt.manifest import EngineManifest, ShapeRange, manifest_path_for, sha256_file
 from cp3rt.engines.tensorrt._trt import (
     TrtEnvironment,
     construct,
@@ -136,7 +136,7 @@ def profile_shapes(shapes: ShapeRange, nchan: int) -> list[tuple[tuple[int, ...]
 
 
 def default_timing_cache(env: TrtEnvironment) -> Path:
-    from cp3rt.zoo.locations import cache_dir
+    from cp3rt.cache import cache_dir
 
     tag = f"trt{env.tensorrt_version}-sm{env.compute_capability.replace('.', '')}"
     return cache_dir() / "plans" / f"timing-{tag}.cache"

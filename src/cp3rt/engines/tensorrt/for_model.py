@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from cp3rt.engines.manifest import EngineManifest
+from cp3rt.manifest import EngineManifest
 from cp3rt.engines.tensorrt._trt import TrtEnvironment, current_environment
 from cp3rt.engines.tensorrt.builder import PLAN_SUFFIX, BuildConfig, Progress, build_plan
 from cp3rt.engines.tensorrt.plan_cache import PlanCache

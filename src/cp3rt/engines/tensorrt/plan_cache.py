@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cp3rt.engines.manifest import EngineManifest, manifest_path_for, sha256_file
+from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
 from cp3rt.engines.tensorrt._trt import TrtEnvironment
 from cp3rt.engines.tensorrt.builder import (
     PLAN_SUFFIX,
@@ -84,7 +84,7 @@ class PlanCache:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         if root is None:
-            from cp3rt.zoo.locations import cache_dir
+            from cp3rt.cache import cache_dir
 
             root = cache_dir() / _SUBDIR
         self.root = Path(root)
