@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from cp3rt.engines.manifest import sha256_file
+from cp3rt.manifest import sha256_file
 from cp3rt.runtime.quality.degrade import Noise, add_noise_batch, noise_preset, normalize_clean
 from cp3rt.train.augment import place, random_rotate_and_resize
 from cp3rt.train.config import RestoreTrainConfig
