@@ -475,7 +475,8 @@ def trt_backends(args: argparse.Namespace, results: dict):  # noqa: ANN201
         results["skipped"].append({"backend": "cp3rt trt", "reason": str(exc)})
         log(f"TensorRT skipped: {exc}")
         return
-    from cp3rt.engines.tensorrt import BuildConfig, TrtEngine, build_for_model
+    from cp3rt.build import build_for_model
+    from cp3rt.engines.tensorrt import BuildConfig, TrtEngine
     from cp3rt.engines.tensorrt.builder import default_shapes
 
     top = max(args.batches)

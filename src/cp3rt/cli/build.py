@@ -1,6 +1,6 @@
 """``cp3rt build``: build TensorRT plans for a segmentation (and optional restoration) model.
 
-Flag handling and rendering only; the work is :func:`cp3rt.engines.tensorrt.build_for_model`.
+Flag handling and rendering only; the work is :func:`cp3rt.build.build_for_model`.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def build(
     workspace_mib: Optional[int] = typer.Option(None, "--workspace-mib", help="Builder workspace limit in MiB."),
     device: int = typer.Option(0, "--device", help="GPU index."),
 ) -> None:
+    from cp3rt.build import build_for_model
+    from cp3rt.engines.tensorrt import BuildConfig, parse_batch
     from cp3rt.manifest import ShapeRange
-    from cp3rt.engines.tensorrt import BuildConfig, build_for_model, parse_batch
     from cp3rt.engines.tensorrt.builder import default_shapes
 
     lo, opt, hi = parse_batch(batch)

@@ -11,7 +11,7 @@ import pytest
 
 FORBIDDEN = ("torch", "tensorrt", "cuda", "cellpose", "cp3rt.models", "onnxruntime")
 MODULES = ("cp3rt.engines.tensorrt.engine", "cp3rt.engines.tensorrt.builder",
-           "cp3rt.engines.tensorrt.plan_cache", "cp3rt.engines.tensorrt.for_model",
+           "cp3rt.engines.tensorrt.plan_cache", "cp3rt.build",
            "cp3rt.engines.torch_cuda", "cp3rt.check", "cp3rt.cli.build", "cp3rt.cli.check")
 
 

@@ -3,6 +3,10 @@
 TensorRT and the GPU are checked before anything is exported, so a machine without them gets
 the one-sentence refusal at once. The ONNX export comes from cp3rt's artefact cache (exported on
 first use, needs torch); the plan goes to ``out_dir`` or to the plan cache.
+
+It sits beside :mod:`cp3rt.artefacts`, above the engines: it turns a model spec into an artefact
+(with the artefact cache) and then builds it with the TensorRT backend, like :mod:`cp3rt.check`
+is ``cp3rt check``'s library side.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-from cp3rt.manifest import EngineManifest
+from cp3rt.artefacts import resolve_model
 from cp3rt.engines.tensorrt._trt import TrtEnvironment, current_environment
 from cp3rt.engines.tensorrt.builder import PLAN_SUFFIX, BuildConfig, Progress, build_plan
 from cp3rt.engines.tensorrt.plan_cache import PlanCache
+from cp3rt.manifest import EngineManifest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +42,6 @@ def build_for_model(
 ) -> BuiltPlan:
     """Build (or find in the cache) the plan of ``spec`` at ``config.precision``."""
     trt_env = current_environment(config.device)
-    from cp3rt.artefacts import resolve_model
-
     onnx = resolve_model(spec, precision=config.precision, backend="ort").path
     if out_dir is not None:
         source = Path(os.fspath(spec)).name.removesuffix(".onnx").removesuffix(f".{config.precision}")
