@@ -14,8 +14,7 @@ from cellpose.resnet_torch import CPnet as RefCPnet
 from cp3rt.engines import open_engine
 from cp3rt.engines.torch_cuda import TorchCudaChain, TorchCudaEngine, mixed_forward, prepare_net
 from cp3rt.errors import BackendUnavailableError, ConfigError
-from cp3rt.models.cpnet import load_cpnet
-from cp3rt.models.weights import read_weight_file
+from cp3rt.models.weights import load_cpnet, read_weight_file
 
 # max |got - want| as a fraction of the reference output's range, per precision (spec §9.14:
 # ~1e-2 relative for fp16; bf16 keeps 8 mantissa bits instead of 11).

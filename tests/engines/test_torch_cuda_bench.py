@@ -28,8 +28,8 @@ def test_embedded_weights_compute_the_small_nets_function(tmp_path: Path) -> Non
     import numpy as np
     import torch
 
-    from cp3rt.models.cpnet import CPnet, load_cpnet
-    from cp3rt.models.weights import read_weight_file
+    from cp3rt.models.cpnet import CPnet
+    from cp3rt.models.weights import load_cpnet, read_weight_file
 
     spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
     bench = importlib.util.module_from_spec(spec)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from models_testutil import max_abs, report_mismatch
 
-from cp3rt.models.cpnet import load_cpnet
+from cp3rt.models.weights import load_cpnet
 from cp3rt.models.export import export_onnx
 
 TORCH_ATOL = 1e-4        # cp3rt torch vs reference, fp32 (brief: <= 1e-4)

@@ -10,7 +10,8 @@ import torch
 from cellpose.resnet_torch import CPnet as RefCPnet
 from models_testutil import max_abs, randomise_bn, report_mismatch
 
-from cp3rt.models.cpnet import CPnet, load_cpnet
+from cp3rt.models.cpnet import CPnet
+from cp3rt.models.weights import load_cpnet
 
 # Same weights, same maths; only summation order may differ (mean vs the reference's pooling).
 ROUNDTRIP_ATOL = 1e-5

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from cp3rt.errors import WeightFileError
-from cp3rt.models.cpnet import load_cpnet
 from cp3rt.models.export import export_onnx
 from cp3rt.models.from_onnx import recover_cpnet, recover_weight_file
-from cp3rt.models.weights import read_weight_file
+from cp3rt.models.weights import load_cpnet, read_weight_file
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models"
 

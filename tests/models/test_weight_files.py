@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from cp3rt.errors import WeightFileError
-from cp3rt.models.cpnet import load_cpnet
-from cp3rt.models.weights import read_weight_file
+from cp3rt.models.weights import load_cpnet, read_weight_file
 
 
 class NotATensor:

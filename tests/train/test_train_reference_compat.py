@@ -15,7 +15,7 @@ import torch
 from cellpose import denoise as ref_denoise
 from cellpose import models as ref_models
 
-from cp3rt.models.cpnet import load_cpnet
+from cp3rt.models.weights import load_cpnet
 from cp3rt.runtime.quality.metrics import average_precision
 from cp3rt.train.config import RestoreTrainConfig, SegmentTrainConfig
 from cp3rt.train.data import FlowCache, find_pairs, load_training_set

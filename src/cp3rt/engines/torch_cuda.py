@@ -272,8 +272,7 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
             raise BackendUnavailableError(
                 f"backend 'torch-cuda' needs an NVIDIA GPU, and torch {torch.__version__} sees no CUDA device here."
             )
-        from cp3rt.models.cpnet import load_cpnet  # torch-side code, imported only here
-        from cp3rt.models.weights import read_weight_file
+        from cp3rt.models.weights import load_cpnet, read_weight_file  # torch side: only here
         from cp3rt.zoo import resolve_weights, runtime_diameters
 
         path = resolve_weights(weights)

@@ -28,8 +28,7 @@ class TorchEngine(BaseEngine):
         torch = require("torch", "the torch reference backend")
         self._torch = torch
         self._device = _device(torch, device)
-        from cp3rt.models.cpnet import load_cpnet  # needs torch: imported only here
-        from cp3rt.models.weights import read_weight_file
+        from cp3rt.models.weights import load_cpnet, read_weight_file  # needs torch: only here
         from cp3rt.zoo import resolve_weights, runtime_diameters
 
         path = resolve_weights(weights)

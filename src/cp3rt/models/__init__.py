@@ -9,15 +9,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp3rt.models.cpnet import CPnet, load_cpnet
+    from cp3rt.models.cpnet import CPnet
     from cp3rt.models.export import ExportResult, export_onnx
-    from cp3rt.models.weights import WeightFile, read_weight_file
+    from cp3rt.models.weights import WeightFile, load_cpnet, read_weight_file
 
 __all__ = ["CPnet", "ExportResult", "WeightFile", "export_onnx", "load_cpnet", "read_weight_file"]
 
 _LAZY = {
     "CPnet": "cp3rt.models.cpnet",
-    "load_cpnet": "cp3rt.models.cpnet",
+    "load_cpnet": "cp3rt.models.weights",
     "ExportResult": "cp3rt.models.export",
     "export_onnx": "cp3rt.models.export",
     "WeightFile": "cp3rt.models.weights",

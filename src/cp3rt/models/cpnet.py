@@ -1,7 +1,9 @@
 """CPnet: the Cellpose v3 residual U-Net (spec §1), loadable from v3 weight files unchanged.
 
 ``CPnet(nbase, nout).state_dict()`` has exactly the keys, order and shapes of the reference
-(Appendix B), so a v3 file loads strictly and ``CPnet.save`` writes a file the reference reads.
+(Appendix B), so a v3 file loads strictly and ``CPnet.save`` writes a file the reference reads. A CPnet from a
+weight file is :func:`cp3rt.models.weights.load_cpnet` (the net knows nothing of files; the file
+reader checks them against the net's shapes, so it imports this module and not the reverse).
 """
 
 from __future__ import annotations
@@ -11,17 +13,13 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.errors import ConfigError, WeightFileError
+from cp3rt.errors import ConfigError
 from cp3rt.models._blocks import BN_EPS, BN_MOMENTUM, Decoder, Encoder, make_style
-
-if TYPE_CHECKING:  # pragma: no cover
-    from cp3rt.models.weights import WeightFile
 
 DIAM_KEYS = ("diam_mean", "diam_labels")
 DEFAULT_DIAM_MEAN = 30.0  # constructor default of the reference CPnet (§1.5)
@@ -84,26 +82,3 @@ class CPnet(nn.Module):
         path = Path(path)
         atomic_write_bytes(path, buf.getvalue())
         return path
-
-
-def load_cpnet(weights: WeightFile | str | os.PathLike[str]) -> CPnet:
-    """Build a CPnet shaped like ``weights``, load every non-diameter tensor strictly, eval mode."""
-    from cp3rt.models.weights import WeightFile, read_weight_file
-
-    wf = weights if isinstance(weights, WeightFile) else read_weight_file(weights)
-    net = CPnet(wf.nbase, wf.nout, diam_mean=wf.diam_mean or DEFAULT_DIAM_MEAN)
-    body = {k: v for k, v in wf.state_dict.items() if k not in DIAM_KEYS}
-    result = net.load_state_dict(body, strict=False)
-    missing = [k for k in result.missing_keys if k not in DIAM_KEYS]
-    if missing or result.unexpected_keys:
-        # read_weight_file already checks this; a hand-made WeightFile may not have been.
-        raise WeightFileError(
-            f"{wf.path}: does not match a CPnet with nbase {list(wf.nbase)} and nout {wf.nout} "
-            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})."
-        )
-    with torch.no_grad():
-        if wf.diam_mean is not None:
-            net.diam_mean.fill_(wf.diam_mean)
-        if wf.diam_labels is not None:
-            net.diam_labels.fill_(wf.diam_labels)
-    return net.eval()

@@ -27,9 +27,8 @@ from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.errors import ConfigError, ExportError, OutputError
 from cp3rt.models._trace import role_for, trace_to_onnx
 from cp3rt.models._verify import verify_against_torch
-from cp3rt.models.cpnet import load_cpnet
 from cp3rt.models.fold import fold_batchnorm
-from cp3rt.models.weights import WeightFile, read_weight_file
+from cp3rt.models.weights import WeightFile, load_cpnet, read_weight_file
 from cp3rt.zoo.registry import runtime_diameters
 
 PRECISIONS = ("fp32", "fp16")

@@ -1,4 +1,5 @@
-"""Read a Cellpose v3 CPnet weight file and refuse anything else with one clear sentence (§1.7).
+"""Read a Cellpose v3 CPnet weight file and refuse anything else with one clear sentence (§1.7);
+``load_cpnet`` builds the CPnet it describes.
 
 Accepted: a bare state dict as written by v3's ``save_model`` (zip or legacy torch format), with
 an optional ``module.`` prefix (stripped), or such a dict wrapped under a ``state_dict`` or
@@ -21,11 +22,11 @@ import torch
 
 from cp3rt.manifest import sha256_file
 from cp3rt.errors import WeightFileError
+from cp3rt.models.cpnet import DEFAULT_DIAM_MEAN, DIAM_KEYS, CPnet
 
 MODULE_PREFIX = "module."
 FIRST_CONV = "downsample.down.res_down_{n}.conv.conv_0.2.weight"
 HEAD_CONV = "output.2.weight"
-DIAM_KEYS = ("diam_mean", "diam_labels")
 _WRAPPER_KEYS = ("state_dict", "model")
 _SHOW = 3  # how many offending keys a message names
 
@@ -159,8 +160,6 @@ def _infer_arch(path: Path, sd: Mapping[str, torch.Tensor]) -> tuple[tuple[int, 
 @functools.lru_cache(maxsize=8)
 def expected_shapes(nbase: tuple[int, ...], nout: int) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a CPnet state dict, built on the meta device (no memory, no compute)."""
-    from cp3rt.models.cpnet import CPnet
-
     with torch.device("meta"):
         net = CPnet(nbase, nout)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
@@ -214,3 +213,24 @@ def _diam(path: Path, sd: Mapping[str, torch.Tensor], key: str) -> float | None:
     if not value > 0:
         raise WeightFileError(f"{path}: '{key}' is {value}, but a diameter must be > 0.")
     return value
+
+
+def load_cpnet(weights: WeightFile | str | os.PathLike[str]) -> CPnet:
+    """Build a CPnet shaped like ``weights``, load every non-diameter tensor strictly, eval mode."""
+    wf = weights if isinstance(weights, WeightFile) else read_weight_file(weights)
+    net = CPnet(wf.nbase, wf.nout, diam_mean=wf.diam_mean or DEFAULT_DIAM_MEAN)
+    body = {k: v for k, v in wf.state_dict.items() if k not in DIAM_KEYS}
+    result = net.load_state_dict(body, strict=False)
+    missing = [k for k in result.missing_keys if k not in DIAM_KEYS]
+    if missing or result.unexpected_keys:
+        # read_weight_file already checks this; a hand-made WeightFile may not have been.
+        raise WeightFileError(
+            f"{wf.path}: does not match a CPnet with nbase {list(wf.nbase)} and nout {wf.nout} "
+            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})."
+        )
+    with torch.no_grad():
+        if wf.diam_mean is not None:
+            net.diam_mean.fill_(wf.diam_mean)
+        if wf.diam_labels is not None:
+            net.diam_labels.fill_(wf.diam_labels)
+    return net.eval()

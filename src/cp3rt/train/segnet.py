@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 
 from cp3rt.errors import WeightFileError
-from cp3rt.models.cpnet import CPnet, load_cpnet
+from cp3rt.models.cpnet import CPnet
+from cp3rt.models.weights import load_cpnet
 
 SEG_NOUT = 3       # flowY, flowX, cellprob logit
 RESTORE_NOUT = 1   # restored intensity
