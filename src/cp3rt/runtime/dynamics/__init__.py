@@ -1,6 +1,6 @@
 """Flow dynamics: Cellpose network flows -> instance masks, with numba kernels (no torch).
 
-Reproduces the reference's CPU path (``shared/reference/cellpose3-behaviour.md`` §4): the
+Reproduces the reference's CPU path (``docs/reference-behaviour.md`` §4): the
 heat-diffusion flows and the Euler end points are bit-identical, masks match. The functions
 below are 2-D and reject volumes with a clear error; 3-D volumes go through
 ``compute_masks_3d`` / ``follow_flows_3d`` (masks3d.py, integrate3d.py).
