@@ -1,7 +1,7 @@
 """Every default value in one place, each with the spec section it comes from.
 
 Frozen configs elsewhere take their defaults from here, so that the CLI, the library and the
-docs agree. Section numbers refer to ``shared/reference/cellpose3-behaviour.md``.
+docs agree. Section numbers refer to ``docs/reference-behaviour.md``.
 """
 
 from __future__ import annotations
