@@ -58,7 +58,7 @@ def test_kernel_rejects_bad_labels():
 
 
 def test_jit_state_is_as_requested():
-    from cp3rt.runtime.quality.metrics import _label_overlap_kernel
+    from cp3rt.runtime.quality.labels import _label_overlap_kernel
 
     # Inner run: the kernel must be the plain Python function; normal run: a numba dispatcher.
     is_python = type(_label_overlap_kernel).__name__ == "function"
