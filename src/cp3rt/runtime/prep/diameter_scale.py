@@ -14,6 +14,19 @@ in float64 but 99.99999 in float32. The types follow the reference's values:
 
 So ``rescale_factor`` returns either a Python ``float`` or an ``np.float32``, and
 ``scaled_size`` multiplies in that type.
+
+Limits (cp3rt's, the reference has none and fails deep inside numpy/OpenCV with ``array is too
+big`` or MemoryError): a diameter must be at least ``MIN_DIAMETER`` (1 px), and a resized plane
+must stay within ``MAX_NET_PIXELS`` (2**31 px, 46341 x 46341). Both are checked on numbers,
+before any array of that size exists.
+
+* 1 px: an object narrower than one pixel cannot be segmented (its mask would hold less than a
+  pixel); such a diameter is a mistake in units (pixels of this image, not micrometres) or a
+  typo, and it would enlarge the image ``diam_mean`` times or more.
+* 2**31 px: at the net's scale a 2-D run holds the resized input and the net's three float32
+  outputs, at least 20 bytes per pixel before tiles, blend weights and flows, so a plane of
+  2**31 px needs more than 40 GiB; images that big are segmented in blocks (``cp3rt run`` sends
+  TIFFs over 4096 px a side there), never in one piece.
 """
 
 from __future__ import annotations
@@ -26,6 +39,9 @@ from cp3rt.errors import ConfigError
 
 Rescale = float | np.float32
 
+MIN_DIAMETER = 1.0          # px; see the module docstring
+MAX_NET_PIXELS = 2**31      # px of one plane at the net's scale; see the module docstring
+
 
 def _positive(field: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -33,6 +49,18 @@ def _positive(field: str, value: object) -> float:
     if not math.isfinite(float(value)) or float(value) <= 0:
         raise ConfigError(f"{field}={value!r} is not allowed; allowed: a finite number > 0.")
     return float(value)
+
+
+def check_diameter(diameter: float, *, diam_mean: float | None = None) -> float:
+    """A given object diameter (> 0) as a float; ConfigError below ``MIN_DIAMETER``."""
+    d = _positive("diameter", diameter)
+    if d < MIN_DIAMETER:
+        scale = f" (it would enlarge the image {diam_mean / d:.3g} times)" if diam_mean else ""
+        raise ConfigError(
+            f"diameter={d:g} is not allowed{scale}; allowed: 0 (estimate) or an object diameter "
+            f"of at least {MIN_DIAMETER:g} px, in pixels of this image (--diameter / diameter=)."
+        )
+    return d
 
 
 def rescale_factor(
@@ -52,7 +80,7 @@ def rescale_factor(
     if diameter is not None and not math.isfinite(float(diameter)):
         raise ConfigError(f"diameter={diameter!r} is not allowed; allowed: a finite number.")
     if diameter is not None and float(diameter) > 0:
-        d = _positive("diameter", diameter)
+        d = check_diameter(diameter, diam_mean=dm)
         return np.float32(dm) / np.float32(d) if not builtin else dm / d
     if rescale is not None:
         return _positive("rescale", rescale)
@@ -61,16 +89,42 @@ def rescale_factor(
 
 
 def scaled_size(length, rescale: Rescale):
-    """``int(L * rescale)`` in rescale's float type; accepts an int or a (Y, X) tuple."""
-    if isinstance(length, (tuple, list)):
-        return tuple(scaled_size(v, rescale) for v in length)
-    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
-        raise ConfigError(f"length={length!r} is not allowed; allowed: an integer >= 1.")
+    """``int(L * rescale)`` in rescale's float type; accepts an int or a (Y, X) tuple.
+
+    ConfigError (before any allocation) when a side would be 0 px or the result would exceed
+    ``MAX_NET_PIXELS``.
+    """
+    lengths = tuple(length) if isinstance(length, (tuple, list)) else (length,)
+    for n in lengths:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigError(f"length={n!r} is not allowed; allowed: an integer >= 1.")
     r = rescale if isinstance(rescale, np.float32) else _positive("rescale", rescale)
-    size = int(np.float32(length) * r) if isinstance(r, np.float32) else int(int(length) * r)
-    if size < 1:
-        raise ConfigError(
-            f"rescale={float(rescale):g} shrinks a {int(length)} px axis to 0 px; use a smaller "
-            "diameter or a larger rescale."
-        )
-    return size
+    with np.errstate(over="ignore"):
+        products = [float(np.float32(n) * r) if isinstance(r, np.float32) else int(n) * r
+                    for n in lengths]
+    pixels = math.prod(products)
+    if not math.isfinite(pixels) or pixels > MAX_NET_PIXELS:
+        _too_big(lengths, products, pixels, r)
+    sizes = tuple(int(v) for v in products)
+    for n, size in zip(lengths, sizes):
+        if size < 1:
+            raise ConfigError(
+                f"rescale={float(rescale):g} shrinks a {int(n)} px axis to 0 px; use a smaller "
+                "diameter or a larger rescale."
+            )
+    return sizes if isinstance(length, (tuple, list)) else sizes[0]
+
+
+def _too_big(lengths, products, pixels: float, rescale: Rescale) -> None:
+    def fmt(v: float) -> str:
+        return str(int(v)) if v < 1e15 else f"{v:.3g}"
+
+    shape = "x".join(str(int(n)) for n in lengths)
+    result = "x".join(fmt(v) for v in products)
+    raise ConfigError(
+        f"rescale={float(rescale):g} would resize the {shape} px image to {result} px "
+        f"({pixels:.3g} px) at the net's scale, over the limit of {MAX_NET_PIXELS:.3g} px (about "
+        f"40 GiB of working memory); the rescale is the model's diameter / the object diameter, "
+        f"so give the objects' diameter in pixels of this image (at least diameter 1 px, "
+        f"--diameter / diameter=), or segment the image in blocks."
+    )

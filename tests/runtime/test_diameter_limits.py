@@ -1,0 +1,76 @@
+"""Rescales whose result cannot fit are refused before anything is allocated (issue 13 item 3):
+``--diameter 0.1`` / ``1e-6`` used to end in ``ValueError: array is too big`` or MemoryError."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cp3rt.errors import ConfigError, Cp3rtError
+from cp3rt.runtime.prep.diameter_scale import (
+    MAX_NET_PIXELS,
+    MIN_DIAMETER,
+    rescale_factor,
+    scaled_size,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scale_testutil
+
+
+@pytest.mark.parametrize("diameter", [0.1, 1e-6, 0.999])
+def test_sub_pixel_diameter_refused_naming_it(diameter):
+    for builtin in (True, False):
+        with pytest.raises(ConfigError) as info:
+            rescale_factor(30.0, diameter=diameter, builtin=builtin)
+        msg = str(info.value)
+        assert f"diameter={diameter:g}" in msg and "at least 1 px" in msg and "\n" not in msg
+    assert rescale_factor(30.0, diameter=MIN_DIAMETER) == 30.0
+
+
+def test_resized_size_over_the_limit_refused_before_allocating():
+    with pytest.raises(ConfigError) as info:
+        scaled_size((4000, 5000), 30.0)  # 120000 x 150000 = 1.8e10 px
+    msg = str(info.value)
+    for needle in ("4000x5000", "120000x150000", "1.8e+10 px", "rescale=30", "diameter 1 px",
+                   f"{MAX_NET_PIXELS:.3g}"):
+        assert needle in msg, needle
+    # Just under the limit is allowed; the check is arithmetic only.
+    side = int(np.sqrt(MAX_NET_PIXELS))
+    assert scaled_size((side, side), 1.0) == (side, side)
+    with pytest.raises(ConfigError, match="limit"):
+        scaled_size(MAX_NET_PIXELS + 1, 1.0)
+
+
+@pytest.mark.parametrize("rescale", [np.float32(1e38), 1e300, 1e308])
+def test_overflowing_products_are_config_errors(rescale):
+    with pytest.raises(ConfigError, match="limit"):
+        scaled_size((1000, 1000), rescale)
+
+
+@pytest.mark.parametrize("diameter", [0.1, 1e-6])
+def test_pipeline_run_refuses_with_project_error(diameter):
+    from scale_testutil import NumpyEngine
+
+    from cp3rt.runtime.pipeline import Pipeline
+
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    with Pipeline.from_engines(NumpyEngine()) as p:
+        with pytest.raises(Cp3rtError, match=f"diameter={diameter:g}"):
+            p.run(img, diameter=diameter)
+
+
+def test_pipeline_run_huge_image_small_diameter_refused():
+    """Diameter >= 1 px but an image so large that the net's scale would exceed the limit:
+    refused by the size check."""
+    from scale_testutil import NumpyEngine
+
+    from cp3rt.runtime.pipeline import Pipeline
+
+    img = np.zeros((3000, 1600), np.uint8)  # x30: 90000 x 48000 = 4.3e9 px
+    img[0, 0] = 1
+    with Pipeline.from_engines(NumpyEngine()) as p:
+        with pytest.raises(Cp3rtError, match="limit"):
+            p.run(img, diameter=1.0)
