@@ -6,6 +6,11 @@ docs agree. Section numbers refer to ``docs/reference-behaviour.md``.
 
 from __future__ import annotations
 
+# Which nets, on what (PipelineConfig, `cp3rt run`)
+SEGMENT_MODEL = "cyto3"    # the Cellpose 3 generalist segmentation model (§2.1)
+BACKEND = "auto"           # engines.select: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works
+PRECISION = "fp32"
+
 # Network / tiling (§3.5)
 TILE_SIZE = 224            # bsize: the largest tile side the nets see
 TILE_MULTIPLE = 16         # padded sizes are multiples of 16 (get_pad_yx div)
@@ -134,6 +139,7 @@ CHECK_MIN_AP50 = {"fp32": 0.99, "fp16": 0.95, "bf16": 0.9}
 STREAM_WORKERS = 3         # images in flight: one reading, one on the engine, one in dynamics
 STREAM_MAX_BATCH = 32      # tiles per shared engine call (same tile shape only)
 BLOCK_SIZE = 2048          # core side of a block of a huge image (pixels)
+MIN_BLOCK_SIDE = 64        # smallest Y/X block core: smaller blocks would be mostly halo
 BLOCK_HALO_DIAMETERS = 2.0  # halo around a block, in object diameters (>= 2 per issue 6)
 BLOCK_MERGE_IOU = 0.5      # two labels across a seam are one object above this IoU (overlap zone)
 LABELS_NAME = "cp3rt"      # NGFF labels/<name> group written into OME-Zarr inputs

@@ -1,12 +1,12 @@
 """``cp3rt run``: restore (optional) + segment image files and write masks.
 
-The command only turns flags into configs, calls :func:`cp3rt.runtime.batch.files.run_batch` and
-renders progress and the summary; all logic lives in the library.
+The command only turns flags into frozen configs, calls :func:`cp3rt.runtime.run_inputs` (which
+routes plates, huge images and image files, here or on a cluster) and renders progress and the
+summary; all logic lives in the library.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +14,7 @@ import typer
 
 from cp3rt import defaults as D
 
-_EPILOG = """
+_EPILOG = f"""
 **Examples**
 
 Segment every image in a folder with cyto3, masks next to the images:
@@ -38,11 +38,11 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   stopped batch resumes it; --overwrite redoes everything.
 - Volumes: `cp3rt run stack.tif --do-3d --anisotropy 2` (or `--stitch-threshold 0.25`) writes a
   3-D uint16/uint32 `<stem>_cp_masks.tif`; --overlay and --save-seg are 2-D only.
-- Huge images: a zarr/OME-Zarr folder or a TIFF over 4096 px a side (every TIFF with --blocks)
-  is segmented in blocks of --block-size with a 2-diameter halo, seams merged; labels go into
+- Huge images: a zarr/OME-Zarr folder or a TIFF over {D.HUGE_IMAGE_SIDE} px a side (every TIFF with --blocks)
+  is segmented in blocks of --block-size with a {D.BLOCK_HALO_DIAMETERS:g}-diameter halo, seams merged; labels go into
   the OME-Zarr's `labels/cp3rt` group or a BigTIFF `<stem>_cp_masks.tif` (masks only; the
   diameter is --diameter or the model's own). Done images are skipped on a re-run. With
-  --do-3d, volumes over 4096 px a side or 2^26 voxels go the same way in 3-D blocks.
+  --do-3d, volumes over {D.HUGE_IMAGE_SIDE} px a side or 2^{D.HUGE_VOLUME_VOXELS.bit_length() - 1} voxels go the same way in 3-D blocks.
 - OME-Zarr HCS plates (`cp3rt run plate.zarr`): every field is segmented into its own
   `labels/cp3rt`, done fields are skipped on a re-run, and `<plate>_wells.csv` (objects and
   mean area per well) is written next to the plate (or into --out).
@@ -64,21 +64,21 @@ def register(app: typer.Typer) -> None:
 
 def run(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders or glob patterns."),
-    model: str = typer.Option("cyto3", "--model", "-m", help="Segmentation model: zoo name, weight file or .onnx."),
+    model: str = typer.Option(D.SEGMENT_MODEL, "--model", "-m", help="Segmentation model: zoo name, weight file or .onnx."),
     restore: Optional[str] = typer.Option(None, "--restore", help="Restoration model run first, e.g. denoise_cyto3."),
     restore_chan2: Optional[str] = typer.Option(None, "--restore-chan2", help="Restoration model for the nucleus channel (e.g. denoise_nuclei)."),
     diameter: Optional[float] = typer.Option(None, "--diameter", "-d", help="Object diameter in pixels; 0 or unset = estimate (size model) or the model's default."),
     chan: int = typer.Option(0, "--chan", min=0, max=3, help="Channel to segment: 0 = gray (mean of all), 1 = R, 2 = G, 3 = B."),
     chan2: int = typer.Option(0, "--chan2", min=0, max=3, help="Optional nucleus channel: 0 = none, 1 = R, 2 = G, 3 = B."),
-    flow_threshold: float = typer.Option(0.4, "--flow-threshold", help="Max flow error of a mask; 0 disables the check."),
-    cellprob_threshold: float = typer.Option(0.0, "--cellprob-threshold", help="Pixels with a cell-probability logit above this are foreground."),
-    niter: int = typer.Option(0, "--niter", min=0, help="Dynamics iterations; 0 = automatic (200 x diameter / diam_mean)."),
-    min_size: int = typer.Option(15, "--min-size", help="Drop masks smaller than this many pixels; -1 keeps all."),
-    tile_overlap: float = typer.Option(0.1, "--tile-overlap", min=0.05, max=0.5, help="Fraction of overlap between tiles."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Tiles per network call."),
+    flow_threshold: float = typer.Option(D.FLOW_THRESHOLD, "--flow-threshold", help="Max flow error of a mask; 0 disables the check."),
+    cellprob_threshold: float = typer.Option(D.CELLPROB_THRESHOLD, "--cellprob-threshold", help="Pixels with a cell-probability logit above this are foreground."),
+    niter: int = typer.Option(0, "--niter", min=0, help=f"Dynamics iterations; 0 = automatic ({D.NITER_AT_RESCALE_1} x diameter / diam_mean)."),
+    min_size: int = typer.Option(D.MIN_SIZE, "--min-size", help="Drop masks smaller than this many pixels; -1 keeps all."),
+    tile_overlap: float = typer.Option(D.TILE_OVERLAP, "--tile-overlap", min=D.TILE_OVERLAP_RANGE[0], max=D.TILE_OVERLAP_RANGE[1], help="Fraction of overlap between tiles."),
+    batch_size: int = typer.Option(D.BATCH_SIZE, "--batch-size", min=1, help="Tiles per network call."),
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
+    backend: str = typer.Option(D.BACKEND, "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
+    precision: str = typer.Option(D.PRECISION, "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
     gpu_resident: bool = typer.Option(False, "--gpu-resident", help="With --backend torch-cuda, 2-D images: keep every stage from upload to masks on the GPU (normalise, resize, tiles, nets, blend, numba-cuda dynamics); default normalisation, no --augment, give --diameter."),
     compile_nets: bool = typer.Option(False, "--compile", help="With --backend torch-cuda: compile the nets with TorchInductor (about 2.8x the net's GPU speed on an H200; the first use of each tile shape compiles for 10-20 s, cached on disk for later runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
@@ -92,15 +92,12 @@ def run(
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge images and plate fields are tasks; a failed task is retried."),
-    blocks: bool = typer.Option(False, "--blocks", help="Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over 4096 px a side)."),
-    block_size: Optional[int] = typer.Option(None, "--block-size", min=64, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of 2 diameters is added around it."),
+    blocks: bool = typer.Option(False, "--blocks", help=f"Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over {D.HUGE_IMAGE_SIDE} px a side)."),
+    block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
 ) -> None:
     from cp3rt.cli import _run_render as render
-    from cp3rt.runtime.batch.blocks.files import merge_summaries, run_huge, split_inputs
-    from cp3rt.runtime.batch.files import OutputOptions, run_batch
-    from cp3rt.runtime.batch.plates import plate_fields, run_plate, split_plates
-    from cp3rt.runtime.config import PipelineConfig, RunConfig
-    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.distributed import open_cluster
+    from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, route_inputs, run_inputs
 
     run_cfg = RunConfig(
         diameter=diameter,
@@ -126,42 +123,10 @@ def run(
         out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
         overlay=overlay, overwrite=overwrite,
     )
-    plates, rest = split_plates(inputs)
-    huge, images = split_inputs(rest, force_blocks=blocks, volumes=run_cfg.is_volume) if rest else ([], [])
-    n_fields = sum(len(plate_fields(p)) for p in plates)
-    parts = []
-    with render.Progress(len(images) + len(huge) + n_fields) as progress, contextlib.ExitStack() as stack:
-        client = None
-        if cluster:
-            from cp3rt import distributed
-
-            client = distributed.open_client(cluster)
-            stack.callback(distributed.close_client, client)
-            if images:  # every file one task
-                parts.append(distributed.run_distributed(client, pipe_cfg, images, run_cfg, outputs,
-                                                         on_event=progress.update))
-            for plate in plates:  # every field one task
-                parts.append(distributed.run_plate_on_cluster(client, pipe_cfg, plate, run_cfg, outputs,
-                                                              block_size=block_size or D.BLOCK_SIZE,
-                                                              on_event=progress.update).batch)
-        if huge or (not cluster and (images or plates)):
-            from cp3rt.runtime.batch.stream import stream_batch
-
-            pipeline = stack.enter_context(Pipeline.from_config(pipe_cfg, run=run_cfg))
-            if images and not cluster:
-                # Many files: the streaming engine (images in flight, shared engine batches).
-                runner = stream_batch if len(images) > 1 else run_batch
-                parts.append(runner(pipeline, images, run_cfg, outputs, on_event=progress.update))
-            if huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
-                blocks_on = None if client is None else distributed.cluster_block_runner(
-                    client, pipe_cfg, run_cfg, nchan=pipeline.segment_net.nchan)  # every block one task
-                parts.append(run_huge(pipeline, huge, run_cfg, outputs, block_size=block_size,
-                                      on_event=progress.update, runner=blocks_on))
-            if not cluster:
-                for plate in plates:  # HCS plate: every field, labels into it, <plate>_wells.csv
-                    parts.append(run_plate(pipeline, plate, run_cfg, outputs, block_size=block_size or D.BLOCK_SIZE,
-                                           on_event=progress.update).batch)
-    summary = merge_summaries(*parts)
+    routes = route_inputs(inputs, run_cfg, force_blocks=blocks)  # first, to size the progress bar
+    with render.Progress(routes.total) as progress, open_cluster(cluster) as on_cluster:
+        summary = run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, cluster=on_cluster,
+                             on_event=progress.update)
     render.summary(summary)
     if not summary.ok:
         raise typer.Exit(1)

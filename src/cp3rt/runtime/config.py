@@ -52,11 +52,11 @@ class PipelineConfig:
     it (§3.11 [bug]) — cp3rt applies it (docs/deviations.md).
     """
 
-    segment: str = "cyto3"
+    segment: str = D.SEGMENT_MODEL
     restore: str | None = None
     restore_chan2: str | None = None
-    backend: Backend = "auto"
-    precision: Precision = "fp32"
+    backend: Backend = D.BACKEND
+    precision: Precision = D.PRECISION
     cache_dir: Path | None = None
     download: bool = True
     compile: bool = False  # torch-cuda only: TorchInductor-compiled nets (cp3rt.engines.compile_cache)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, DownloadError, InputError, ModelNotFoundError
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.nets import Net, Nets, find_size_model, net_from_engine, open_net
@@ -42,12 +43,12 @@ class Pipeline:
 
     def __init__(
         self,
-        segment: str | os.PathLike[str] = "cyto3",
+        segment: str | os.PathLike[str] = D.SEGMENT_MODEL,
         restore: str | os.PathLike[str] | None = None,
         *,
         restore_chan2: str | os.PathLike[str] | None = None,
-        backend: str = "auto",
-        precision: str = "fp32",
+        backend: str = D.BACKEND,
+        precision: str = D.PRECISION,
         cache_dir: str | os.PathLike[str] | None = None,
         download: bool = True,
         compile: bool = False,

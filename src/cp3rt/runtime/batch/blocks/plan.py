@@ -20,8 +20,6 @@ import math
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
 
-MIN_BLOCK_YX = 64  # smaller blocks would be mostly halo
-
 
 def box_slices(box: tuple[int, ...]) -> tuple[slice, ...]:
     """(a0, a1, b0, b1, ...) -> (slice(a0, a1), slice(b0, b1), ...)."""
@@ -61,7 +59,7 @@ class BlockGrid:
             if isinstance(value, tuple) and len(value) != n:
                 raise ConfigError(f"{name}={value!r} is not allowed; allowed: one int or {n} ints (one per axis).")
         for axis, size, halo in zip("ZYX"[-n:], self.sizes, self.halos):
-            low = MIN_BLOCK_YX if axis in "YX" else 1
+            low = D.MIN_BLOCK_SIDE if axis in "YX" else 1
             name = "block_size" if axis in "YX" else "block_size_z"
             if isinstance(size, bool) or not isinstance(size, int) or size < low:
                 raise ConfigError(f"{name}={size!r} is not allowed; allowed: an integer >= {low} (pixels).")

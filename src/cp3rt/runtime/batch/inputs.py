@@ -1,0 +1,126 @@
+"""Any mix of inputs in one call, ``run_inputs``: what ``cp3rt run`` does, for Python users too.
+
+Routing (``route_inputs``): OME-Zarr HCS plates go to ``batch.plates`` (every field in blocks,
+labels into the plate, ``<plate>_wells.csv``); zarr folders and huge TIFFs (``blocks.files.
+split_inputs``) go through blocks; the other image files through ``batch.stream.stream_batch``
+(several images in flight sharing engine batches) or, for a single file, ``batch.files.
+run_batch``. With a :class:`Cluster` (``cp3rt.distributed.open_cluster``) image files and plate
+fields are cluster tasks and huge images run here with their blocks as tasks; the runtime only
+knows the protocol, so it never imports the cluster package above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from cp3rt import defaults as D
+from cp3rt.runtime.batch.blocks.files import merge_summaries, run_huge, split_inputs
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, OutputOptions, run_batch
+from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
+from cp3rt.runtime.batch.stream import stream_batch
+from cp3rt.runtime.config import PipelineConfig, RunConfig
+from cp3rt.runtime.pipeline import Pipeline
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.batch.blocks.image_files import BlockRunner
+
+OnEvent = Callable[[BatchEvent], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputRoutes:
+    """Where each input goes: HCS plates, huge images (blocks), regular image files."""
+
+    plates: tuple[Path, ...] = ()
+    huge: tuple[Path, ...] = ()
+    images: tuple[Path, ...] = ()
+    n_fields: int = 0  # fields of all plates
+
+    @property
+    def total(self) -> int:
+        """Items a progress bar counts: image files, huge images and plate fields."""
+        return len(self.images) + len(self.huge) + self.n_fields
+
+
+def route_inputs(
+    inputs: Sequence[str | os.PathLike[str]], run: RunConfig | None = None, *, force_blocks: bool = False
+) -> InputRoutes:
+    """Sort INPUT arguments (files, folders, globs, zarr folders, plates) into their routes.
+    ``force_blocks`` sends every TIFF through blocks; with a volume ``run`` (do_3D / stitching)
+    big volumes go through 3-D blocks. A missing input or a plate without metadata raises."""
+    run = run or RunConfig()
+    plates, rest = split_plates(inputs)
+    huge, images = split_inputs(rest, force_blocks=force_blocks, volumes=run.is_volume) if rest else ([], [])
+    n_fields = sum(len(plate_fields(p)) for p in plates)
+    return InputRoutes(tuple(plates), tuple(huge), tuple(images), n_fields)
+
+
+class Cluster(Protocol):
+    """Runs work as cluster tasks (``cp3rt.distributed.DaskCluster``): every image file, every
+    plate field, every block of a huge image is a task on workers that open their own nets."""
+
+    def run_files(self, config: PipelineConfig, images: Sequence[Path], run: RunConfig,
+                  outputs: OutputOptions, *, on_event: OnEvent | None) -> BatchSummary: ...
+
+    def run_plate(self, config: PipelineConfig, root: Path, run: RunConfig, outputs: OutputOptions, *,
+                  block_size: int, on_event: OnEvent | None) -> PlateSummary: ...
+
+    def block_runner(self, config: PipelineConfig, run: RunConfig, *, nchan: int) -> BlockRunner: ...
+
+
+def run_inputs(
+    inputs: Sequence[str | os.PathLike[str]] | InputRoutes,
+    config: PipelineConfig | None = None,
+    run: RunConfig | None = None,
+    outputs: OutputOptions | None = None,
+    *,
+    block_size: int | None = None,
+    cluster: Cluster | None = None,
+    on_event: OnEvent | None = None,
+) -> BatchSummary:
+    """Segment every input (see the module docstring for the routes) and write its outputs;
+    one outcome per image file, huge image and plate field. ``inputs`` are INPUT arguments or
+    the routes ``route_inputs`` made of them (to size a progress bar first). ``block_size``
+    None takes each kind's default. Nets open here once, only when work runs in this process."""
+    routes = inputs if isinstance(inputs, InputRoutes) else route_inputs(inputs, run)
+    config = config or PipelineConfig()
+    run = run or RunConfig()
+    outputs = outputs or OutputOptions()
+    parts = []
+    if cluster is not None:
+        if routes.images:  # every file one task
+            parts.append(cluster.run_files(config, routes.images, run, outputs, on_event=on_event))
+        for plate in routes.plates:  # every field one task
+            parts.append(cluster.run_plate(config, plate, run, outputs, block_size=block_size or D.BLOCK_SIZE,
+                                           on_event=on_event).batch)
+    if routes.huge or (cluster is None and (routes.images or routes.plates)):
+        with Pipeline.from_config(config, run=run) as pipeline:
+            parts += _in_process(pipeline, routes, config, run, outputs, block_size=block_size,
+                                 cluster=cluster, on_event=on_event)
+    return merge_summaries(*parts)
+
+
+def _in_process(pipeline: Pipeline, routes: InputRoutes, config: PipelineConfig, run: RunConfig,
+                outputs: OutputOptions, *,
+                block_size: int | None, cluster: Cluster | None, on_event: OnEvent | None) -> list[BatchSummary]:
+    """The parts that run with this process's nets: with a cluster only the huge images (their
+    blocks are tasks), without one everything."""
+    parts = []
+    if routes.images and cluster is None:
+        # Many files: the streaming engine (images in flight, shared engine batches).
+        runner = stream_batch if len(routes.images) > 1 else run_batch
+        parts.append(runner(pipeline, routes.images, run, outputs, on_event=on_event))
+    if routes.huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
+        blocks_on = None if cluster is None else cluster.block_runner(
+            config, run, nchan=pipeline.segment_net.nchan)  # every block one task
+        parts.append(run_huge(pipeline, routes.huge, run, outputs, block_size=block_size,
+                              on_event=on_event, runner=blocks_on))
+    if cluster is None:
+        for plate in routes.plates:  # HCS plate: every field, labels into it, <plate>_wells.csv
+            parts.append(run_plate(pipeline, plate, run, outputs, block_size=block_size or D.BLOCK_SIZE,
+                                   on_event=on_event).batch)
+    return parts
