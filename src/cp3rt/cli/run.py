@@ -100,29 +100,15 @@ def run(
     from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, route_inputs, run_inputs
 
     run_cfg = RunConfig(
-        diameter=diameter,
-        channels=(chan, chan2),
-        flow_threshold=flow_threshold,
-        cellprob_threshold=cellprob_threshold,
-        niter=niter or None,
-        min_size=min_size,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-        augment=augment,
-        do_3D=do_3d,
-        anisotropy=anisotropy,
-        stitch_threshold=stitch_threshold,
-        z_axis=z_axis,
-        gpu_resident=gpu_resident,
+        diameter=diameter, channels=(chan, chan2), flow_threshold=flow_threshold,
+        cellprob_threshold=cellprob_threshold, niter=niter or None, min_size=min_size,
+        tile_overlap=tile_overlap, batch_size=batch_size, augment=augment, do_3D=do_3d,
+        anisotropy=anisotropy, stitch_threshold=stitch_threshold, z_axis=z_axis, gpu_resident=gpu_resident,
     )
-    pipe_cfg = PipelineConfig(
-        segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
-        precision=precision, compile=compile_nets,
-    )
-    outputs = OutputOptions(
-        out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
-        overlay=overlay, overwrite=overwrite,
-    )
+    pipe_cfg = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
+                              precision=precision, compile=compile_nets)
+    outputs = OutputOptions(out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
+                            overlay=overlay, overwrite=overwrite)
     routes = route_inputs(inputs, run_cfg, force_blocks=blocks)  # first, to size the progress bar
     with render.Progress(routes.total) as progress, open_cluster(cluster) as on_cluster:
         summary = run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, cluster=on_cluster,
