@@ -90,7 +90,7 @@ def small_net_weights(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> 
 
 
 def small_net_onnx(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> Path:
-    from cp3rt.models.export import export_onnx
+    from cp3rt.export.to_onnx import export_onnx
 
     return export_onnx(small_net_weights(folder, nbase, seed), folder, verify=False).onnx_path
 

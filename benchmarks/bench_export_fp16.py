@@ -1,4 +1,4 @@
-"""Export cost and fp16-graph accuracy of ``cp3rt.models.export.export_onnx`` (CPU).
+"""Export cost and fp16-graph accuracy of ``cp3rt.export.to_onnx.export_onnx`` (CPU).
 
 Protocol
 --------
@@ -91,7 +91,7 @@ def _ref_net(kind: str, folder: Path):
 
 
 def _time_exports(path: Path, out: Path, repeats: int) -> dict:
-    from cp3rt.models.export import export_onnx
+    from cp3rt.export.to_onnx import export_onnx
 
     res = {}
     for precision in ("fp32", "fp16"):

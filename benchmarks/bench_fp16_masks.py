@@ -5,7 +5,7 @@ one a strongly typed TensorRT build compiles) against the fp32 graph; on a GPU
 Protocol
 --------
 * Weights: a trained Cellpose-v3-format file, ``--weights`` (default: the starter
-  ``cp3rt_nuclei``, recovered from its shipped ONNX by ``cp3rt.models.from_onnx``; its sha256
+  ``cp3rt_nuclei``, recovered from its shipped ONNX by ``cp3rt.export.from_onnx``; its sha256
   is recorded). Both graphs are exported from
   it by cp3rt (fp16: fp16 weights/activations, style path fp32).
 * Per dataset of ``../shared/data`` (GOWT1 nuclei, CTC-sim seq01, DSB2018 sample), up to
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--out", default="fp16_masks")
     args = ap.parse_args()
     if args.weights is None:
-        from cp3rt.models.from_onnx import recover_weight_file
+        from cp3rt.export.from_onnx import recover_weight_file
 
         args.weights = recover_weight_file(STARTER_ONNX, Path(tempfile.mkdtemp()) / "cp3rt_nuclei")
     if not args.weights.is_file():

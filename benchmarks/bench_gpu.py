@@ -133,7 +133,7 @@ def setup_models(args: argparse.Namespace, work: Path) -> Path:
     models = work / "models"
     models.mkdir(parents=True)
     if args.starters:  # the trained starters, recovered from the ONNX shipped in the package
-        from cp3rt.models.from_onnx import recover_weight_file
+        from cp3rt.export.from_onnx import recover_weight_file
 
         assets = HERE.parent / "src" / "cp3rt" / "assets" / "models"
         args.seg_weights = recover_weight_file(assets / "cp3rt_nuclei.onnx", work / "cp3rt_nuclei")

@@ -6,7 +6,7 @@ the same run.
 Protocol
 --------
 * Weights: the trained starters (``cp3rt_nuclei`` / ``cp3rt_denoise_nuclei``) recovered from their
-  shipped ONNX (:mod:`cp3rt.models.from_onnx`) and embedded exactly into cyto3's shape
+  shipped ONNX (:mod:`cp3rt.export.from_onnx`) and embedded exactly into cyto3's shape
   (``bench_gpu.embed_weights``: extra channels exactly zero), so the arithmetic per tile is
   cyto3's and the outputs are a trained net's. FLOPs per tile are counted on the net.
 * Variants of the torch-CUDA engine, fp16, channels-last, CUDA graphs, fixed batch:
@@ -82,7 +82,7 @@ KERNEL_CLASSES = (  # first match wins; names of cuDNN / CUTLASS / ATen / Triton
 
 def starter_weights(work: Path) -> dict[str, Path]:
     """cyto3-shaped weight files of the trained starters, recovered from the shipped ONNX."""
-    from cp3rt.models.from_onnx import recover_weight_file
+    from cp3rt.export.from_onnx import recover_weight_file
 
     out = {}
     for role, name in (("segment", "cp3rt_nuclei"), ("restore", "cp3rt_denoise_nuclei")):

@@ -128,7 +128,7 @@ def main() -> None:
         raise SystemExit(f"{args.weights}: no such weight file (train the starter first, see MODEL_CARD.md).")
 
     from cp3rt.engines.ort import OrtEngine
-    from cp3rt.models.export import export_onnx
+    from cp3rt.export.to_onnx import export_onnx
     from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.io import find_images, read_image
     from cp3rt.runtime.pipeline import Pipeline

@@ -4,7 +4,7 @@ Protocol
 --------
 * One random-init Cellpose v3 segmentation weight file (reference ``CPnet``, seed 0) is the
   source for everything; cp3rt exports it to ONNX (fp32 and fp16 graphs) with
-  ``cp3rt.models.export.export_onnx``.
+  ``cp3rt.export.to_onnx.export_onnx``.
 * Input: 8 tiles of 224x224 cut from a real image (ctc_gowt1_nuclei seq01_t031), 1-99 %
   normalised, second channel zeros (as for a grayscale image), float32.
 * Every configuration runs in its own worker process (so thread pools and LD_PRELOAD do not
@@ -134,7 +134,7 @@ def _make_models(tmp: Path) -> dict[str, Path | str]:
     import torch
     from cellpose import resnet_torch
 
-    from cp3rt.models.export import export_onnx
+    from cp3rt.export.to_onnx import export_onnx
 
     torch.manual_seed(0)
     weights = tmp / "cyto3_random"

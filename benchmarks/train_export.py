@@ -2,7 +2,7 @@
 
     python benchmarks/train_export.py WEIGHTS --out src/cp3rt/assets/models --name cp3rt_nuclei
 
-Steps: ``cp3rt.models.export.export_onnx`` (fp32 graph, verified against the torch net), then
+Steps: ``cp3rt.export.to_onnx.export_onnx`` (fp32 graph, verified against the torch net), then
 every float32 initializer is stored as float16 followed by a Cast back to float32 (and a style
 output narrower than 256 is zero-padded, see pad_style). onnxruntime
 folds those casts when it opens the session, so the graph computes in fp32 exactly as the fp32
@@ -24,8 +24,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from cp3rt._fs import atomic_write_bytes
+from cp3rt.export.to_onnx import export_onnx
 from cp3rt.manifest import EngineManifest, manifest_path_for
-from cp3rt.models.export import export_onnx
 from cp3rt.models.weights import read_weight_file
 
 MIN_ELEMENTS = 16  # tiny tensors (BN scalars etc.) are not worth a Cast node

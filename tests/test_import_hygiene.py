@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("torch", "tensorrt", "cellpose", "cp3rt.models")
+FORBIDDEN = ("torch", "tensorrt", "cellpose", "cp3rt.models", "cp3rt.export")
 
 _CHECK = """
 import json, sys
@@ -52,6 +52,7 @@ def test_the_check_can_fail() -> None:
     # A top-level torch import anywhere in the chain would look exactly like this.
     assert loaded_forbidden("import cp3rt\nimport torch") == ["torch"]
     assert loaded_forbidden("import cp3rt.models") == ["cp3rt.models"]
+    assert loaded_forbidden("import cp3rt.export") == ["cp3rt.export"]
 
 
 # ---- every module on its own, with only the core dependencies ------------------------------------
@@ -59,9 +60,9 @@ def test_the_check_can_fail() -> None:
 # has none of them, so a module that loads one at import time breaks there.
 EXTRA_IMPORTS = ("torch", "onnx", "onnxscript", "tensorrt", "cuda", "numba_cuda", "numba.cuda", "zarr",
                  "dask", "distributed", "cellpose", "cv2", "fastremap", "fill_voids", "hypothesis")
-# The parts that need an extra to import at all: the torch side (export, train) and the CUDA
+# The parts that need an extra to import at all: the torch side (models, export, train) and the CUDA
 # dynamics kernels (numba-cuda). Everything else must import with the core dependencies only.
-NEEDS_EXTRA = ("cp3rt.models", "cp3rt.train", "cp3rt.runtime.dynamics.cuda._")
+NEEDS_EXTRA = ("cp3rt.models", "cp3rt.export", "cp3rt.train", "cp3rt.runtime.dynamics.cuda._")
 CORE_PRELOAD = ("numpy", "numba", "scipy", "tifffile", "typer", "rich", "onnxruntime", "platformdirs",
                 "filelock", "PIL")
 

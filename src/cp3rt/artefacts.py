@@ -178,7 +178,7 @@ def _export_function(text: str, precision: str, final: Path) -> Callable[..., ob
         from cp3rt._lazy import require
 
         require("torch", "exporting a Cellpose weight file to ONNX")
-        module = require("cp3rt.models", "exporting a Cellpose weight file to ONNX")
+        module = require("cp3rt.export", "exporting a Cellpose weight file to ONNX")
         return module.export_onnx
     except (BackendUnavailableError, AttributeError) as exc:
         raise BackendUnavailableError(

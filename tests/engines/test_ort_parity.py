@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cp3rt.engines import open_engine
-from cp3rt.models.export import export_onnx
+from cp3rt.export.to_onnx import export_onnx
 
 pytestmark = pytest.mark.reference
 

@@ -26,8 +26,8 @@ def export_tiny(folder: Path, seed: int = 0) -> Exports:
     """A tiny random-weight v3 CPnet file and its fp32/fp16 ONNX exports (with manifests)."""
     import torch
 
+    from cp3rt.export.to_onnx import export_onnx
     from cp3rt.models.cpnet import CPnet
-    from cp3rt.models.export import export_onnx
 
     torch.manual_seed(seed)
     weights = CPnet(TINY_NBASE, 3, diam_mean=30.0).save(folder / "tiny")

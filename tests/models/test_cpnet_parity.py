@@ -14,8 +14,8 @@ import pytest
 import torch
 from models_testutil import max_abs, report_mismatch
 
+from cp3rt.export.to_onnx import export_onnx
 from cp3rt.models.weights import load_cpnet
-from cp3rt.models.export import export_onnx
 
 TORCH_ATOL = 1e-4        # cp3rt torch vs reference, fp32 (brief: <= 1e-4)
 ORT_FP32_ATOL = 1e-4     # exported fp32 ONNX on onnxruntime CPU vs reference
@@ -75,7 +75,7 @@ def sessions(ref_nets, tmp_path_factory):
         for precision in ("fp32", "fp16"):
             res = export_onnx(ref.path, folder, precision=precision, verify=False)
             opts = ort.SessionOptions()
-            if precision == "fp16":  # round every intermediate to fp16 (see models/_verify.py)
+            if precision == "fp16":  # round every intermediate to fp16 (see export/_verify.py)
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             out[(role, precision)] = ort.InferenceSession(
                 str(res.onnx_path), opts, providers=["CPUExecutionProvider"]

@@ -17,10 +17,10 @@ import torch
 from models_testutil import report_mismatch
 
 from cp3rt.engines.torch_cuda import mixed_forward, prepare_net
-from cp3rt.models.weights import load_cpnet
-from cp3rt.models.export import export_onnx
+from cp3rt.export.from_onnx import recover_weight_file
+from cp3rt.export.to_onnx import export_onnx
 from cp3rt.models.fold import FoldedCPnet, fold_batchnorm
-from cp3rt.models.from_onnx import recover_weight_file
+from cp3rt.models.weights import load_cpnet
 
 # Folding only reorders float32 arithmetic (weights scaled in float64, rounded once):
 # max |folded - unfolded| as a fraction of the output's range.

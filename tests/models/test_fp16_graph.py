@@ -12,9 +12,9 @@ from models_testutil import randomise_bn
 from onnx import TensorProto, helper, numpy_helper
 
 from cp3rt.errors import ExportError
-from cp3rt.models._trace import trace_to_onnx
+from cp3rt.export._trace import trace_to_onnx
+from cp3rt.export.fp16 import convert_to_fp16
 from cp3rt.models.cpnet import CPnet
-from cp3rt.models.fp16 import convert_to_fp16
 
 FP16_REL_ROUNDING = 2.0 ** -10  # one fp16 rounding of a normal number: relative error <= 2^-11
 

@@ -1,4 +1,4 @@
-"""Recovering a weight file from a cp3rt ONNX export (cp3rt.models.from_onnx), on CPU."""
+"""Recovering a weight file from a cp3rt ONNX export (cp3rt.export.from_onnx), on CPU."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from cp3rt.errors import WeightFileError
-from cp3rt.models.export import export_onnx
-from cp3rt.models.from_onnx import recover_cpnet, recover_weight_file
+from cp3rt.export.from_onnx import recover_cpnet, recover_weight_file
+from cp3rt.export.to_onnx import export_onnx
 from cp3rt.models.weights import load_cpnet, read_weight_file
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models"

@@ -15,12 +15,12 @@ import pytest
 import torch
 from models_testutil import max_abs, randomise_bn, report_mismatch
 
-from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.errors import ConfigError, ExportError
-from cp3rt.models import _verify
+from cp3rt.export import _verify
+from cp3rt.export.to_onnx import export_onnx
+from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.models.cpnet import CPnet
 from cp3rt.models.weights import load_cpnet
-from cp3rt.models.export import export_onnx
 
 SMALL = (8, 16, 32, 64)
 ORT_ATOL = 1e-5          # small net, fp32: onnxruntime vs torch

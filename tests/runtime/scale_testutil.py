@@ -100,8 +100,8 @@ def export_tiny_onnx(folder: Path, nbase=(2, 8, 16, 256), seed: int = 0) -> Path
     """A random-init CPnet (style width 256, which the runtime expects) exported to ONNX."""
     import torch
 
+    from cp3rt.export.to_onnx import export_onnx
     from cp3rt.models.cpnet import CPnet
-    from cp3rt.models.export import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

@@ -17,7 +17,7 @@ import tifffile
 
 from cp3rt.engines.torch_engine import TorchEngine
 from cp3rt.errors import ConfigError
-from cp3rt.models.from_onnx import recover_weight_file
+from cp3rt.export.from_onnx import recover_weight_file
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.nets import net_from_engine
 from cp3rt.runtime.quality.metrics import average_precision

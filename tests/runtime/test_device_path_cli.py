@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from cp3rt.models.from_onnx import recover_weight_file
+from cp3rt.export.from_onnx import recover_weight_file
 
 ASSETS = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets"
 SAMPLE = ASSETS / "samples" / "dsb2018_nuclei.tif"

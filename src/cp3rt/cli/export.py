@@ -1,6 +1,6 @@
 """``cp3rt export``: turn a Cellpose v3 weight file or zoo model into an ONNX file + manifest.
 
-Only flag handling and rendering here; the work is :func:`cp3rt.models.export.export_onnx`.
+Only flag handling and rendering here; the work is :func:`cp3rt.export.to_onnx.export_onnx`.
 torch is imported inside the command, so ``cp3rt --help`` stays torch-free.
 """
 
@@ -54,7 +54,7 @@ def export(
     from cp3rt._lazy import require
 
     require("torch", "cp3rt export")
-    from cp3rt.models.export import export_onnx
+    from cp3rt.export.to_onnx import export_onnx
 
     weights, builtin = _resolve(model)
     result = export_onnx(

@@ -32,8 +32,8 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt._lazy import require
 from cp3rt.engines.base import BaseEngine, Batch, TensorSpec
-from cp3rt.manifest import EngineManifest, ShapeRange
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
+from cp3rt.manifest import EngineManifest, ShapeRange
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 OUTPUTS = {"segment": ("flows", "style"), "restore": ("restored",)}

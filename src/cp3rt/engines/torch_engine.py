@@ -14,8 +14,8 @@ import numpy as np
 
 from cp3rt._lazy import require
 from cp3rt.engines.base import BaseEngine, TensorSpec
-from cp3rt.manifest import EngineManifest
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
+from cp3rt.manifest import EngineManifest
 
 OUTPUTS_BY_ROLE = {"segment": ("flows", "style"), "restore": ("restored",)}
 TORCH_OPSET = 0  # the manifest field means "ONNX opset"; 0 marks "not an ONNX artefact"

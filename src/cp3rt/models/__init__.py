@@ -1,6 +1,7 @@
-"""Torch side: CPnet (reads Cellpose v3 weight files unchanged), ONNX export. Imports torch.
+"""Torch side: CPnet (reads Cellpose v3 weight files unchanged), BatchNorm folding. Imports torch.
 
-The public names are also reachable here (``cp3rt.models.export_onnx``), loaded on first use.
+The export to ONNX is :mod:`cp3rt.export`, one floor up. The public names are also reachable
+here (``cp3rt.models.load_cpnet``), loaded on first use.
 """
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.models.cpnet import CPnet
-    from cp3rt.models.export import ExportResult, export_onnx
     from cp3rt.models.weights import WeightFile, load_cpnet, read_weight_file
 
-__all__ = ["CPnet", "ExportResult", "WeightFile", "export_onnx", "load_cpnet", "read_weight_file"]
+__all__ = ["CPnet", "WeightFile", "load_cpnet", "read_weight_file"]
 
 _LAZY = {
     "CPnet": "cp3rt.models.cpnet",
-    "load_cpnet": "cp3rt.models.weights",
-    "ExportResult": "cp3rt.models.export",
-    "export_onnx": "cp3rt.models.export",
     "WeightFile": "cp3rt.models.weights",
+    "load_cpnet": "cp3rt.models.weights",
     "read_weight_file": "cp3rt.models.weights",
 }
 

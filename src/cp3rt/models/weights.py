@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cp3rt.manifest import sha256_file
 from cp3rt.errors import WeightFileError
+from cp3rt.manifest import sha256_file
 from cp3rt.models.cpnet import DEFAULT_DIAM_MEAN, DIAM_KEYS, CPnet
 
 MODULE_PREFIX = "module."

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-FORBIDDEN = ("torch", "tensorrt", "cuda", "cellpose", "cp3rt.models", "onnxruntime")
+FORBIDDEN = ("torch", "tensorrt", "cuda", "cellpose", "cp3rt.models", "cp3rt.export", "onnxruntime")
 MODULES = ("cp3rt.engines.tensorrt.engine", "cp3rt.engines.tensorrt.builder",
            "cp3rt.engines.tensorrt.plan_cache", "cp3rt.build",
            "cp3rt.engines.torch_cuda", "cp3rt.check", "cp3rt.cli.build", "cp3rt.cli.check")

@@ -7,7 +7,7 @@ import torch
 
 from cp3rt._lazy import require
 from cp3rt.errors import ExportError
-from cp3rt.models._trace import INPUT_NAME, OUTPUT_NAMES
+from cp3rt.export._trace import INPUT_NAME, OUTPUT_NAMES
 from cp3rt.models.cpnet import CPnet
 
 # Largest allowed max|onnx - torch| as a fraction of the torch output's range (max - min), per

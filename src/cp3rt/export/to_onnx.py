@@ -3,7 +3,7 @@
 The artefact has one input ``image`` (B, nchan, H, W) float32 with symbolic B, H, W, and the
 outputs ``flows`` (B, 3, H, W) + ``style`` (B, 256) for segmentation nets or ``restored``
 (B, 1, H, W) for restoration nets. ``precision="fp16"`` carries fp16 weights and compute in the
-graph itself (see :mod:`cp3rt.models.fp16`); inputs and outputs stay float32 either way.
+graph itself (see :mod:`cp3rt.export.fp16`); inputs and outputs stay float32 either way.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from cp3rt.defaults import (
     ONNX_OPSET,
     ONNX_OPSET_RANGE,
 )
-from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.errors import ConfigError, ExportError, OutputError
-from cp3rt.models._trace import role_for, trace_to_onnx
-from cp3rt.models._verify import verify_against_torch
+from cp3rt.export._trace import role_for, trace_to_onnx
+from cp3rt.export._verify import verify_against_torch
+from cp3rt.manifest import EngineManifest, manifest_path_for
 from cp3rt.models.fold import fold_batchnorm
 from cp3rt.models.weights import WeightFile, load_cpnet, read_weight_file
 from cp3rt.zoo.registry import runtime_diameters
@@ -63,7 +63,7 @@ def export_onnx(
     models, whose stored diam_mean the reference ignores), then the file's value, then the
     name-based default of ``source_model`` for both (§1.5). With ``verify`` the graph is run on
     onnxruntime CPU against the torch net before anything is written; ExportError above
-    ``VERIFY_TOLERANCE`` (see ``cp3rt.models._verify``). ``fold_bn`` exports the net with its
+    ``VERIFY_TOLERANCE`` (see ``cp3rt.export._verify``). ``fold_bn`` exports the net with its
     BatchNorms folded into convolutions and style layers (:mod:`cp3rt.models.fold`): the same
     function with fewer passes over the activations, for every runtime that reads the graph.
     """
@@ -81,7 +81,7 @@ def export_onnx(
     net = load_cpnet(wf)
     model = trace_to_onnx(fold_batchnorm(net) if fold_bn else net, role, opset)
     if precision == "fp16":
-        from cp3rt.models.fp16 import convert_to_fp16
+        from cp3rt.export.fp16 import convert_to_fp16
 
         model = convert_to_fp16(model)
     _annotate(model, role=role, precision=precision, source=source, sha256=wf.sha256, fold_bn=fold_bn)

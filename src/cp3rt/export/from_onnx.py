@@ -23,8 +23,8 @@ import torch
 from onnx import numpy_helper
 
 from cp3rt.errors import WeightFileError
+from cp3rt.export._trace import INPUT_NAME, OUTPUT_NAMES, role_for, trace_to_onnx
 from cp3rt.models._blocks import BN_EPS
-from cp3rt.models._trace import INPUT_NAME, OUTPUT_NAMES, role_for, trace_to_onnx
 from cp3rt.models.cpnet import DIAM_KEYS, CPnet
 
 PARAM_OPS = ("Conv", "BatchNormalization", "Gemm")
