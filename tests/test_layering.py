@@ -1,7 +1,9 @@
 """The house rules, read from the code's own imports (parsed with ``ast``; nothing is imported).
 
-1. Runtime levels point down: a module may import its own level and the levels below it
-   (``LEVELS``, bottom first; docs/layout.md says why each level sits where it does).
+1. Levels point down: a module may import its own level and the levels below it, bottom first;
+   docs/layout.md says why each level sits where it does. Twice: the package's floors
+   (``PACKAGES``: ground floor, zoo, models, export, engines, artefacts, runtime, tools, cli) and,
+   inside the runtime, its levels (``LEVELS``).
 2. No import cycles between cp3rt modules (``KNOWN_CYCLES`` lists the ones not yet undone).
 3. ``runtime`` and ``engines`` never import torch, the reference cellpose or cp3rt's torch side
    (``cp3rt.models``, ``cp3rt.export`` and ``cp3rt.train``) at module level.
@@ -33,6 +35,21 @@ LEVELS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("batch", ("cp3rt.runtime.batch",)),          # files, folders, plates, huge images, streams
 )
 RUNTIME_FACE = "cp3rt.runtime"  # the package __init__: the public face may import any level
+
+# The package's floors, bottom first (docs/layout.md). A floor is whole subpackages or modules.
+PACKAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ground", ("cp3rt.errors", "cp3rt.defaults", "cp3rt._fs", "cp3rt._lazy", "cp3rt._version",
+                "cp3rt.manifest", "cp3rt.cache")),   # shared contracts and helpers, no cp3rt part
+    ("zoo", ("cp3rt.zoo",)),                        # model names, metadata, weight-file locations
+    ("models", ("cp3rt.models",)),                  # the net: CPnet, weight files, folding (torch)
+    ("export", ("cp3rt.export",)),                  # the net -> ONNX artefact and back (torch)
+    ("engines", ("cp3rt.engines",)),                # the Engine protocol and its backends
+    ("artefacts", ("cp3rt.artefacts", "cp3rt.build")),  # model spec -> the file an engine opens
+    ("runtime", ("cp3rt.runtime",)),                # images -> masks (numpy + numba + engines)
+    ("tools", ("cp3rt.check", "cp3rt.distributed", "cp3rt.train")),  # built on the runtime
+    ("cli", ("cp3rt.cli", "cp3rt.__main__")),       # thin commands
+)
+PACKAGE_FACE = "cp3rt"  # the top-level __init__: the public face may import any floor
 
 # Cycles that exist today and are someone's open work; a fixed one must leave this list.
 KNOWN_CYCLES: set[frozenset[str]] = set()
@@ -159,21 +176,24 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
-def level_of(module: str) -> int | None:
-    for rank, (_, prefixes) in enumerate(LEVELS):
+Levels = tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def level_of(module: str, levels: Levels = LEVELS) -> int | None:
+    for rank, (_, prefixes) in enumerate(levels):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return rank
     return None
 
 
-def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+def upward_imports(graph: dict[str, set[str]], levels: Levels = LEVELS) -> list[str]:
     bad = []
     for module, deps in sorted(graph.items()):
-        here = level_of(module)
+        here = level_of(module, levels)
         for dep in sorted(deps):
-            there = level_of(dep)
+            there = level_of(dep, levels)
             if here is not None and there is not None and there > here:
-                bad.append(f"{module} ({LEVELS[here][0]}) imports {dep} ({LEVELS[there][0]})")
+                bad.append(f"{module} ({levels[here][0]}) imports {dep} ({levels[there][0]})")
     return bad
 
 
@@ -196,6 +216,16 @@ def test_every_runtime_module_has_a_level(files):
 def test_runtime_levels_only_import_downward(graph):
     bad = upward_imports(graph)
     assert not bad, "imports that point up a level:\n" + "\n".join(bad)
+
+
+def test_every_module_is_on_a_floor(files):
+    homeless = [m for m in files if m.startswith("cp3rt.") and level_of(m, PACKAGES) is None]
+    assert not homeless, f"put these on a floor of PACKAGES (and docs/layout.md): {homeless}"
+
+
+def test_floors_only_import_downward(graph):
+    bad = upward_imports(graph, PACKAGES)
+    assert not bad, "imports that point up a floor:\n" + "\n".join(bad)
 
 
 def test_no_import_cycles(graph):
@@ -227,6 +257,18 @@ def test_an_upward_import_is_reported_even_when_lazy():
     graph = {"cp3rt.runtime.prep.axes": imports_of("cp3rt.runtime.prep.axes", src, KNOWN)}
     assert upward_imports(graph) == [
         "cp3rt.runtime.prep.axes (prep) imports cp3rt.runtime.batch.files (batch)"]
+
+
+def test_an_upward_import_between_floors_is_reported():
+    known = {"cp3rt.engines.select", "cp3rt.artefacts", "cp3rt.manifest", "cp3rt.zoo.registry"}
+    engines = "def f():\n    from cp3rt.artefacts import resolve_model\n"
+    ground = "from cp3rt.zoo.registry import ZOO\n"
+    graph = {"cp3rt.engines.select": imports_of("cp3rt.engines.select", engines, known),
+             "cp3rt.manifest": imports_of("cp3rt.manifest", ground, known),
+             "cp3rt.artefacts": {"cp3rt.engines.select", "cp3rt.manifest"}}
+    assert upward_imports(graph, PACKAGES) == [
+        "cp3rt.engines.select (engines) imports cp3rt.artefacts (artefacts)",
+        "cp3rt.manifest (ground) imports cp3rt.zoo.registry (zoo)"]
 
 
 def test_from_package_import_module_is_an_import_of_the_module():
