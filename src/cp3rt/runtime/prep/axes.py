@@ -36,6 +36,7 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.prep.normalize import check_float32_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +131,7 @@ def to_cyx(
             "(at most 4 axes)."
         )
 
+    check_float32_range(x)  # else float64 above 3.4e38 becomes Inf: "non-finite" it is not
     x = x.astype(np.float32, copy=False)
     x = _select_channels(x, spec) if spec is not None else _fit_nchan(x, nchan)
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))

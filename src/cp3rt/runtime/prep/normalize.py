@@ -107,6 +107,25 @@ class NormalizeConfig:
         object.__setattr__(self, "lowhigh", clean[0] if arr.ndim == 1 else clean)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(img: np.ndarray, name: str | None = None) -> None:
+    """Refuse finite values that float32 cannot hold (float64 data above 3.4e38): converted,
+    they would become Inf and be reported as non-finite pixels the file does not have."""
+    if img.dtype.kind != "f" or img.dtype.itemsize <= 4:
+        return
+    with np.errstate(invalid="ignore"):
+        over = np.abs(img) > FLOAT32_MAX
+    big = int(np.count_nonzero(over) - np.count_nonzero(np.isinf(img)))
+    if big:
+        where = f"{name}" if name else "the image"
+        raise InputError(
+            f"{where} has {big} value(s) beyond float32 range (max {FLOAT32_MAX:.2g}); cp3rt "
+            "computes in float32: scale the image down (e.g. divide by its maximum) first."
+        )
+
+
 def check_finite(img: np.ndarray, name: str | None = None) -> None:
     """Refuse NaN/Inf pixels: they would poison the percentiles and every tile they touch."""
     bad = int(img.size - np.count_nonzero(np.isfinite(img)))
@@ -126,6 +145,7 @@ def normalize_image(
     ``name`` (e.g. the file name) is used in the error raised for non-finite pixels.
     """
     cfg = NormalizeConfig() if cfg is None else cfg
+    check_float32_range(np.asarray(img), name)
     x = np.array(img, dtype=np.float32, copy=True)
     if x.ndim not in (3, 4):
         raise InputError(
