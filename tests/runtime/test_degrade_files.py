@@ -70,8 +70,10 @@ def test_channel_layouts(tmp_path):
     assert tifffile.imread(run.outputs[1]).shape == (2, 40, 50)
     stack = rng.random((12, 40, 50)).astype(np.float32)
     tifffile.imwrite(tmp_path / "stack.tif", stack)
-    with pytest.raises(InputError, match=r"stack\.tif has shape \(12, 40, 50\)"):
-        degrade_files([tmp_path / "stack.tif"], FixedNoise(pscale=5.0), tmp_path / "out")
+    # A file degrade cannot take is that file's failure (one line naming it), not the run's.
+    run = degrade_files([tmp_path / "stack.tif"], FixedNoise(pscale=5.0), tmp_path / "out")
+    assert run.outputs == () and not run.ok
+    assert "stack.tif has shape (12, 40, 50)" in run.failed[0][1]
 
 
 def test_refusals(tmp_path):

@@ -29,7 +29,10 @@ column and resize back. `poisson` takes --pscale; `blur` takes --sigma (+ --psca
 
 Each image is normalised (1/99 percentiles, clipped at 0), degraded, renormalised and written
 as float32 `OUT/<name>.tif`; `OUT/cp3rt_degrade.json` records the command, seed and the
-parameters every image got. The same seed and inputs give the same files.
+parameters every image got (rewritten after each image, so an interrupted run says what it
+wrote). A file that cannot be degraded is one line on stderr naming it; the others are still
+written, and the exit code is 1. Bad options stop before the first image (exit 2). The same
+seed and inputs give the same files.
 """
 
 
@@ -63,9 +66,11 @@ def degrade(
     ds_max: int = typer.Option(7, "--ds-max", help="Largest random downsampling factor."),
 ) -> None:
     from cp3rt.runtime.io import find_images
-    from cp3rt.runtime.quality.degrade import degrade_files, noise_from_options
+    from cp3rt.runtime.quality.degrade import check_run, degrade_files, noise_from_options
 
+    # Every option is checked before any image is read (ConfigError: one line, exit 2).
     recipe = noise_from_options(noise, pscale=pscale, sigma=sigma, ds=ds, ds_max=ds_max)
+    check_run(recipe, seed=seed, diameter=diameter)
     images = find_images(inputs)
     command = " ".join(
         ["cp3rt degrade", *inputs, "--noise", noise, "--out", str(out), "--seed", str(seed),
@@ -77,4 +82,9 @@ def degrade(
         images, recipe, out, seed=seed, diameter=diameter, noise_name=noise, command=command,
         progress=lambda i, n, name: typer.echo(f"[{i}/{n}] {name}"),
     )
-    typer.echo(f"wrote {len(run.outputs)} image(s) to {out} and the record {run.record}")
+    for _src, line in run.failed:
+        typer.echo(f"error: {line}", err=True)
+    typer.echo(f"wrote {len(run.outputs)} image(s) to {out}, {len(run.failed)} failed; "
+               f"record {run.record}")
+    if run.failed:
+        raise typer.Exit(1)

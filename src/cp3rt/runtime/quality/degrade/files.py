@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 
 from cp3rt._version import __version__
-from cp3rt.errors import InputError, OutputError
+from cp3rt.errors import Cp3rtError, InputError, OutputError
 from cp3rt.runtime.io.read import read_image
 from cp3rt.runtime.io.write import write_image_tif, write_json
+from cp3rt.runtime.prep.normalize import check_finite, check_float32_range
 from cp3rt.runtime.quality.degrade.ops import normalize_clean
-from cp3rt.runtime.quality.degrade.params import DIAMETER, Noise
+from cp3rt.runtime.quality.degrade.params import DIAMETER, Noise, check_run
 from cp3rt.runtime.quality.degrade.synth import AppliedNoise, add_noise_batch
 
 RECORD_NAME = "cp3rt_degrade.json"
@@ -28,11 +29,17 @@ Progress = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class DegradeRun:
-    """Outputs of one run: written images (same order as inputs), what each got, the record."""
+    """Outputs of one run: written images (in input order), what each got, the files that
+    failed as (input, one-line reason), and the record."""
 
     outputs: tuple[Path, ...]
     applied: tuple[AppliedNoise, ...]
     record: Path
+    failed: tuple[tuple[Path, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
 
 
 def _to_cyx(image: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
@@ -83,36 +90,76 @@ def degrade_files(
     """Read each image, normalise it (1/99 percentiles, clip >= 0), degrade it and write
     ``out_dir/<stem>.tif`` (float32, same axis order) plus ``out_dir/cp3rt_degrade.json``.
 
+    Everything that can be checked without reading an image (seed, diameter, blur width, output
+    names) is checked first (ConfigError / OutputError). A file that cannot be read or degraded
+    is recorded in ``failed`` with one line naming it, and the run goes on. Each image is written
+    under a temporary name and renamed; the record is rewritten after every image (``complete``
+    false until the end), so an interrupted run leaves a record of what it wrote.
+
     Image ``i`` uses its own generator from ``SeedSequence(seed).spawn``: the same seed and
     input list give the same files.
     """
     paths = [Path(p) for p in inputs]
     if not paths:
         raise InputError("No input image was given.")
+    check_run(noise, seed=seed, diameter=diameter)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise OutputError(f"The output folder {out} is a file.")
+        raise OutputError(f"The output folder {out} is a file; choose a folder for --out.")
     outputs = _plan_outputs(paths, out)
     children = np.random.SeedSequence(seed).spawn(len(paths))
-    applied: list[AppliedNoise] = []
-    entries: list[dict[str, Any]] = []
-    for i, (src, dst) in enumerate(zip(paths, outputs)):
-        cyx, layout = _to_cyx(read_image(src), src)
-        clean = normalize_clean(cyx)
-        noisy, plan = add_noise_batch(clean[None], noise, np.random.default_rng(children[i]),
-                                      diameter)
-        write_image_tif(dst, _from_cyx(noisy[0], layout))
-        applied.append(plan[0])
-        entries.append({"input": str(src), "output": str(dst), "shape_cyx": list(cyx.shape),
-                        "layout": layout, "applied": plan[0].to_dict()})
-        if progress is not None:
-            progress(i + 1, len(paths), src.name)
-    record = write_json(out / RECORD_NAME, {
+    header = {
         "tool": "cp3rt degrade", "cp3rt_version": __version__,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "seed": int(seed), "diameter": float(diameter),
         "noise_name": noise_name, "noise": noise.to_dict(),
         "normalisation": "per channel 1/99 percentiles to 0/1, negatives clipped to 0",
-        "images": entries,
-    })
-    return DegradeRun(tuple(outputs), tuple(applied), record)
+    }
+    written: list[Path] = []
+    applied: list[AppliedNoise] = []
+    entries: list[dict[str, Any]] = []
+    failed: list[tuple[Path, str]] = []
+    record = out / RECORD_NAME
+
+    def save(complete: bool) -> Path:
+        return write_json(record, {**header, "complete": complete, "images": entries,
+                                   "failed": [{"input": str(p), "error": e} for p, e in failed]})
+
+    for i, (src, dst) in enumerate(zip(paths, outputs)):
+        try:
+            entry, plan = _degrade_one(src, dst, noise, np.random.default_rng(children[i]),
+                                       diameter)
+        except (Cp3rtError, OSError, ValueError, MemoryError) as err:
+            failed.append((src, _one_line(src, err)))
+        else:
+            written.append(dst)
+            applied.append(plan)
+            entries.append(entry)
+        save(complete=False)
+        if progress is not None:
+            progress(i + 1, len(paths), src.name)
+    return DegradeRun(tuple(written), tuple(applied), save(complete=True), tuple(failed))
+
+
+def _degrade_one(src: Path, dst: Path, noise: Noise, rng: np.random.Generator,
+                 diameter: float) -> tuple[dict[str, Any], AppliedNoise]:
+    raw = read_image(src)
+    check_float32_range(raw, str(src))
+    cyx, layout = _to_cyx(raw, src)
+    check_finite(cyx, str(src))
+    clean = normalize_clean(cyx)
+    try:
+        noisy, plan = add_noise_batch(clean[None], noise, rng, diameter)
+    except InputError as err:
+        raise InputError(f"{src}: {err}") from err
+    write_image_tif(dst, _from_cyx(noisy[0], layout))
+    entry = {"input": str(src), "output": str(dst), "shape_cyx": list(cyx.shape),
+             "layout": layout, "applied": plan[0].to_dict()}
+    return entry, plan[0]
+
+
+def _one_line(src: Path, err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if not isinstance(err, Cp3rtError):
+        text = f"cannot be degraded ({type(err).__name__}: {text})"
+    return text if str(src) in text else f"{src}: {text}"

@@ -10,16 +10,18 @@ import numpy as np
 from scipy.ndimage import correlate1d
 
 from cp3rt.defaults import MIN_PERCENTILE_RANGE, PERCENTILES
-from cp3rt.errors import ConfigError
+from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.quality.degrade.params import MAX_SIGMA
 
 MIN_KERNEL_HALF_WIDTH = 8         # §6.1.4: half-width w = max(8, 2 * int(max sigma_y))
 RENORM_QUANTILES = (0.01, 0.99)   # §6.1.8 img_norm
+MAX_POISSON_MEAN = 1e18           # numpy's Poisson sampler refuses means above ~9.2e18 (int64)
 
 
 def kernel_half_width(max_sigma: float) -> int:
     """Half-width ``w`` of the blur kernel; the kernel has ``2w - 1`` taps (§6.1.4)."""
-    if not np.isfinite(max_sigma) or max_sigma < 0:
-        raise ConfigError(f"sigma is {max_sigma}; a blur sigma must be finite and >= 0.")
+    if not np.isfinite(max_sigma) or not 0 <= max_sigma <= MAX_SIGMA:
+        raise ConfigError(f"sigma is {max_sigma}; a blur sigma must lie in [0, {MAX_SIGMA:g}] px.")
     # int() truncates like the reference's .long(); the width comes from sigma_y only.
     return max(MIN_KERNEL_HALF_WIDTH, 2 * int(max_sigma))
 
@@ -58,9 +60,23 @@ def gaussian_blur(
     w = kernel_half_width(sigma_y) if half_width is None else int(half_width)
     x = np.asarray(image, dtype=np.float64)
     # The 2-D kernel is an outer product, so two 1-D passes give the same sum of products.
-    x = correlate1d(x, gaussian_kernel_1d(sigma_y, w), axis=-2, mode="constant", cval=0.0)
-    x = correlate1d(x, gaussian_kernel_1d(sigma_x, w), axis=-1, mode="constant", cval=0.0)
+    for axis, sigma in ((-2, sigma_y), (-1, sigma_x)):
+        k = _within(gaussian_kernel_1d(sigma, w), x.shape[axis])
+        x = correlate1d(x, k, axis=axis, mode="constant", cval=0.0)
     return x.astype(np.float32)
+
+
+def _within(kernel: np.ndarray, length: int) -> np.ndarray:
+    """The taps of a centred, normalised kernel that can reach an axis of ``length`` pixels.
+
+    With zero padding a tap farther than ``length - 1`` from the centre only ever meets padding,
+    so dropping it (after normalising) changes no sum: the cost of a wide blur stays bounded by
+    the image, not by sigma.
+    """
+    half = kernel.size // 2
+    if half <= length - 1:
+        return kernel
+    return kernel[half - (length - 1): half + length]
 
 
 def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,6 +124,13 @@ def poisson_counts(image: np.ndarray, pscale: float, rng: np.random.Generator) -
     if not np.isfinite(pscale) or pscale <= 0:
         raise ConfigError(f"pscale is {pscale}; the photon scale must be finite and > 0.")
     lam = float(pscale) * np.asarray(image, dtype=np.float64)
+    top = float(lam.max()) if lam.size else 0.0
+    if top > MAX_POISSON_MEAN:
+        raise InputError(
+            f"the brightest pixel is {top / pscale:.3g} times the image's 1-99 % range; with "
+            f"pscale {pscale:g} it would need {top:.3g} photons, more than Poisson sampling counts "
+            f"({MAX_POISSON_MEAN:.0e}); clip the image's outliers or use a smaller --pscale."
+        )
     # Blur/resize of a non-negative image can leave -1e-9 rounding residues; they are 0 photons.
     return rng.poisson(np.maximum(lam, 0.0)).astype(np.float32)
 

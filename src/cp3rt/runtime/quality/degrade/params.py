@@ -6,11 +6,20 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
 
 DS_MAX = 7                  # §6.2 CLI default ds_max
 DIAMETER = 30.0             # §6.1: diams default; sigma scales with diameter / 30
 DOWNSAMPLE_GBLUR = 5.0      # §6.2 `downsample` preset: anti-alias blur rule reused by FixedNoise
+# cp3rt's limits (the reference has none; a blur kernel has ~4 sigma taps, so --sigma 1e6 or
+# --diameter 1e9 never finished). A blur wider than the largest image cp3rt segments in one piece
+# (4096 px a side) leaves one bump of the whole image, nothing to restore.
+MAX_SIGMA = float(D.HUGE_IMAGE_SIDE)
+# Photons per unit intensity: above 1e6 the Poisson noise (1/sqrt(pscale) < 0.1 % of the
+# signal) is invisible in float32 images, and counts of bright pixels leave float32's exact
+# integers (2**24); the presets draw means of 5.7 to 133.
+MAX_PSCALE = 1e6
 
 
 def _prob(name: str, value: float) -> None:
@@ -21,6 +30,10 @@ def _prob(name: str, value: float) -> None:
 def _positive(name: str, value: float) -> None:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} is {value}; it must be finite and > 0.")
+
+
+def _sigma_ok(name: str, value: float) -> bool:
+    return math.isfinite(value) and 0 <= value <= MAX_SIGMA
 
 
 @dataclass(frozen=True)
@@ -103,11 +116,17 @@ class FixedNoise:
     def __post_init__(self) -> None:
         if self.pscale is not None:
             _positive("pscale", self.pscale)
+            if self.pscale > MAX_PSCALE:
+                raise ConfigError(
+                    f"pscale is {self.pscale:g}; allowed: > 0 and <= {MAX_PSCALE:g} photons per "
+                    "unit intensity (above that the noise is invisible; omit --pscale for none)."
+                )
         if self.sigma is not None:
             sig = self.sigma if isinstance(self.sigma, tuple) else (self.sigma, self.sigma)
-            if len(sig) != 2 or not all(math.isfinite(s) and s >= 0 for s in sig):
+            if len(sig) != 2 or not all(_sigma_ok("sigma", s) for s in sig):
                 raise ConfigError(
-                    f"sigma is {self.sigma}; it must be >= 0, as one number or (sigma_y, sigma_x)."
+                    f"sigma is {self.sigma}; allowed: 0 to {MAX_SIGMA:g} px, as one number or "
+                    "(sigma_y, sigma_x)."
                 )
         if int(self.ds) != self.ds or self.ds < 1:
             raise ConfigError(f"ds is {self.ds}; the downsampling factor must be an integer >= 1.")
@@ -196,3 +215,38 @@ def noise_from_options(
         raise ConfigError(f"noise {name!r} with fixed parameters needs {required} to be given.")
     return FixedNoise(pscale=pscale, sigma=sigma, ds=1 if ds is None else ds,
                       iso=name != "aniso")
+
+
+def max_sigma(noise: Noise, diameter: float) -> float:
+    """The largest blur sigma (px) ``noise`` can give an image whose objects have ``diameter``
+    pixels (the random recipes scale sigma with diameter / 30; see ``synth._draw``)."""
+    if isinstance(noise, FixedNoise):
+        return max(noise.sigmas(diameter))
+    if isinstance(noise, OneClickNoise):
+        return max(max_sigma(s, diameter) for s in noise.sets)
+    if noise.blur == 0 and noise.downsample == 0:
+        return 0.0
+    scale, g = diameter / DIAMETER, noise.gblur
+    if noise.uniform_blur and noise.iso:
+        r_max = max(1.0, noise.ds_max / (2.0 * g)) if noise.downsample > 0 else 1.0
+        return scale * max(1.0, 1.0 + (g - 1.0) * r_max)
+    if not noise.iso:
+        return scale * g * 1.5
+    return scale * 5.0 * g
+
+
+def check_run(noise: Noise, *, seed: int, diameter: float) -> None:
+    """What ``degrade_files`` checks before the first image: the seed, the diameter, and the
+    largest blur the recipe can give at that diameter (ConfigError naming the option)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed={seed!r} is not allowed; allowed: an integer >= 0 (--seed).")
+    if not (isinstance(diameter, (int, float)) and math.isfinite(diameter) and diameter > 0):
+        raise ConfigError(f"diameter={diameter!r} is not allowed; allowed: a number of pixels "
+                          "> 0 (--diameter).")
+    top = max_sigma(noise, float(diameter))
+    if top > MAX_SIGMA:
+        raise ConfigError(
+            f"diameter={diameter:g} would blur with sigma up to {top:.3g} px, over the limit of "
+            f"{MAX_SIGMA:g} px (the random blur scales with diameter / 30); give the objects' "
+            "diameter in pixels of these images (--diameter)."
+        )
