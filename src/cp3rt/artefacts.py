@@ -28,6 +28,7 @@ from cp3rt.errors import (
     BackendUnavailableError,
     ConfigError,
     IncompatibleEngineError,
+    InternalError,
     ModelNotFoundError,
 )
 
@@ -165,8 +166,8 @@ def _cached_or_exported(
                 shutil.rmtree(tmp)
             raise
     found = _find_in(final)
-    if found is None:
-        raise IncompatibleEngineError(
+    if found is None:  # the exporter returned without writing what it promises: cp3rt's bug
+        raise InternalError(
             f"export of {text!r} finished but {final} holds no single .onnx with its manifest."
         )
     return dataclasses.replace(found, spec=text, weights=weights, exported=True)

@@ -1,8 +1,13 @@
-"""The one error hierarchy for user-facing failures.
+"""The one error hierarchy for user-facing failures, and the one error that is cp3rt's fault.
 
 Every error a user can cause (bad file, bad flag, missing backend) is a ``Cp3rtError``; the CLI
-prints ``str(err)`` on one line and exits with ``err.exit_code``. Anything else is a bug and keeps
-its traceback.
+prints ``str(err)`` on one line and exits with ``err.exit_code``. A backend library failing while
+an engine runs (onnxruntime, torch, TensorRT, CUDA) is an ``EngineError`` too: the message names
+the engine and the library's error, and a batch records it as that image's failure and goes on.
+
+``InternalError`` is outside that tree on purpose (as Polygraphy keeps its internal errors apart
+from user errors): cp3rt found one of its own invariants broken, which no input should cause, so
+it is never caught as a bad image and keeps its traceback for the bug report.
 """
 
 from __future__ import annotations
@@ -54,3 +59,10 @@ class EngineError(Cp3rtError):
 
 class IncompatibleEngineError(EngineError):
     """A built engine/artefact does not match this machine or its source (rebuild command given)."""
+
+
+class InternalError(Exception):
+    """A cp3rt bug: cp3rt's own code broke a promise it checks (not a ``Cp3rtError``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} This is a cp3rt bug; please report it with the traceback.")

@@ -1,4 +1,6 @@
-"""BaseEngine.infer: every kind of wrong batch gets one exact EngineError before the backend runs."""
+"""BaseEngine.infer: every kind of wrong batch gets one exact EngineError before the backend runs;
+a backend library's failure is one EngineError naming the engine; cp3rt's own broken promise is
+an InternalError; infer_many is part of every engine."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import numpy as np
 import pytest
 
 from cp3rt.engines import BaseEngine, Engine, EngineManifest, ShapeRange, TensorSpec
-from cp3rt.errors import EngineError
+from cp3rt.errors import Cp3rtError, EngineError, InternalError
 
 IMAGE = TensorSpec("image", "float32", (None, 2, None, None))
 FLOWS = TensorSpec("flows", "float32", (None, 3, None, None))
@@ -95,10 +97,51 @@ def test_manifest_shape_range(shape: tuple[int, ...], message: str) -> None:
     assert eng.runs == 1
 
 
-def test_missing_output_is_reported() -> None:
+def test_missing_output_is_a_cp3rt_bug_not_a_user_error() -> None:
     eng = EchoEngine(outputs=(TensorSpec("other", "float32", (None,)), FLOWS))
-    with pytest.raises(EngineError, match=r"did not produce outputs \['flows'\]"):
+    with pytest.raises(InternalError, match=r"echo.onnx \(echo\) did not produce outputs \['flows'\]") as info:
         eng.infer(_x())
+    assert not isinstance(info.value, Cp3rtError)  # never recorded as a bad image
+    assert "cp3rt bug; please report it" in str(info.value)
+
+
+class BrokenBackend(EchoEngine):
+    """A backend library that fails while running, as onnxruntime / torch / TensorRT do."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise self.exc
+
+
+def test_a_backend_failure_is_one_engine_error_chained_to_the_original() -> None:
+    original = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nsee the docs for more")
+    with pytest.raises(EngineError) as info:
+        BrokenBackend(original).infer(_x())
+    assert str(info.value) == ("engine echo.onnx (echo) failed while running: "
+                               "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert info.value.__cause__ is original
+
+
+@pytest.mark.parametrize("exc", [EngineError("own words"), InternalError("own bug"), KeyboardInterrupt()])
+def test_cp3rt_errors_and_interrupts_pass_through_unchanged(exc: BaseException) -> None:
+    with pytest.raises(type(exc)) as info:
+        BrokenBackend(exc).infer(_x())
+    assert info.value is exc
+
+
+def test_infer_many_is_declared_and_runs_each_batch_in_order() -> None:
+    eng = EchoEngine()
+    xs = [np.full((b, 2, 32, 32), b, np.float32) for b in (1, 3, 2)]
+    outs = eng.infer_many(iter(xs))
+    assert eng.runs == 0  # lazy, like the tiling runner's map(infer, batches) it replaces
+    assert [o["flows"] is x for o, x in zip(outs, xs)] == [True, True, True]
+    assert eng.runs == 3
+    with pytest.raises(EngineError, match="size 3 on axis 1"):
+        list(eng.infer_many([_x(c=3)]))  # validated like infer
+    assert "infer_many" in Engine.__dict__ and not eng.device_resident
 
 
 def test_close_and_context_manager() -> None:

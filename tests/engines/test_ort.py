@@ -11,9 +11,9 @@ import onnxruntime
 import pytest
 
 from cp3rt.engines import EngineManifest
-from cp3rt.manifest import manifest_path_for, sha256_file
 from cp3rt.engines.ort import OrtEngine, OrtOptions
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError, IncompatibleEngineError
+from cp3rt.manifest import manifest_path_for, sha256_file
 
 # float32 onnxruntime vs float64 loops: a 18-term dot product and a 256-wide normalisation.
 FLOWS_ATOL = 1e-5
@@ -54,6 +54,22 @@ def test_specs_backend_and_no_manifest(standin) -> None:  # noqa: ANN001
         assert eng.backend == "ort-cpu"
         assert eng.manifest is None
         assert eng.session_providers == ["CPUExecutionProvider"]
+
+
+def test_an_onnxruntime_failure_while_running_is_one_engine_error(standin) -> None:  # noqa: ANN001
+    path, _ = standin
+    original = RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code\nStacktrace: ...")
+
+    def run(names, feeds):  # noqa: ANN001, ANN202
+        raise original
+
+    with OrtEngine(path) as eng:
+        eng._session = SimpleNamespace(run=run)
+        with pytest.raises(EngineError, match=r"^engine .*\.onnx \(ort-cpu\) failed while running: RuntimeError: "
+                                              r"\[ONNXRuntimeError\] : 6 : RUNTIME_EXCEPTION : Non-zero status code$") as info:
+            eng.infer(np.zeros((1, 2, 32, 32), np.float32))
+        assert info.value.__cause__ is original
+        eng._session = SimpleNamespace(run=lambda names, feeds: None)  # so close() can delete it
 
 
 def test_manifest_beside_the_file_is_read_and_enforced(standin) -> None:  # noqa: ANN001

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cp3rt.engines.base import BaseEngine
 from cp3rt.engines.torch_cuda import _GraphRunner
+from cp3rt.errors import EngineError
 
 
 class _HostRunner(_GraphRunner):
@@ -87,3 +89,30 @@ def test_staging_copies_in_and_out_without_aliasing_the_reused_buffers() -> None
     want = buffers["flows"].numpy().copy()
     buffers["flows"].fill_(0.0)  # the next batch reuses the buffer
     np.testing.assert_array_equal(out["flows"], want)
+
+
+class _FailingGpu(_HostRunner):
+    """The runner as the engines wire it (BaseEngine's error guard), with a GPU that fails."""
+
+    _guard = BaseEngine._backend_errors
+    backend, _label = "torch-cuda", "seg.pth"
+
+    def _submit(self, array: np.ndarray):  # noqa: ANN202
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors ...")
+
+
+def test_a_gpu_failure_is_one_engine_error_but_the_callers_own_errors_pass() -> None:
+    runner = _FailingGpu(4, 2)
+    with pytest.raises(EngineError, match=r"^engine seg.pth \(torch-cuda\) failed while running: "
+                                          r"RuntimeError: CUDA error: an illegal memory access was encountered$"):
+        list(runner._pipelined(iter([np.ones((3, 1, 8, 8), np.float32)])))
+
+    def cutting():  # noqa: ANN202 - the host side that feeds the engine (the tiling runner's cutting)
+        raise ValueError("a bug in the caller")
+        yield
+
+    with pytest.raises(ValueError, match="a bug in the caller"):
+        list(_HostRunner(4, 2)._pipelined(cutting()))
+    with pytest.raises(ValueError, match="a bug in the caller"):
+        list(_FailingGpu(4, 2)._pipelined(cutting()))
+

@@ -12,7 +12,7 @@ import torch
 
 from cp3rt.engines import open_engine
 from cp3rt.engines.torch_engine import TorchEngine
-from cp3rt.errors import BackendUnavailableError, ConfigError
+from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
 
 pytestmark = pytest.mark.reference
 
@@ -99,3 +99,21 @@ def test_infer_device_keeps_tensors_and_equals_infer(tmp_path: Path) -> None:
     assert isinstance(got["flows"], torch.Tensor) and got["flows"].dtype == torch.float32
     for name in ("flows", "style"):
         np.testing.assert_array_equal(got[name].numpy(), want[name])
+
+
+def test_a_torch_failure_is_one_engine_error_on_both_paths(tmp_path: Path) -> None:
+    _reference_file(tmp_path / "seg", 2, 3, seed=2)
+    original = RuntimeError("Given groups=1, weight of size [32, 2, 3, 3], expected input\nmore text")
+
+    def broken(x):  # noqa: ANN001, ANN202
+        raise original
+
+    with TorchEngine(tmp_path / "seg") as eng:
+        assert eng.device_resident
+        eng._net = broken
+        for run in (eng.infer, lambda x: eng.infer_device(torch.from_numpy(x))):
+            with pytest.raises(EngineError, match=r"^engine seg \(torch-cpu\) failed while running: "
+                                                  r"RuntimeError: Given groups=1, .*expected input$") as info:
+                run(np.zeros((1, 2, 64, 64), np.float32))
+            assert info.value.__cause__ is original
+

@@ -11,7 +11,7 @@ import torch
 from models_testutil import randomise_bn
 from onnx import TensorProto, helper, numpy_helper
 
-from cp3rt.errors import ExportError
+from cp3rt.errors import Cp3rtError, ExportError, InternalError
 from cp3rt.export._trace import trace_to_onnx
 from cp3rt.export.fp16 import convert_to_fp16
 from cp3rt.models.cpnet import CPnet
@@ -111,3 +111,16 @@ def test_graph_without_style_pooling_is_refused(tmp_path: Path) -> None:
     model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
     with pytest.raises(ExportError, match="no style pooling"):
         convert_to_fp16(model)
+
+
+def test_a_rewrite_that_breaks_a_valid_graph_is_a_cp3rt_bug(graphs, monkeypatch) -> None:  # noqa: ANN001
+    fp32 = graphs[0]
+
+    def refuse(model, full_check=False):  # noqa: ANN001, ANN202
+        raise onnx.checker.ValidationError("Field 'type' of 'value_info' is required but missing.")
+
+    monkeypatch.setattr(onnx.checker, "check_model", refuse)
+    with pytest.raises(InternalError, match="fp16 rewrite of a valid fp32 graph fails the ONNX checker") as info:
+        convert_to_fp16(fp32)
+    assert not isinstance(info.value, Cp3rtError)
+

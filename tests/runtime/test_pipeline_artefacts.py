@@ -11,7 +11,7 @@ import pytest
 
 from cp3rt import artefacts
 from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
-from cp3rt.errors import BackendUnavailableError, ConfigError, ModelNotFoundError
+from cp3rt.errors import BackendUnavailableError, ConfigError, InternalError, ModelNotFoundError
 
 
 class FakeExporter:
@@ -107,6 +107,12 @@ def test_failed_export_leaves_nothing_that_looks_finished(weights, tmp_path, mon
     good = FakeExporter()
     monkeypatch.setattr(artefacts, "_export_function", lambda *a: good)
     assert artefacts.resolve_model(weights, cache_root=tmp_path).exported
+
+
+def test_an_exporter_that_writes_nothing_is_a_cp3rt_bug(weights, tmp_path, monkeypatch):
+    monkeypatch.setattr(artefacts, "_export_function", lambda *a: lambda *args, **kw: None)
+    with pytest.raises(InternalError, match="holds no single .onnx with its manifest.*cp3rt bug"):
+        artefacts.resolve_model(weights, cache_root=tmp_path)
 
 
 def test_without_torch_the_error_says_how_to_export(weights, tmp_path, monkeypatch):

@@ -3,14 +3,18 @@
 A backend subclasses :class:`BaseEngine` and implements ``_run`` (execute, nothing else);
 the public :meth:`BaseEngine.infer` checks names, dtypes and shapes against the tensor specs
 and the manifest's shape range first, so a wrong batch fails with one exact sentence instead
-of a backend stack trace.
+of a backend stack trace. A backend library that fails while running (onnxruntime, torch,
+TensorRT, CUDA) gives one ``EngineError`` naming the engine and the library's error (chained),
+so a batch of images records it as that image's failure and goes on; a broken promise of cp3rt's
+own code is an ``InternalError`` (see :mod:`cp3rt.errors`).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -18,7 +22,7 @@ import numpy as np
 
 from cp3rt.defaults import NET_HW_MULTIPLE
 from cp3rt.manifest import EngineManifest, ShapeRange
-from cp3rt.errors import EngineError
+from cp3rt.errors import Cp3rtError, EngineError, InternalError
 
 Batch = Mapping[str, np.ndarray] | np.ndarray
 
@@ -38,10 +42,17 @@ class TensorSpec:
 
 @runtime_checkable
 class Engine(Protocol):
-    """What the runtime needs from a backend."""
+    """What the runtime needs from a backend.
+
+    ``infer_many`` gives the results of many batches in order: TensorRT and torch-CUDA keep one
+    batch on the GPU while the next is staged (host and device work overlap), the others run them
+    one after another. A ``device_resident`` engine (the torch backends) also runs torch tensors
+    that stay on its ``device`` (``infer_device``), for the GPU-resident path.
+    """
 
     backend: str
     manifest: EngineManifest | None
+    device_resident: bool
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]: ...
@@ -50,6 +61,8 @@ class Engine(Protocol):
     def outputs(self) -> tuple[TensorSpec, ...]: ...
 
     def infer(self, batch: Batch) -> dict[str, np.ndarray]: ...
+
+    def infer_many(self, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]: ...
 
     def close(self) -> None: ...
 
@@ -62,6 +75,9 @@ class BaseEngine(abc.ABC):
     """Validation, context management and closed-state handling shared by all backends."""
 
     backend: str = "base"
+    # True for the torch backends: they also have infer_device(tensor) and device, for the
+    # GPU-resident path. Declared here so callers ask this flag, not hasattr.
+    device_resident: bool = False
 
     def __init__(
         self,
@@ -86,17 +102,20 @@ class BaseEngine(abc.ABC):
 
     def infer(self, batch: Batch) -> dict[str, np.ndarray]:
         """Run one batch; ``batch`` is a dict by input name, or an array when there is one input."""
-        if self._closed:
-            raise EngineError(f"engine {self._label} is closed.")
-        feeds = self._feeds(batch)
-        for spec in self._inputs:
-            self._check_tensor(spec, feeds[spec.name])
-        self._check_batch_dims(feeds)
-        result = self._run(feeds)
+        feeds = self._validated(batch)
+        with self._backend_errors():
+            result = self._run(feeds)
         missing = [s.name for s in self._outputs if s.name not in result]
-        if missing:  # a backend bug, not a user error, but say which
-            raise EngineError(f"engine {self._label} did not produce outputs {missing}.")
+        if missing:  # cp3rt's backend code broke its own contract: not the user's doing
+            raise InternalError(f"engine {self._label} ({self.backend}) did not produce outputs {missing}.")
         return result
+
+    def infer_many(self, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
+        """Results of ``batches`` in order. This default runs them one after another through
+        :meth:`infer`; TensorRT and torch-CUDA override it to keep one batch on the GPU while the
+        next one is staged."""
+        for batch in batches:
+            yield self.infer(batch)
 
     def close(self) -> None:
         if not self._closed:
@@ -126,7 +145,31 @@ class BaseEngine(abc.ABC):
     def _release(self) -> None:
         """Free backend resources (called once by :meth:`close`)."""
 
+    @contextlib.contextmanager
+    def _backend_errors(self) -> Iterator[None]:
+        """Around the backend library's work: its unexpected exception -> one EngineError that
+        names this engine and the original error (chained). cp3rt's own errors pass unchanged."""
+        try:
+            yield
+        except (Cp3rtError, InternalError):
+            raise
+        except Exception as exc:
+            raise EngineError(
+                f"engine {self._label} ({self.backend}) failed while running: {one_line(exc)}"
+            ) from exc
+
     # ---- validation --------------------------------------------------------------------
+    def _validated(self, batch: Batch) -> dict[str, np.ndarray]:
+        """``batch`` as arrays by input name, after every check: open, names, dtypes, shapes,
+        the manifest's shape range, one batch size. Every way into a backend goes through here."""
+        if self._closed:
+            raise EngineError(f"engine {self._label} is closed.")
+        feeds = self._feeds(batch)
+        for spec in self._inputs:
+            self._check_tensor(spec, feeds[spec.name])
+        self._check_batch_dims(feeds)
+        return feeds
+
     def _feeds(self, batch: Batch) -> dict[str, np.ndarray]:
         names = [s.name for s in self._inputs]
         if isinstance(batch, np.ndarray):
@@ -194,3 +237,9 @@ class BaseEngine(abc.ABC):
         sizes = {name: arr.shape[0] for name, arr in feeds.items() if arr.ndim}
         if len(set(sizes.values())) > 1:
             raise EngineError(f"engine {self._label} inputs disagree on the batch size: {sizes}.")
+
+
+def one_line(exc: BaseException) -> str:
+    """``TypeName: first line of the message`` (backend libraries append paragraphs)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

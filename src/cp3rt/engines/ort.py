@@ -151,10 +151,8 @@ class OrtEngine(BaseEngine):
 
     def _run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         contiguous = {k: np.ascontiguousarray(v) for k, v in feeds.items()}
-        try:
-            values = self._session.run(self._output_names, contiguous)
-        except Exception as exc:  # e.g. out of GPU memory
-            raise EngineError(f"onnxruntime failed running {self.path.name}: {exc}") from exc
+        # onnxruntime's own errors (e.g. out of GPU memory) become an EngineError in infer().
+        values = self._session.run(self._output_names, contiguous)
         return dict(zip(self._output_names, values))
 
     def _release(self) -> None:

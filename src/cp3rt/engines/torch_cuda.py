@@ -21,9 +21,11 @@ stays torch-free at import time). Not a silent fallback: ``auto`` never picks it
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +120,13 @@ class _Graph:
 class _GraphRunner:
     """Shared machinery: slots of (stream, graph pool, per-shape graphs) and the pipelined loop."""
 
+    device_resident = True
+
+    def _guard(self) -> AbstractContextManager[None]:
+        """Around torch's work on the GPU; the engines make it BaseEngine._backend_errors (torch's
+        exceptions -> one EngineError), the runner alone (its tests) lets them through."""
+        return contextlib.nullcontext()
+
     def _setup_runner(self, torch: Any, device: Any, nchan: int, cuda_graphs: bool, slots: int,
                       batch: int) -> None:
         self._torch, self._device, self._nchan = torch, device, nchan
@@ -188,6 +197,10 @@ class _GraphRunner:
         ``infer`` (so a tile gets the same output either way), ordered after the caller's
         current stream, which then waits for the results. Not while an ``infer_many`` is running.
         """
+        with self._guard():
+            return self._on_device(x)
+
+    def _on_device(self, x: Any) -> dict[str, Any]:
         torch = self._torch
         slot, current = self._slots[0], torch.cuda.current_stream(self._device)
         n = int(x.shape[0])
@@ -240,12 +253,15 @@ class _GraphRunner:
 
         for chunk, valid, last in self._chunks(arrays):
             if len(pending) == len(self._slots):
-                done = collect()
+                with self._guard():
+                    done = collect()
                 if done is not None:
                     yield done
-            pending.append((self._submit(chunk), valid, last))
+            with self._guard():
+                pending.append((self._submit(chunk), valid, last))
         while pending:
-            done = collect()
+            with self._guard():
+                done = collect()
             if done is not None:
                 yield done
 
@@ -254,6 +270,7 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
     """A Cellpose v3 weight file (zoo name or path) on a CUDA GPU in fp16/bf16/fp32."""
 
     backend = "torch-cuda"
+    _guard = BaseEngine._backend_errors
 
     def __init__(self, weights: str | os.PathLike[str], *, precision: str = "fp16",
                  device: str = "cuda", cuda_graphs: bool = True, channels_last: bool = True,
@@ -331,12 +348,7 @@ class TorchCudaEngine(_GraphRunner, BaseEngine):
 
     def infer_many(self, batches: Iterable[Batch]) -> Iterator[dict[str, np.ndarray]]:
         """Results of ``batches`` in order, one batch staged on the host while one runs."""
-        def checked() -> Iterator[np.ndarray]:
-            for batch in batches:
-                feeds = self._feeds(batch)
-                self._check_tensor(self._inputs[0], feeds["image"])
-                yield feeds["image"]
-        return self._pipelined(checked())
+        return self._pipelined(self._validated(batch)["image"] for batch in batches)
 
     def _release(self) -> None:
         self._torch.cuda.synchronize(self._device)
@@ -353,6 +365,7 @@ class TorchCudaChain(_GraphRunner, BaseEngine):
     """
 
     backend = "torch-cuda-chain"
+    _guard = BaseEngine._backend_errors
 
     def __init__(self, restore: TorchCudaEngine, segment: TorchCudaEngine, *,
                  scale: float = 1.0, offset: float = 0.0, cuda_graphs: bool = True,

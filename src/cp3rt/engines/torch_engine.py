@@ -24,6 +24,8 @@ TORCH_OPSET = 0  # the manifest field means "ONNX opset"; 0 marks "not an ONNX a
 class TorchEngine(BaseEngine):
     """Run a Cellpose v3 weight file (zoo name or path) with torch on ``device``."""
 
+    device_resident = True
+
     def __init__(self, weights: str | os.PathLike[str], *, device: str = "cpu") -> None:
         torch = require("torch", "the torch reference backend")
         self._torch = torch
@@ -63,7 +65,7 @@ class TorchEngine(BaseEngine):
     def infer_device(self, x: Any) -> dict[str, Any]:
         """Outputs for a (N, C, h, w) float32 tensor; they stay torch tensors on ``device``."""
         torch = self._torch
-        with torch.inference_mode():
+        with self._backend_errors(), torch.inference_mode():
             y, style, _ = self._net(x.to(self._device))
         out = {self._outputs[0].name: y.float()}
         if len(self._outputs) > 1:

@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from cp3rt.errors import ExportError
+from cp3rt.errors import ExportError, InternalError
 
 FP16_MAX = float(np.finfo(np.float16).max)
 _SEED_OPS = {"ReduceMean"}  # the style pooling: everything downstream of it alone stays fp32
@@ -212,6 +212,6 @@ def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     converted = _Converter(copy).run()
     try:
         onnx.checker.check_model(converted, full_check=True)
-    except onnx.checker.ValidationError as exc:  # a bug here, but say where it came from
-        raise ExportError(f"fp16 graph failed the ONNX checker: {exc}") from exc
+    except onnx.checker.ValidationError as exc:  # the fp32 graph passed: the rewrite broke it
+        raise InternalError(f"the fp16 rewrite of a valid fp32 graph fails the ONNX checker: {exc}") from exc
     return converted

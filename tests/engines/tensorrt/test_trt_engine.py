@@ -113,6 +113,34 @@ def test_engine_errors_from_tensorrt_are_surfaced(fp32_plan, monkeypatch) -> Non
             engine.infer(np.zeros((257, 2, 224, 224), np.float32))
 
 
+def test_a_tensorrt_exception_is_one_engine_error_in_infer_and_infer_many(fp32_plan, monkeypatch) -> None:  # noqa: ANN001
+    """TensorRT's Python API can also raise (pybind errors): that is the engine failing on this
+    batch, an EngineError naming the plan and the original error, not a traceback."""
+    import sys
+
+    trt_module = sys.modules["tensorrt"]
+    original = TypeError("execute_async_v3(): incompatible function arguments.\nInvoked with: ...")
+
+    def explode(self, stream_handle) -> bool:  # noqa: ANN001
+        raise original
+
+    with TrtEngine(fp32_plan) as engine:
+        monkeypatch.setattr(trt_module.IExecutionContext, "execute_async_v3", explode)
+        for run in (engine.infer, lambda x: next(engine.infer_many([x]))):
+            with pytest.raises(EngineError, match=r"fp32.plan \(trt\) failed while running: TypeError: "
+                                                  r"execute_async_v3\(\): incompatible function arguments\.$") as info:
+                run(np.zeros((1, 2, 224, 224), np.float32))
+            assert info.value.__cause__ is original
+
+
+def test_infer_many_validates_like_infer(fp32_plan) -> None:  # noqa: ANN001
+    with TrtEngine(fp32_plan) as engine:
+        with pytest.raises(EngineError, match="accepts batch 1..256"):
+            list(engine.infer_many([np.zeros((257, 2, 224, 224), np.float32)]))
+        with pytest.raises(EngineError, match="dtype float64"):
+            list(engine.infer_many([np.zeros((1, 2, 224, 224))]))
+
+
 def test_close_frees_every_buffer_and_stream(fp32_plan) -> None:  # noqa: ANN001
     import sys
 

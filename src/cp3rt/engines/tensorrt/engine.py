@@ -166,22 +166,22 @@ class TrtEngine(BaseEngine):
         pending: collections.deque[_Pending] = collections.deque()
         try:
             for batch in batches:
-                if self._closed:
-                    raise EngineError(f"engine {self._label} is closed.")
-                feeds = self._feeds(batch)
-                for spec in self._inputs:
-                    self._check_tensor(spec, feeds[spec.name])
-                self._check_batch_dims(feeds)
+                feeds = self._validated(batch)
                 if len(pending) == len(self._slots):
-                    yield pending.popleft().result()
-                pending.append(self._submit(feeds))
+                    yield self._collect(pending)
+                with self._backend_errors():
+                    pending.append(self._submit(feeds))
             while pending:
-                yield pending.popleft().result()
+                yield self._collect(pending)
         finally:
             for left in pending:  # an abandoned iteration: its slots are free once their work is done
                 if left.slot.stream.raw is not None:  # (close() already waited for it otherwise)
                     left.slot.stream.synchronize()
             self._streaming = False
+
+    def _collect(self, pending: collections.deque[_Pending]) -> dict[str, np.ndarray]:
+        with self._backend_errors():
+            return pending.popleft().result()
 
     def _submit(self, feeds: dict[str, np.ndarray]) -> _Pending:
         _cuda.set_device(self._device)  # the current device is per host thread
