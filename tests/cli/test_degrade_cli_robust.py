@@ -92,3 +92,11 @@ def test_record_is_kept_up_to_date_while_running(folder, tmp_path):
     assert [r["complete"] for r in seen] == [False, False]
     assert json.loads(run.record.read_text())["complete"] is True
     assert run.failed == ()
+
+
+def test_out_pointing_at_a_file_is_one_line_before_any_image(folder, tmp_path, capsys):
+    target = tmp_path / "out.tif"
+    target.write_bytes(b"x")
+    rc, out, err = _run(capsys, folder, "--noise", "poisson", "--out", target)
+    assert rc == 2 and len(_lines(err)) == 1 and "--out" in err and "is a file" in err
+    assert "[1/" not in out

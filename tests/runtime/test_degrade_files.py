@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from cp3rt.errors import InputError, OutputError
+from cp3rt.errors import ConfigError, InputError, OutputError
 from cp3rt.runtime.quality.degrade import (
     RECORD_NAME,
     FixedNoise,
@@ -87,7 +87,7 @@ def test_refusals(tmp_path):
         degrade_files([img, tmp_path / "other" / "a.png"], FixedNoise(pscale=2.0),
                       tmp_path / "out")
     (tmp_path / "file").write_bytes(b"x")
-    with pytest.raises(OutputError, match="is a file"):
+    with pytest.raises(ConfigError, match="is a file"):
         degrade_files([img], FixedNoise(pscale=2.0), tmp_path / "file")
     with pytest.raises(InputError, match="No input"):
         degrade_files([], FixedNoise(pscale=2.0), tmp_path / "out")

@@ -23,3 +23,13 @@ def test_finite_float64_beyond_float32_is_not_called_non_finite():
     with pytest.raises(InputError, match="x.tif has 1 value"):
         normalize_image(img[None], name="x.tif")
     check_float32_range(np.full((2, 2), 3e38))           # within float32: fine
+
+
+def test_ambiguous_stack_names_the_cli_flags_and_the_api_parameters():
+    with pytest.raises(InputError) as info:
+        to_cyx(np.zeros((12, 40, 50), np.uint16))
+    msg = str(info.value)
+    for needle in ("(12, 40, 50)", "--do-3d", "--stitch-threshold", "--z-axis", "z_axis=",
+                   "channel_axis="):
+        assert needle in msg, needle
+    assert "\n" not in msg

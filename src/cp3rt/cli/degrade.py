@@ -66,11 +66,13 @@ def degrade(
     ds_max: int = typer.Option(7, "--ds-max", help="Largest random downsampling factor."),
 ) -> None:
     from cp3rt.runtime.io import find_images
+    from cp3rt.runtime.io.out_dir import check_output_dir
     from cp3rt.runtime.quality.degrade import check_run, degrade_files, noise_from_options
 
     # Every option is checked before any image is read (ConfigError: one line, exit 2).
     recipe = noise_from_options(noise, pscale=pscale, sigma=sigma, ds=ds, ds_max=ds_max)
     check_run(recipe, seed=seed, diameter=diameter)
+    check_output_dir(out)
     images = find_images(inputs)
     command = " ".join(
         ["cp3rt degrade", *inputs, "--noise", noise, "--out", str(out), "--seed", str(seed),

@@ -203,8 +203,10 @@ def _channels_from_smallest_axis(x: np.ndarray, *, z_known: bool) -> np.ndarray:
         return x
     if smallest >= D.CHANNEL_GUESS_MAX:
         raise InputError(
-            f"cannot tell which axis of the image of shape {x.shape} holds channels or planes; "
-            "pass channel_axis (and z_axis for stacks)."
+            f"cannot tell which axis of the image of shape {x.shape} holds channels or planes "
+            f"(every axis has {D.CHANNEL_GUESS_MAX} or more entries); for a Z-stack, on the "
+            "command line add --do-3d or --stitch-threshold (a 3-D TIFF is then Z, Y, X) or "
+            "--z-axis N, in Python pass z_axis=N (and channel_axis=N for channels)."
         )
     return np.moveaxis(x, first + sizes.index(smallest), -1)
 

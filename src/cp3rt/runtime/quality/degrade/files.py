@@ -14,6 +14,7 @@ import numpy as np
 
 from cp3rt._version import __version__
 from cp3rt.errors import Cp3rtError, InputError, OutputError
+from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.io.read import read_image
 from cp3rt.runtime.io.write import write_image_tif, write_json
 from cp3rt.runtime.prep.normalize import check_finite, check_float32_range
@@ -103,9 +104,7 @@ def degrade_files(
     if not paths:
         raise InputError("No input image was given.")
     check_run(noise, seed=seed, diameter=diameter)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"The output folder {out} is a file; choose a folder for --out.")
+    out = check_output_dir(out_dir)
     outputs = _plan_outputs(paths, out)
     children = np.random.SeedSequence(seed).spawn(len(paths))
     header = {
