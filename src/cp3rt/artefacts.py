@@ -143,7 +143,7 @@ def _cached_or_exported(
     found = _find_in(final)
     if found is not None:
         return dataclasses.replace(found, spec=text, weights=weights)
-    export_onnx = _export_function(text, precision, final)
+    export_onnx = _export_function(text, precision, final, weights)
     import filelock
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -173,8 +173,12 @@ def _cached_or_exported(
     return dataclasses.replace(found, spec=text, weights=weights, exported=True)
 
 
-def _export_function(text: str, precision: str, final: Path) -> Callable[..., object]:
-    """The torch-side exporter, or a clear error saying how to get an artefact without torch."""
+def _export_function(text: str, precision: str, final: Path, weights: Path) -> Callable[..., object]:
+    """The torch-side exporter, or a clear error saying how to get an artefact without torch.
+    A file that cannot be a weight file is refused first, by its content: no torch is needed."""
+    from cp3rt.zoo.resolve import check_torch_file
+
+    check_torch_file(weights)
     try:
         from cp3rt._lazy import require
 

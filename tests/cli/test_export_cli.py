@@ -68,6 +68,18 @@ def test_v4_file_is_one_line_error(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_random_bytes_are_not_a_weight_file_even_without_torch(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    bad = tmp_path / "random.pth"
+    bad.write_bytes(bytes(range(3, 103)))
+    monkeypatch.setitem(sys.modules, "torch", None)  # this machine has no torch: the file is judged first
+    rc = main(["export", str(bad), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: {bad}: not a Cellpose weight file (") and "starts with bytes 03 04 05 06" in err
+
+
 def test_bad_precision_exits_2(weights: Path, tmp_path: Path, capsys) -> None:
     rc = main(["export", str(weights), "--out", str(tmp_path), "--precision", "fp8"])
     assert rc == 2 and "precision='fp8'" in capsys.readouterr().err

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cp3rt import artefacts
+from cp3rt.errors import BackendUnavailableError, ConfigError, InternalError, ModelNotFoundError, WeightFileError
 from cp3rt.manifest import EngineManifest, manifest_path_for, sha256_file
-from cp3rt.errors import BackendUnavailableError, ConfigError, InternalError, ModelNotFoundError
 
 
 class FakeExporter:
@@ -116,8 +116,24 @@ def test_an_exporter_that_writes_nothing_is_a_cp3rt_bug(weights, tmp_path, monke
 
 
 def test_without_torch_the_error_says_how_to_export(weights, tmp_path, monkeypatch):
+    weights.write_bytes(b"PK\x03\x04" + bytes(60))  # starts like torch.save's zip archive
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
     with pytest.raises(BackendUnavailableError) as info:
         artefacts.resolve_model(weights, cache_root=tmp_path)
     msg = str(info.value)
     assert f"cp3rt export {weights}" in msg and "cp3rt[export]" in msg and str(tmp_path) in msg
+
+
+@pytest.mark.parametrize("hide_torch", [True, False])
+@pytest.mark.parametrize(("content", "seen"), [(bytes(range(7, 200)), "starts with bytes 07 08 09 0a"),
+                                                (b"", "it is empty")])
+def test_random_bytes_are_not_a_weight_file_with_or_without_torch(tmp_path, monkeypatch, content, seen,
+                                                                   hide_torch):
+    """Issue 13 item 9: a random-bytes .pth was answered "needs torch"."""
+    bad = tmp_path / "random.pth"
+    bad.write_bytes(content)
+    if hide_torch:
+        monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(WeightFileError, match=rf"random.pth: not a Cellpose weight file \(.*{seen}\)\.$"):
+        artefacts.resolve_model(bad, cache_root=tmp_path / "cache")
+

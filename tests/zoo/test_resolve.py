@@ -116,3 +116,29 @@ def test_packaged_model_from_a_zipped_install(tmp_path: Path, isolated_dirs: dic
     path = resolve_weights("cp3rt_zipped", registry=ZOO.with_models(info))
     assert path == isolated_dirs["cp3rt"] / "models" / "tiny"  # extracted once to a real file
     assert path.read_bytes() == payload
+
+
+def test_check_torch_file_knows_what_torch_save_writes(tmp_path: Path) -> None:
+    import io
+    import pickle
+
+    import torch
+
+    from cp3rt.zoo.resolve import check_torch_file
+
+    zipped, legacy = tmp_path / "zip.pth", tmp_path / "legacy.pth"
+    torch.save({"w": torch.zeros(2)}, zipped)
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buf, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(buf.getvalue())
+    for path in (zipped, legacy):
+        check_torch_file(path)  # no error
+    text = tmp_path / "notes.pth"
+    text.write_text("hello")
+    with pytest.raises(WeightFileError, match=r"notes.pth: not a Cellpose weight file \(.*68 65 6c 6c\)"):
+        check_torch_file(text)
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"w": 1}, protocol=4))
+    check_torch_file(plain)  # a pickle: read_weight_file (with torch) says what is wrong with it
+    with pytest.raises(WeightFileError, match="cannot read the weight file"):
+        check_torch_file(tmp_path / "missing.pth")

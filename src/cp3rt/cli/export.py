@@ -52,11 +52,13 @@ def export(
     fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold BatchNorms into convolutions and style layers (same function, fewer passes over the activations)."),
 ) -> None:
     from cp3rt._lazy import require
+    from cp3rt.zoo.resolve import check_torch_file
 
+    weights, builtin = _resolve(model)
+    check_torch_file(weights)  # "not a weight file" before "install torch"
     require("torch", "cp3rt export")
     from cp3rt.export.to_onnx import export_onnx
 
-    weights, builtin = _resolve(model)
     result = export_onnx(
         weights,
         out,

@@ -163,6 +163,27 @@ def _resolve_basename(
     return target
 
 
+# What torch.save writes: a zip archive (torch >= 1.6, Cellpose v3's files) or, in the legacy
+# format, a pickle (protocol 2 and up: 0x80 then the protocol number).
+_TORCH_FILE_STARTS = (b"PK\x03\x04",) + tuple(bytes([0x80, p]) for p in range(2, 6))
+
+
+def check_torch_file(path: str | os.PathLike[str]) -> None:
+    """Refuse, without torch, a file that cannot have been written by ``torch.save``: saying
+    "not a weight file" beats asking the user to install torch to find that out."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise WeightFileError(f"{path}: cannot read the weight file ({exc.strerror or exc}).") from exc
+    if not head.startswith(_TORCH_FILE_STARTS):
+        seen = f"it starts with bytes {head.hex(' ')}" if head else "it is empty"
+        raise WeightFileError(
+            f"{path}: not a Cellpose weight file (torch.save writes a zip archive or a pickle; {seen})."
+        )
+
+
 def _check_cached_size(path: Path, min_bytes: int, what: str) -> None:
     size = path.stat().st_size
     if size < min_bytes:
