@@ -57,12 +57,18 @@ def write_masks_tif(path: str | os.PathLike[str], masks: Any) -> Path:
 
 
 def write_image_tif(path: str | os.PathLike[str], image: Any) -> Path:
-    """Write a float image as a zlib-compressed float32 TIFF."""
+    """Write a float image as a zlib-compressed float32 TIFF.
+
+    (C, Y, X) data (flows, restored channels) is stored as C grey pages; only a channels-last
+    (Y, X, 3 or 4) image keeps an RGB(A) page. Said explicitly because tifffile's guess for 3- or
+    4-channel float data (RGB) is deprecated and is going to change.
+    """
     import tifffile
 
     x = np.asarray(image, dtype=np.float32)
+    colour = x.ndim == 3 and x.shape[-1] in (3, 4)
     with output_path(path) as tmp:
-        tifffile.imwrite(tmp, x, compression="zlib")
+        tifffile.imwrite(tmp, x, compression="zlib", photometric="rgb" if colour else "minisblack")
     return Path(path)
 
 
