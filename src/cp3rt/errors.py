@@ -66,3 +66,15 @@ class InternalError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(f"{message} This is a cp3rt bug; please report it with the traceback.")
+
+
+class Cp3rtWarning(UserWarning):
+    """A result the user may not expect, computed as asked (the message says why and the fix).
+
+    The library issues these with ``warnings.warn`` and never prints; an application shows or
+    records them (``cp3rt degrade`` prints one line per file and keeps them in its record).
+    """
+
+
+class LowRangeWarning(Cp3rtWarning):
+    """A channel was set to 0: its 1-99 % percentile range is under the reference's 1e-3 cut."""

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from cellpose import transforms as ref_transforms
 
-from cp3rt.errors import ConfigError, InputError
+from cp3rt.errors import ConfigError, InputError, LowRangeWarning
 from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
 
 # Percentiles, subtraction and division are the same float32 numpy operations: identical.
@@ -65,9 +65,11 @@ def test_constant_and_tiny_range_channels() -> None:
         1.0 + rng.random((40, 50)) * 5e-4,            # range < 1e-3: becomes 0
         rng.random((40, 50)) * 100,                   # normal
     ]).astype(np.float32)
-    out = _check(x, NormalizeConfig())
+    with pytest.warns(LowRangeWarning, match="channel 1 has a 1-99 % range"):  # not silently
+        out = _check(x, NormalizeConfig())
     assert (out[0] == 7).all() and not out[1].any()
-    out = _check(x, NormalizeConfig(invert=True), invert=True)
+    with pytest.warns(LowRangeWarning):
+        out = _check(x, NormalizeConfig(invert=True), invert=True)
     assert (out[0] == 7).all() and (out[1] == 1).all()  # invert only flips normalised channels
 
 

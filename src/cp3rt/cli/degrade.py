@@ -84,6 +84,8 @@ def degrade(
         images, recipe, out, seed=seed, diameter=diameter, noise_name=noise, command=command,
         progress=lambda i, n, name: typer.echo(f"[{i}/{n}] {name}"),
     )
+    for _src, line in run.warnings:
+        typer.echo(f"warning: {line}", err=True)
     for _src, line in run.failed:
         typer.echo(f"error: {line}", err=True)
     typer.echo(f"wrote {len(run.outputs)} image(s) to {out}, {len(run.failed)} failed; "

@@ -6,7 +6,8 @@ that change numbers and are reproduced on purpose:
 
 * percentiles are taken on a strided subsample when a channel holds more than 224**3 values;
 * a constant channel (zero range) is left untouched, so a zero padding channel stays 0;
-* a channel whose percentile range is <= 1e-3 becomes all zeros;
+* a channel whose percentile range is <= 1e-3 becomes all zeros (an image x 1e-6 gives no
+  objects) - never silently: a ``LowRangeWarning`` names the channels and their range;
 * ``invert`` flips only the channels that were normalised;
 * every call starts from its own ``NormalizeConfig`` — the reference mutates a process-wide
   defaults dict (§3.3 [bug]); cp3rt behaves like a fresh reference process.
@@ -21,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from cp3rt import defaults as D
-from cp3rt.errors import ConfigError, InputError
+from cp3rt.errors import ConfigError, InputError, LowRangeWarning
 from cp3rt.runtime.prep.filters import smooth_sharpen
 from cp3rt.runtime.prep.normalize_local import tile_normalize
 from cp3rt.runtime.prep.percentile import percentiles
@@ -164,7 +166,9 @@ def normalize_image(
             stack[...] = tile_normalize(stack, cfg)
             good = np.ones(nchan, dtype=bool)  # deviation: the reference never inverts here
         elif cfg.normalize:
-            good = _percentile_normalize(stack, cfg.percentiles, whole=x.ndim == 3 or cfg.norm3D)
+            good, zeroed = _percentile_normalize(stack, cfg.percentiles,
+                                                 whole=x.ndim == 3 or cfg.norm3D)
+            warn_low_range(zeroed, name)
         else:
             good = np.zeros(nchan, dtype=bool)
     if cfg.invert:
@@ -187,16 +191,42 @@ def _apply_lowhigh(stack: np.ndarray, lowhigh) -> None:
         stack[:, c] = (shifted.astype(np.float64) / span).astype(np.float32)
 
 
-def _percentile_normalize(stack: np.ndarray, percentiles, *, whole: bool) -> np.ndarray:
-    """Normalise in place per channel (whole stack) or per plane and channel; which were done."""
+def _percentile_normalize(stack: np.ndarray, percentiles, *, whole: bool
+                          ) -> tuple[np.ndarray, list[tuple[int, float, float]]]:
+    """Normalise in place per channel (whole stack) or per plane and channel; which were done,
+    and (channel, low, high) of each non-constant block that was set to 0 (range <= 1e-3)."""
     good = np.zeros(stack.shape[1], dtype=bool)
+    zeroed: list[tuple[int, float, float]] = []
     for c in range(stack.shape[1]):
         planes = [stack[:, c]] if whole else [stack[z, c][np.newaxis] for z in range(len(stack))]
         for block in planes:
             if np.ptp(block) > 0:  # a constant channel stays as it is
-                normalize99_inplace(block, *percentiles)
+                lo, hi, kept = normalize99_inplace(block, *percentiles)
                 good[c] = True
-    return good
+                if not kept:
+                    zeroed.append((c, lo, hi))
+    return good, zeroed
+
+
+def warn_low_range(zeroed: Sequence[tuple[int, float, float]], name: str | None = None,
+                   stacklevel: int = 3) -> None:
+    """One ``LowRangeWarning`` for the channels (channel, low, high) that were set to 0."""
+    if not zeroed:
+        return
+    channels = sorted({c for c, _, _ in zeroed})
+    span = max(hi - lo for _, lo, hi in zeroed)
+    lo = min(lo for _, lo, _ in zeroed)
+    hi = max(hi for _, _, hi in zeroed)
+    which = f"channel {channels[0]}" if len(channels) == 1 else \
+        f"channels {', '.join(map(str, channels))}"
+    planes = f" in {len(zeroed)} planes" if len(zeroed) > len(channels) else ""
+    where = f"{name}: " if name else ""
+    warnings.warn(LowRangeWarning(
+        f"{where}{which} has a 1-99 % range of {span:.3g} ({lo:.6g} to {hi:.6g}){planes}, not "
+        f"above the reference's cut of {D.MIN_PERCENTILE_RANGE:.0e}, so it was set to 0 and no "
+        "object can be found in it; scale the image's values up (e.g. to 0..1000), or give "
+        "fixed bounds (lowhigh=(low, high) in Python)."
+    ), stacklevel=stacklevel)
 
 
 def channel_percentiles(block: np.ndarray, lower: float, upper: float):
@@ -214,11 +244,15 @@ def channel_percentiles(block: np.ndarray, lower: float, upper: float):
     return percentiles(sample, (lower, upper))
 
 
-def normalize99_inplace(block: np.ndarray, lower: float, upper: float) -> None:
-    """Map percentile ``lower`` to 0 and ``upper`` to 1 in float32; a tiny range gives zeros."""
+def normalize99_inplace(block: np.ndarray, lower: float, upper: float) -> tuple[float, float, bool]:
+    """Map percentile ``lower`` to 0 and ``upper`` to 1 in float32; a tiny range gives zeros.
+
+    Returns the two percentiles and whether the block was normalised (False: set to 0).
+    """
     x01, x99 = channel_percentiles(block, lower, upper)
     if x99 - x01 > D.MIN_PERCENTILE_RANGE:
         block -= x01
         block /= x99 - x01
-    else:
-        block[...] = 0
+        return float(x01), float(x99), True
+    block[...] = 0
+    return float(x01), float(x99), False

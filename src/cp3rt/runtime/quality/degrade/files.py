@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cp3rt._version import __version__
-from cp3rt.errors import Cp3rtError, InputError, OutputError
+from cp3rt.errors import Cp3rtError, Cp3rtWarning, InputError, OutputError
 from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.io.read import read_image
 from cp3rt.runtime.io.write import write_image_tif, write_json
@@ -37,6 +38,7 @@ class DegradeRun:
     applied: tuple[AppliedNoise, ...]
     record: Path
     failed: tuple[tuple[Path, str], ...] = ()
+    warnings: tuple[tuple[Path, str], ...] = ()  # (input, one line) for each written image
 
     @property
     def ok(self) -> bool:
@@ -118,6 +120,7 @@ def degrade_files(
     applied: list[AppliedNoise] = []
     entries: list[dict[str, Any]] = []
     failed: list[tuple[Path, str]] = []
+    notes: list[tuple[Path, str]] = []
     record = out / RECORD_NAME
 
     def save(complete: bool) -> Path:
@@ -134,10 +137,12 @@ def degrade_files(
             written.append(dst)
             applied.append(plan)
             entries.append(entry)
+            notes.extend((src, line) for line in entry["warnings"])
         save(complete=False)
         if progress is not None:
             progress(i + 1, len(paths), src.name)
-    return DegradeRun(tuple(written), tuple(applied), save(complete=True), tuple(failed))
+    return DegradeRun(tuple(written), tuple(applied), save(complete=True), tuple(failed),
+                      tuple(notes))
 
 
 def _degrade_one(src: Path, dst: Path, noise: Noise, rng: np.random.Generator,
@@ -146,14 +151,20 @@ def _degrade_one(src: Path, dst: Path, noise: Noise, rng: np.random.Generator,
     check_float32_range(raw, str(src))
     cyx, layout = _to_cyx(raw, src)
     check_finite(cyx, str(src))
-    clean = normalize_clean(cyx)
+    with warnings.catch_warnings(record=True) as caught:  # degrade runs one image at a time
+        warnings.simplefilter("always", Cp3rtWarning)
+        clean = normalize_clean(cyx, name=str(src))
+    notes = [str(w.message) for w in caught if issubclass(w.category, Cp3rtWarning)]
+    for w in caught:  # anything else goes on to the caller's filters
+        if not issubclass(w.category, Cp3rtWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     try:
         noisy, plan = add_noise_batch(clean[None], noise, rng, diameter)
     except InputError as err:
         raise InputError(f"{src}: {err}") from err
     write_image_tif(dst, _from_cyx(noisy[0], layout))
     entry = {"input": str(src), "output": str(dst), "shape_cyx": list(cyx.shape),
-             "layout": layout, "applied": plan[0].to_dict()}
+             "layout": layout, "applied": plan[0].to_dict(), "warnings": notes}
     return entry, plan[0]
 
 

@@ -11,6 +11,7 @@ from scipy.ndimage import correlate1d
 
 from cp3rt.defaults import MIN_PERCENTILE_RANGE, PERCENTILES
 from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.prep.normalize import warn_low_range
 from cp3rt.runtime.quality.degrade.params import MAX_SIGMA
 
 MIN_KERNEL_HALF_WIDTH = 8         # §6.1.4: half-width w = max(8, 2 * int(max sigma_y))
@@ -150,16 +151,21 @@ def renormalize(images: np.ndarray) -> np.ndarray:
     return x
 
 
-def normalize_clean(image: np.ndarray) -> np.ndarray:
+def normalize_clean(image: np.ndarray, name: str | None = None) -> np.ndarray:
     """Prepare a clean ``(C, Ly, Lx)`` image: per-channel 1/99 percentiles to 0/1, then >= 0.
 
-    A channel with a percentile range <= 1e-3 becomes 0 (as ``normalize99``).
+    A channel with a percentile range <= 1e-3 becomes 0 (as ``normalize99``); when it was not
+    constant, a ``LowRangeWarning`` (naming ``name``) says so.
     """
     x = np.array(image, dtype=np.float32)
+    zeroed = []
     for c in range(x.shape[0]):
         lo, hi = np.percentile(x[c], PERCENTILES)
         if hi - lo > MIN_PERCENTILE_RANGE:
             x[c] = (x[c] - lo) / (hi - lo)
         else:
+            if np.ptp(x[c]) > 0:
+                zeroed.append((c, float(lo), float(hi)))
             x[c] = 0.0
+    warn_low_range(zeroed, name)
     return np.maximum(x, 0.0, out=x)
