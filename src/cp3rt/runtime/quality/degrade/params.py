@@ -247,6 +247,7 @@ def check_run(noise: Noise, *, seed: int, diameter: float) -> None:
     if top > MAX_SIGMA:
         raise ConfigError(
             f"diameter={diameter:g} would blur with sigma up to {top:.3g} px, over the limit of "
-            f"{MAX_SIGMA:g} px (the random blur scales with diameter / 30); give the objects' "
-            "diameter in pixels of these images (--diameter)."
+            f"{MAX_SIGMA:g} px (the random blur scales with diameter / 30, and with the "
+            "downsampling factor); give the objects' diameter in pixels of these images "
+            "(--diameter), or a smaller --ds / --ds-max."
         )
