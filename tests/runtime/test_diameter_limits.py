@@ -15,6 +15,7 @@ from cp3rt.runtime.prep.diameter_scale import (
     MIN_DIAMETER,
     rescale_factor,
     scaled_size,
+    volume_net_size,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scale_testutil
@@ -69,8 +70,21 @@ def test_pipeline_run_huge_image_small_diameter_refused():
 
     from cp3rt.runtime.pipeline import Pipeline
 
-    img = np.zeros((3000, 1600), np.uint8)  # x30: 90000 x 48000 = 4.3e9 px
-    img[0, 0] = 1
+    img = np.random.default_rng(0).random((3000, 1600)).astype(np.float32)  # x30: 4.3e9 px
     with Pipeline.from_engines(NumpyEngine()) as p:
         with pytest.raises(Cp3rtError, match="limit"):
             p.run(img, diameter=1.0)
+
+
+def test_volume_net_size_equals_the_stage_arithmetic_and_refuses_huge_volumes():
+    from cp3rt.runtime.stages.segment_volume import net_size
+
+    for shape, rescale, aniso in [((10, 40, 50), 30 / 17, 2.0), ((7, 33, 21), np.float32(0.7), None),
+                                  ((5, 64, 64), 1.0, 1.0), ((12, 64, 80), 1.0, 3.3)]:
+        assert volume_net_size(shape, rescale, aniso) == net_size(shape, rescale, aniso)
+    with pytest.raises(ConfigError, match=r"anisotropy=1e\+09 .* over the limit"):
+        volume_net_size((100, 512, 512), 1.0, 1e9)
+    with pytest.raises(ConfigError, match="voxels"):
+        volume_net_size((100, 512, 512), 30.0, 1.0)  # diameter 1 px: 3000 x 15360 x 15360
+    with pytest.raises(ConfigError, match="shrinks 3 planes to 0"):
+        volume_net_size((3, 64, 64), 1.0, 0.1)

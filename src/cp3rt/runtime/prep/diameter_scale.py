@@ -26,7 +26,9 @@ before any array of that size exists.
 * 2**31 px: at the net's scale a 2-D run holds the resized input and the net's three float32
   outputs, at least 20 bytes per pixel before tiles, blend weights and flows, so a plane of
   2**31 px needs more than 40 GiB; images that big are segmented in blocks (``cp3rt run`` sends
-  TIFFs over 4096 px a side there), never in one piece.
+  TIFFs over 4096 px a side there), never in one piece. A volume at the net's scale
+  (``volume_net_size``) is held to the same count of voxels: a do_3D run holds ~60 bytes per
+  voxel there (``defaults.HUGE_VOLUME_VOXELS``), so 2**31 voxels would need ~120 GiB.
 """
 
 from __future__ import annotations
@@ -128,3 +130,30 @@ def _too_big(lengths, products, pixels: float, rescale: Rescale) -> None:
         f"so give the objects' diameter in pixels of this image (at least diameter 1 px, "
         f"--diameter / diameter=), or segment the image in blocks."
     )
+
+
+def volume_net_size(shape_zyx, rescale: Rescale, anisotropy: float | None) -> tuple[int, int, int]:
+    """(Z', Y', X') a volume has at the net's scale: ``int(Z * anisotropy * rescale)`` planes of
+    ``scaled_size((Y, X), rescale)``; ConfigError, before any allocation, when a side would be 0
+    or the volume would exceed ``MAX_NET_PIXELS`` voxels."""
+    lz, ly, lx = (int(v) for v in shape_zyx)
+    aniso = 1.0 if anisotropy is None else _positive("anisotropy", anisotropy)
+    if rescale == 1.0 and aniso == 1.0:
+        return lz, ly, lx
+    z = lz * aniso * float(rescale)
+    lyr, lxr = scaled_size((ly, lx), rescale) if rescale != 1.0 else (ly, lx)
+    voxels = z * lyr * lxr
+    if not math.isfinite(voxels) or voxels > MAX_NET_PIXELS:
+        raise ConfigError(
+            f"anisotropy={aniso:g} with rescale={float(rescale):g} would resize the "
+            f"{lz}x{ly}x{lx} volume to {z:.6g}x{lyr}x{lxr} voxels ({voxels:.3g}) at the net's "
+            f"scale, over the limit of {MAX_NET_PIXELS:.3g} (about 120 GiB of working memory); "
+            "check --anisotropy (Z step / XY pixel size) and --diameter (pixels), or segment "
+            "the volume in blocks."
+        )
+    if int(z) < 1:
+        raise ConfigError(
+            f"anisotropy={aniso:g} with rescale={float(rescale):g} shrinks {lz} planes to 0; "
+            "use a larger anisotropy."
+        )
+    return int(z), lyr, lxr
