@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from cp3rt.engines.base import BaseEngine
-from cp3rt.engines.torch_cuda import _GraphRunner
+from cp3rt.engines.cuda_runner import GraphRunner
 from cp3rt.errors import EngineError
 
 
-class _HostRunner(_GraphRunner):
+class _HostRunner(GraphRunner):
     """_submit/_result replaced by numpy: a per-tile function, and a record of every call."""
 
     def __init__(self, batch: int, slots: int) -> None:
@@ -72,7 +72,7 @@ def test_padding_tiles_are_zeros() -> None:
 def test_staging_copies_in_and_out_without_aliasing_the_reused_buffers() -> None:
     import torch
 
-    from cp3rt.engines.torch_cuda import copy_out, stage_in
+    from cp3rt.engines.cuda_runner import copy_out, stage_in
 
     rng = np.random.default_rng(7)
     array = rng.normal(size=(4, 2, 32, 48)).astype(np.float32)

@@ -53,28 +53,12 @@ def open_engine(
     if backend not in BACKENDS:
         raise ConfigError(f"backend is {backend!r}; allowed: {', '.join(BACKENDS)}.")
     source = os.fspath(artefact_or_weights)
-    is_onnx = Path(source).suffix.lower() == ONNX_SUFFIX
-    if backend == "torch":
-        if is_onnx:
-            raise ConfigError(
-                f"backend 'torch' runs weight files or zoo names, not the ONNX file {source}."
-            )
-        from cp3rt.engines.torch_engine import TorchEngine
-
-        return TorchEngine(source, device=device)
-    if backend == "torch-cuda":
-        if is_onnx:
-            raise ConfigError(
-                f"backend 'torch-cuda' runs weight files or zoo names, not the ONNX file {source}."
-            )
-        from cp3rt.engines.torch_cuda import TorchCudaEngine
-
-        return TorchCudaEngine(source, precision=precision or "fp16",
-                               device=device if device.startswith("cuda") else "cuda",
-                               compile=compile, cache_dir=cache_dir)
+    if backend in ("torch", "torch-cuda"):
+        return _open_torch(backend, source, device=device, precision=precision, compile=compile,
+                           cache_dir=cache_dir)
     if backend == "trt" or (backend == "auto" and Path(source).suffix.lower() in PLAN_SUFFIXES):
         return _open_trt(source, device)
-    if not is_onnx:
+    if Path(source).suffix.lower() != ONNX_SUFFIX:
         raise ConfigError(
             f"backend {backend!r} runs exported .onnx files and {source!r} is not one; export it "
             f"with `cp3rt export {source}` or ask for backend 'torch'."
@@ -85,6 +69,31 @@ def open_engine(
         return OrtEngine(source, providers=providers or ("cpu",), **ort_options)
     if providers is not None:
         raise ConfigError("providers is set, which needs backend 'ort'; 'auto' chooses them itself.")
+    return _open_auto(source, device, ort_options)
+
+
+def _open_torch(backend: str, source: str, *, device: str, precision: str | None, compile: bool,
+                cache_dir: str | os.PathLike[str] | None) -> Engine:
+    """A weight file or zoo name on torch (``device``) or torch-cuda (``precision``, ``compile``)."""
+    if Path(source).suffix.lower() == ONNX_SUFFIX:
+        raise ConfigError(
+            f"backend {backend!r} runs weight files or zoo names, not the ONNX file {source}."
+        )
+    if backend == "torch":
+        from cp3rt.engines.torch_engine import TorchEngine
+
+        return TorchEngine(source, device=device)
+    from cp3rt.engines.torch_cuda import TorchCudaEngine
+
+    return TorchCudaEngine(source, precision=precision or "fp16",
+                           device=device if device.startswith("cuda") else "cuda",
+                           compile=compile, cache_dir=cache_dir)
+
+
+def _open_auto(source: str, device: str, ort_options: dict[str, Any]) -> Engine:
+    """The first backend of ``AUTO_ORDER`` that opens ``source``, or why none did."""
+    from cp3rt.engines.ort import OrtEngine
+
     reasons: list[str] = []
     for name in AUTO_ORDER:
         try:

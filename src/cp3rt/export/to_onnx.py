@@ -27,6 +27,7 @@ from cp3rt.errors import ConfigError, ExportError, OutputError
 from cp3rt.export._trace import role_for, trace_to_onnx
 from cp3rt.export._verify import verify_against_torch
 from cp3rt.manifest import EngineManifest, manifest_path_for
+from cp3rt.models.cpnet import CPnet
 from cp3rt.models.fold import fold_batchnorm
 from cp3rt.models.weights import WeightFile, load_cpnet, read_weight_file
 from cp3rt.zoo.registry import runtime_diameters
@@ -71,28 +72,10 @@ def export_onnx(
     wf = weights if isinstance(weights, WeightFile) else read_weight_file(weights)
     source = source_model or wf.path.name
     role = role_for(wf.nout)
-    # The zoo owns the §1.5 rules (name-based diam_mean for built-ins, file values for paths).
-    zoo_mean, zoo_labels = runtime_diameters(
-        source_model or wf.path, wf.diam_mean, wf.diam_labels, role=role
-    )
-    d_mean = _diameter("diam_mean", diam_mean, zoo_mean)
-    d_labels = _diameter("diam_labels", diam_labels, zoo_labels)
-
+    d_mean, d_labels = _diameters(wf, source_model, role, diam_mean, diam_labels)
     net = load_cpnet(wf)
-    model = trace_to_onnx(fold_batchnorm(net) if fold_bn else net, role, opset)
-    if precision == "fp16":
-        from cp3rt.export.fp16 import convert_to_fp16
-
-        model = convert_to_fp16(model)
-    _annotate(model, role=role, precision=precision, source=source, sha256=wf.sha256, fold_bn=fold_bn)
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ExportError(f"the exported graph of {source} fails the ONNX checker: {exc}") from exc
-    data = model.SerializeToString()
+    data = _graph_bytes(net, role, precision, opset, source, wf.sha256, fold_bn)
     errors = verify_against_torch(data, net, role, precision) if verify else {}
-
-    onnx_path = Path(out_dir) / _file_name(name, source, precision)
     manifest = EngineManifest(
         role=role,  # type: ignore[arg-type]
         source_model=source,
@@ -105,12 +88,43 @@ def export_onnx(
         opset=opset,
         artefact_sha256=hashlib.sha256(data).hexdigest(),
     )
+    onnx_path, manifest_path = _write(Path(out_dir) / _file_name(name, source, precision), data, manifest)
+    return ExportResult(onnx_path, manifest_path, manifest, errors)
+
+
+def _diameters(wf: WeightFile, source_model: str | None, role: str, diam_mean: float | None,
+               diam_labels: float | None) -> tuple[float, float]:
+    """(diam_mean, diam_labels) of the manifest: an explicit argument, else the zoo's rule."""
+    # The zoo owns the §1.5 rules (name-based diam_mean for built-ins, file values for paths).
+    zoo_mean, zoo_labels = runtime_diameters(
+        source_model or wf.path, wf.diam_mean, wf.diam_labels, role=role
+    )
+    return _diameter("diam_mean", diam_mean, zoo_mean), _diameter("diam_labels", diam_labels, zoo_labels)
+
+
+def _graph_bytes(net: CPnet, role: str, precision: str, opset: int, source: str, sha256: str,
+                 fold_bn: bool) -> bytes:
+    """The traced (folded, fp16 when asked), annotated and checked graph, serialised."""
+    model = trace_to_onnx(fold_batchnorm(net) if fold_bn else net, role, opset)
+    if precision == "fp16":
+        from cp3rt.export.fp16 import convert_to_fp16
+
+        model = convert_to_fp16(model)
+    _annotate(model, role=role, precision=precision, source=source, sha256=sha256, fold_bn=fold_bn)
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported graph of {source} fails the ONNX checker: {exc}") from exc
+    return model.SerializeToString()
+
+
+def _write(onnx_path: Path, data: bytes, manifest: EngineManifest) -> tuple[Path, Path]:
     try:
         atomic_write_bytes(onnx_path, data)
         manifest_path = manifest.write(manifest_path_for(onnx_path))
     except OSError as exc:
         raise OutputError(f"cannot write the export to {onnx_path.parent}: {exc}") from exc
-    return ExportResult(onnx_path, manifest_path, manifest, errors)
+    return onnx_path, manifest_path
 
 
 def _check_options(precision: str, opset: int, name: str | None) -> None:

@@ -26,6 +26,7 @@ API = tensorrt_api.load()
 TYPED = {
     "builder.py": {"builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
                    "bconf": "IBuilderConfig", "profile": "IOptimizationProfile", "cache": "ITimingCache"},
+    "timing_cache.py": {"bconf": "IBuilderConfig", "cache": "ITimingCache"},
     "engine.py": {"engine": "ICudaEngine", "self._engine": "ICudaEngine", "ctx": "IExecutionContext",
                   "self._runtime": "Runtime", "strategy": "ExecutionContextAllocationStrategy"},
     "_trt.py": {},

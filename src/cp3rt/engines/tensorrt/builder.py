@@ -32,6 +32,7 @@ from cp3rt.engines.tensorrt._trt import (
     make_logger,
     strongly_typed_flags,
 )
+from cp3rt.engines.tensorrt.timing_cache import attach_timing_cache, default_timing_cache, save_timing_cache
 from cp3rt.errors import ConfigError, ExportError, IncompatibleEngineError, OutputError
 
 PRECISIONS = ("fp32", "fp16")
@@ -135,13 +136,6 @@ def profile_shapes(shapes: ShapeRange, nchan: int) -> list[tuple[tuple[int, ...]
     return [fixed, general]
 
 
-def default_timing_cache(env: TrtEnvironment) -> Path:
-    from cp3rt.cache import cache_dir
-
-    tag = f"trt{env.tensorrt_version}-sm{env.compute_capability.replace('.', '')}"
-    return cache_dir() / "plans" / f"timing-{tag}.cache"
-
-
 def rebuild_command(manifest: EngineManifest, out_dir: Path | None) -> str:
     """The exact command that rebuilds a plan like ``manifest`` (into ``out_dir`` or the cache)."""
     from cp3rt.zoo import ZOO
@@ -210,29 +204,12 @@ def build_plan(
     say = progress or (lambda _msg: None)
     logger = make_logger(trt, lambda sev, msg: say(f"TensorRT {sev}: {msg}") if sev in ("ERROR", "WARNING", "INTERNAL_ERROR") else None)
     builder = construct(trt, "Builder", logger)
-    network = builder.create_network(strongly_typed_flags(trt))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
-        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
-        raise ExportError(
-            f"TensorRT {env.tensorrt_version} cannot parse {onnx_path.name}: "
-            f"{'; '.join(errors) or logger.error_text('no reason given')}."
-        )
+    # The parser owns the weights the network points at: it must live until the build is done.
+    network, _parser = _parse(trt, builder, logger, onnx_path, env)
     _check_network_input(network, onnx_manifest, onnx_path)
-    bconf = builder.create_builder_config()
-    bconf.builder_optimization_level = config.optimization_level
-    if config.precision == "fp32":
-        bconf.clear_flag(trt.BuilderFlag.TF32)  # TF32 would round fp32 convs to 10-bit mantissas
-    if config.workspace_mib is not None:
-        bconf.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
-    for low, opt, high in profile_shapes(config.shapes, onnx_manifest.nchan):
-        profile = builder.create_optimization_profile()
-        profile.set_shape(INPUT_NAME, low, opt, high)
-        if bconf.add_optimization_profile(profile) < 0:
-            raise ExportError(f"TensorRT rejected the optimisation profile {low} .. {high}: "
-                              f"{logger.error_text('invalid profile')}.")
+    bconf = _builder_config(trt, builder, logger, config, onnx_manifest.nchan)
     cache_path = config.timing_cache or default_timing_cache(env)
-    cache = _attach_timing_cache(bconf, cache_path, say, logger)
+    cache = attach_timing_cache(bconf, cache_path, say, logger)
     say(f"building {plan_path.name} ({config.precision}, TensorRT {env.tensorrt_version}, {env.gpu_name})")
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, bconf)
@@ -243,18 +220,52 @@ def build_plan(
             f"{logger.error_text('the builder returned no plan')}."
         )
     data = bytes(serialized)
-    _save_timing_cache(cache, cache_path)
+    save_timing_cache(cache, cache_path)
     manifest = dataclasses.replace(
         onnx_manifest, shapes=config.shapes, artefact_sha256=_sha256(data), onnx_sha256=onnx_sha,
         onnx_path=os.fspath(onnx_path.resolve()), tensorrt_version=env.tensorrt_version, gpu_name=env.gpu_name,
         compute_capability=env.compute_capability,
     )
+    manifest_path = _write_plan(plan_path, data, manifest)
+    return BuildResult(plan_path, manifest_path, manifest, seconds, len(data), cache_path)
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, env: TrtEnvironment) -> tuple[Any, Any]:
+    """(strongly typed network, the parser that filled it) from the ONNX file."""
+    network = builder.create_network(strongly_typed_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+        raise ExportError(
+            f"TensorRT {env.tensorrt_version} cannot parse {onnx_path.name}: "
+            f"{'; '.join(errors) or logger.error_text('no reason given')}."
+        )
+    return network, parser
+
+
+def _builder_config(trt: Any, builder: Any, logger: Any, config: BuildConfig, nchan: int) -> Any:
+    """Optimisation level, precision flags, workspace limit and the optimisation profiles."""
+    bconf = builder.create_builder_config()
+    bconf.builder_optimization_level = config.optimization_level
+    if config.precision == "fp32":
+        bconf.clear_flag(trt.BuilderFlag.TF32)  # TF32 would round fp32 convs to 10-bit mantissas
+    if config.workspace_mib is not None:
+        bconf.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+    for low, opt, high in profile_shapes(config.shapes, nchan):
+        profile = builder.create_optimization_profile()
+        profile.set_shape(INPUT_NAME, low, opt, high)
+        if bconf.add_optimization_profile(profile) < 0:
+            raise ExportError(f"TensorRT rejected the optimisation profile {low} .. {high}: "
+                              f"{logger.error_text('invalid profile')}.")
+    return bconf
+
+
+def _write_plan(plan_path: Path, data: bytes, manifest: EngineManifest) -> Path:
     try:
         atomic_write_bytes(plan_path, data)
-        manifest_path = manifest.write(manifest_path_for(plan_path))
+        return manifest.write(manifest_path_for(plan_path))
     except OSError as exc:
         raise OutputError(f"cannot write the plan to {plan_path.parent}: {exc}") from exc
-    return BuildResult(plan_path, manifest_path, manifest, seconds, len(data), cache_path)
 
 
 def _check_network_input(network: Any, manifest: EngineManifest, onnx_path: Path) -> None:
@@ -270,44 +281,6 @@ def _check_network_input(network: Any, manifest: EngineManifest, onnx_path: Path
             f"{onnx_path.name} input '{INPUT_NAME}' has shape {shape}; expected "
             f"(-1, {manifest.nchan}, -1, -1) from its manifest."
         )
-
-
-def _attach_timing_cache(bconf: Any, path: Path, say: Progress, logger: Any) -> Any:
-    """Load the persisted timing cache (tactic timings of earlier builds on this GPU + TensorRT).
-
-    A file TensorRT cannot read (truncated by a crash, overwritten) only costs the timings: it is
-    replaced by a new cache, with a warning, and its errors are dropped from the build's messages.
-    """
-    try:
-        blob = path.read_bytes() if path.is_file() else b""
-    except OSError as exc:
-        say(f"timing cache {path} cannot be read ({exc}); starting a new one")
-        blob = b""
-    try:
-        cache = bconf.create_timing_cache(blob)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        cache, why = None, str(exc)
-    else:
-        why = logger.error_text("TensorRT returned no cache")
-    if cache is None:
-        say(f"timing cache {path} is unreadable ({why}); starting a new one")
-        logger.errors.clear()
-        cache = bconf.create_timing_cache(b"")
-        bconf.set_timing_cache(cache, False)
-        return cache
-    if not bconf.set_timing_cache(cache, False):
-        say(f"timing cache {path} does not match this TensorRT/GPU; starting a new one")
-        cache = bconf.create_timing_cache(b"")
-        bconf.set_timing_cache(cache, False)
-    return cache
-
-
-def _save_timing_cache(cache: Any, path: Path) -> None:
-    import filelock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(path) + ".lock"):
-        atomic_write_bytes(path, bytes(cache.serialize()))
 
 
 def _sha256(data: bytes) -> str:
