@@ -2,8 +2,11 @@
 
 Guarantees: every output is written under a temporary name and renamed when complete; an
 image whose requested outputs all exist is skipped (unless ``overwrite``), so a killed batch
-resumes where it stopped; temporary files left by a killed run are removed; a bad file is
-recorded as a failure (one line naming file and problem) and the batch goes on.
+resumes where it stopped; an image is computed only by the run holding its claim
+(``batch.claims``), so two runs on one folder share the work and only a dead run's temporary
+files are removed; a bad file, or anything unexpected while one image runs, is recorded as
+that image's failure (one line naming file and problem; the traceback in ``detail``) and the
+batch goes on; a set ``Cancel`` (``batch.cancel``) stops it between images.
 """
 
 from __future__ import annotations
@@ -11,21 +14,21 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-
-from cp3rt.errors import ConfigError, Cp3rtError, OutputError
+from cp3rt.errors import Cp3rtError, OutputError
+from cp3rt.runtime.batch.cancel import Cancel, Cancelled, is_cancelled
+from cp3rt.runtime.batch.claims import holder, try_claim
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.result import STAGES
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
-    from cp3rt.runtime.result import Result
 
-Status = Literal["done", "skipped", "failed"]
+Status = Literal["done", "skipped", "failed", "claimed"]  # claimed: another live run has it
 MASKS_SUFFIX = "_cp_masks.tif"  # Cellpose's default mask file name (§8.2)
 SEG_SUFFIX = "_seg.npy"
 FLOWS_SUFFIX = "_flows.tif"
@@ -35,9 +38,12 @@ OVERLAY_SUFFIX = "_overlay.png"
 
 @dataclasses.dataclass(frozen=True)
 class OutputOptions:
-    """What to write and where. ``out_dir`` None writes next to each input image."""
+    """What to write and where. ``out_dir`` None writes next to each input image; with
+    ``mirror_root`` (set by ``run_inputs`` when stems collide across folders, see
+    ``batch.out_paths``) an image's outputs go to ``out_dir / <its folder relative to it>``."""
 
     out_dir: Path | None = None
+    mirror_root: Path | None = None
     save_flows: bool = False
     save_restored: bool = False
     save_seg: bool = False
@@ -46,7 +52,7 @@ class OutputOptions:
 
     def paths_for(self, image: Path) -> dict[str, Path]:
         """Output kind -> final path for one input image (masks always included)."""
-        folder = Path(self.out_dir) if self.out_dir is not None else image.parent
+        folder = self._folder(image)
         stem = image.stem
         for suffix in (".ome",):  # x.ome.tif -> x
             stem = stem.removesuffix(suffix)
@@ -61,6 +67,16 @@ class OutputOptions:
             out["overlay"] = folder / f"{stem}{OVERLAY_SUFFIX}"
         return out
 
+    def _folder(self, image: Path) -> Path:
+        if self.out_dir is None:
+            return image.parent
+        if self.mirror_root is None:
+            return Path(self.out_dir)
+        try:
+            return Path(self.out_dir) / Path(os.path.abspath(image.parent)).relative_to(self.mirror_root)
+        except ValueError:  # not under the root (an image the plan never saw): flat
+            return Path(self.out_dir)
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageOutcome:
@@ -72,12 +88,15 @@ class ImageOutcome:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     outputs: tuple[Path, ...] = ()
     error: str | None = None
+    detail: str | None = None  # the traceback of an unexpected error (the CLI shows it with -v)
+    note: str | None = None  # e.g. 'done by another run', 'claimed by pid 12 on host, since ...'
 
 
 @dataclasses.dataclass(frozen=True)
 class BatchSummary:
     outcomes: tuple[ImageOutcome, ...]
     seconds: float
+    not_started: int = 0  # images left when a Cancel stopped the batch (a huge one abandoned counts)
 
     def count(self, status: Status) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -144,8 +163,10 @@ def run_batch(
     outputs: OutputOptions | None = None,
     *,
     on_event: Callable[[BatchEvent], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> BatchSummary:
-    """Segment every file in ``images`` with ``pipeline`` and write the requested outputs."""
+    """Segment every file in ``images`` with ``pipeline`` and write the requested outputs;
+    ``cancel`` stops it between images."""
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
     emit = on_event or (lambda _event: None)
@@ -155,13 +176,15 @@ def run_batch(
     results = []
     total = len(images)
     for i, image in enumerate(images):
+        if is_cancelled(cancel):
+            break
         image = Path(image)
         emit(BatchEvent("start", i, total, image))
         outcome = process_file(pipeline, image, run, outputs, lambda d, n, i=i, image=image: emit(
             BatchEvent("tiles", i, total, image, d, n)))
         results.append(outcome)
         emit(BatchEvent("end", i, total, image, outcome=outcome))
-    return BatchSummary(tuple(results), time.perf_counter() - t0)
+    return BatchSummary(tuple(results), time.perf_counter() - t0, total - len(results))
 
 
 def process_file(
@@ -171,86 +194,67 @@ def process_file(
     outputs: OutputOptions,
     progress: Callable[[int, int], None],
 ) -> ImageOutcome:
-    """One image file: skipped when its outputs exist, else read, run and written; user errors
-    and disk errors become a failed outcome (one line), so a batch goes on."""
+    """One image file: skipped when its outputs exist, 'claimed' when another live run is on
+    it, else claimed, read, run and written. User errors, disk errors and anything unexpected
+    become a failed outcome (one line), so a batch goes on."""
     try:
         finals = outputs.paths_for(image)
         if pipeline.restore_net is None:  # nothing to save: must not block the skip check
             finals.pop("restored", None)
-        for final in finals.values():
-            remove_stale_partials(final)
-        if not outputs.overwrite and all(p.is_file() for p in finals.values()):
+        if _complete(finals, outputs):
             return ImageOutcome(image, "skipped", outputs=tuple(finals.values()))
-        from cp3rt.runtime.io import read_image
+        claim = try_claim(finals["masks"])
+        if claim is None:
+            return claimed_outcome(image, finals["masks"])
+        with claim:
+            if _complete(finals, outputs):  # another run finished it since we looked
+                return ImageOutcome(image, "skipped", outputs=tuple(finals.values()), note="done by another run")
+            for final in finals.values():  # ours to remove: whoever wrote them held the claim and is gone
+                remove_stale_partials(final)
+            return _compute(pipeline, image, run, outputs, finals, progress)
+    except Cancelled:
+        raise
+    except (Cp3rtError, OSError) as err:  # bad input, disk full, permissions...
+        return ImageOutcome(image, "failed", error=_one_line(image, err))
+    except Exception as err:  # noqa: BLE001 - a bug or an exhausted machine: this image's failure
+        return unexpected_outcome(image, err)
 
-        t = time.perf_counter()
-        raw = read_image(image)
-        t_read = time.perf_counter() - t
-        result = pipeline.run(raw, run=run, progress=progress)
-        t = time.perf_counter()
-        written = write_outputs(image, raw, result, finals, run=run,
-                                restore_type=pipeline.config.restore)
-        timings = dict(result.timings)
-        timings["read"] = t_read
-        timings["write"] = time.perf_counter() - t
-        return ImageOutcome(image, "done", result.n_objects, timings, written)
-    except Cp3rtError as err:
-        return ImageOutcome(image, "failed", error=_one_line(image, err))
-    except OSError as err:  # disk full, permissions... while writing
-        return ImageOutcome(image, "failed", error=_one_line(image, err))
+
+def _complete(finals: dict[str, Path], outputs: OutputOptions) -> bool:
+    return not outputs.overwrite and all(p.is_file() for p in finals.values())
+
+
+def _compute(pipeline: Pipeline, image: Path, run: RunConfig, outputs: OutputOptions,
+             finals: dict[str, Path], progress: Callable[[int, int], None]) -> ImageOutcome:
+    from cp3rt.runtime.batch.image_outputs import write_outputs
+    from cp3rt.runtime.io import read_image
+
+    t = time.perf_counter()
+    raw = read_image(image)
+    t_read = time.perf_counter() - t
+    result = pipeline.run(raw, run=run, progress=progress)
+    t = time.perf_counter()
+    written = write_outputs(image, raw, result, finals, run=run, restore_type=pipeline.config.restore)
+    timings = dict(result.timings)
+    timings["read"] = t_read
+    timings["write"] = time.perf_counter() - t
+    return ImageOutcome(image, "done", result.n_objects, timings, written)
+
+
+def claimed_outcome(image: Path, key: Path) -> ImageOutcome:
+    """``image`` is being computed by another live run (which holds ``key``'s claim)."""
+    return ImageOutcome(image, "claimed", outputs=(key,), note=f"claimed by {holder(key)}")
+
+
+def unexpected_outcome(image: Path, err: BaseException) -> ImageOutcome:
+    """An error outside cp3rt's hierarchy (MemoryError, a library's ValueError...) as one line
+    naming the file and the error type; the traceback goes to ``detail``."""
+    text = f"unexpected {type(err).__name__}: {str(err).strip() or 'no message'}"
+    detail = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return ImageOutcome(image, "failed", error=_one_line(image, RuntimeError(text)) + " (-v shows the traceback)",
+                        detail=detail)
 
 
 def _one_line(image: Path, err: BaseException) -> str:
-    text = str(err).strip().replace("\n", " ") or type(err).__name__
+    text = " ".join(str(err).split()) or type(err).__name__
     return text if str(image) in text else f"{image}: {text}"
-
-
-def write_outputs(
-    image: Path,
-    raw: np.ndarray,
-    result: Result,
-    finals: dict[str, Path],
-    *,
-    run: RunConfig,
-    restore_type: str | None = None,
-) -> tuple[Path, ...]:
-    """Write the outputs named in ``finals`` (each atomically, by cp3rt.runtime.io); masks
-    last, so that their presence means the image is complete even if the process dies."""
-    from cp3rt.runtime import io as cio
-
-    order = [k for k in finals if k != "masks"] + ["masks"]
-    flat_only = sorted(k for k in ("overlay", "seg") if k in finals)
-    if result.masks.ndim == 3 and flat_only:
-        raise ConfigError(
-            f"{image}: --{' and --'.join('save-seg' if k == 'seg' else k for k in flat_only)} "
-            "only work for 2-D images, not for volumes (--do-3d / --stitch-threshold)."
-        )
-    written = []
-    for kind in order:
-        final = finals[kind]
-        if kind == "masks":
-            cio.write_masks_tif(final, result.masks)
-        elif kind == "seg":
-            cio.write_seg_npy(final, result, image_path=image, channels=run.channels,
-                              restore_type=restore_type)
-        elif kind == "flows":  # (3, Y, X): dY, dX, cellprob as in Cellpose's flows
-            cio.write_image_tif(final, np.concatenate([result.dP, result.cellprob[None]]))
-        elif kind == "restored":
-            if result.restored is None:
-                continue
-            cio.write_image_tif(final, result.restored)
-        elif kind == "overlay":
-            cio.write_overlay_png(final, _overlay_base(result, raw, run), result.masks)
-        written.append(final)
-    return tuple(written)
-
-
-def _overlay_base(result: Result, raw: np.ndarray, run: RunConfig) -> np.ndarray:
-    """The image the outlines are drawn on: the restored image if any, else the segmented
-    (first) channel of the input as the pipeline read it."""
-    if result.restored is not None:
-        return result.restored[0]
-    from cp3rt.runtime.prep.axes import to_cyx
-
-    return to_cyx(raw, channels=run.channels, channel_axis=run.channel_axis, z_axis=run.z_axis,
-                  nchan=None)[0]

@@ -7,6 +7,12 @@ split_inputs``) go through blocks; the other image files through ``batch.stream.
 run_batch``. With a :class:`Cluster` (``cp3rt.distributed.open_cluster``) image files and plate
 fields are cluster tasks and huge images run here with their blocks as tasks; the runtime only
 knows the protocol, so it never imports the cluster package above it.
+
+Before any work: ``--out`` must be a folder, and no two inputs may write one output file
+(``batch.out_paths``: mirrored under ``--out`` across folders, refused inside one). Images
+another live run holds (``batch.claims``) are waited for at the end and checked again, so when
+two runs on one folder have both returned, every output exists. A ``Cancel`` stops the work
+between images (``batch.cancel``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from cp3rt import defaults as D
 from cp3rt.runtime.batch.blocks.files import merge_summaries, run_huge, split_inputs
-from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, OutputOptions, run_batch
+from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
+from cp3rt.runtime.batch.claims import wait_released
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, run_batch
+from cp3rt.runtime.batch.out_paths import check_output_dir, plan_outputs
 from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
 from cp3rt.runtime.batch.stream import stream_batch
 from cp3rt.runtime.config import PipelineConfig, RunConfig
@@ -81,15 +90,31 @@ def run_inputs(
     block_size: int | None = None,
     cluster: Cluster | None = None,
     on_event: OnEvent | None = None,
+    cancel: Cancel | None = None,
 ) -> BatchSummary:
     """Segment every input (see the module docstring for the routes) and write its outputs;
     one outcome per image file, huge image and plate field. ``inputs`` are INPUT arguments or
     the routes ``route_inputs`` made of them (to size a progress bar first). ``block_size``
-    None takes each kind's default. Nets open here once, only when work runs in this process."""
+    None takes each kind's default. Nets open here once, only when work runs in this process.
+    ``cancel`` (set from another thread or a signal handler) stops it early: the summary then
+    counts the images ``not_started``."""
     routes = inputs if isinstance(inputs, InputRoutes) else route_inputs(inputs, run)
     config = config or PipelineConfig()
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
+    check_output_dir(outputs.out_dir)
+    outputs = plan_outputs([*routes.images, *routes.huge], outputs)
+
+    def go(todo: InputRoutes) -> BatchSummary:
+        return _run_routes(todo, config, run, outputs, block_size=block_size, cluster=cluster,
+                           on_event=on_event, cancel=cancel)
+
+    return _settle_claimed(go(routes), routes, go, cancel)
+
+
+def _run_routes(routes: InputRoutes, config: PipelineConfig, run: RunConfig, outputs: OutputOptions, *,
+                block_size: int | None, cluster: Cluster | None, on_event: OnEvent | None,
+                cancel: Cancel | None) -> BatchSummary:
     parts = []
     if cluster is not None:
         if routes.images:  # every file one task
@@ -100,27 +125,53 @@ def run_inputs(
     if routes.huge or (cluster is None and (routes.images or routes.plates)):
         with Pipeline.from_config(config, run=run) as pipeline:
             parts += _in_process(pipeline, routes, config, run, outputs, block_size=block_size,
-                                 cluster=cluster, on_event=on_event)
+                                 cluster=cluster, on_event=on_event, cancel=cancel)
     return merge_summaries(*parts)
 
 
+def _settle_claimed(summary: BatchSummary, routes: InputRoutes, go: Callable[[InputRoutes], BatchSummary],
+                    cancel: Cancel | None) -> BatchSummary:
+    """Wait for the images another run held and run them again: skipped when that run wrote
+    them (noted 'done by another run'), done here when it failed or died. Repeats while a third
+    run holds some. A cancel leaves the rest 'claimed'."""
+    while not is_cancelled(cancel):
+        claimed = {o.path: o for o in summary.outcomes if o.status == "claimed"}
+        if not claimed:
+            break
+        for outcome in claimed.values():
+            if not wait_released(outcome.outputs[0], cancel):
+                return summary
+        again = go(InputRoutes(huge=tuple(p for p in routes.huge if p in claimed),
+                               images=tuple(p for p in routes.images if p in claimed)))
+        redone = {o.path: _noted(o) for o in again.outcomes}
+        summary = BatchSummary(tuple(redone.get(o.path, o) for o in summary.outcomes),
+                               summary.seconds + again.seconds, summary.not_started + again.not_started)
+    return summary
+
+
+def _noted(outcome: ImageOutcome) -> ImageOutcome:
+    if outcome.status == "skipped" and outcome.note is None:
+        return dataclasses.replace(outcome, note="done by another run")
+    return outcome
+
+
 def _in_process(pipeline: Pipeline, routes: InputRoutes, config: PipelineConfig, run: RunConfig,
-                outputs: OutputOptions, *,
-                block_size: int | None, cluster: Cluster | None, on_event: OnEvent | None) -> list[BatchSummary]:
+                outputs: OutputOptions, *, block_size: int | None, cluster: Cluster | None,
+                on_event: OnEvent | None, cancel: Cancel | None) -> list[BatchSummary]:
     """The parts that run with this process's nets: with a cluster only the huge images (their
     blocks are tasks), without one everything."""
     parts = []
     if routes.images and cluster is None:
         # Many files: the streaming engine (images in flight, shared engine batches).
         runner = stream_batch if len(routes.images) > 1 else run_batch
-        parts.append(runner(pipeline, routes.images, run, outputs, on_event=on_event))
+        parts.append(runner(pipeline, routes.images, run, outputs, on_event=on_event, cancel=cancel))
     if routes.huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
         blocks_on = None if cluster is None else cluster.block_runner(
             config, run, nchan=pipeline.segment_net.nchan)  # every block one task
         parts.append(run_huge(pipeline, routes.huge, run, outputs, block_size=block_size,
-                              on_event=on_event, runner=blocks_on))
+                              on_event=on_event, runner=blocks_on, cancel=cancel))
     if cluster is None:
-        for plate in routes.plates:  # HCS plate: every field, labels into it, <plate>_wells.csv
+        for plate in routes.plates if not is_cancelled(cancel) else ():  # HCS plate: every field, labels into it, <plate>_wells.csv
             parts.append(run_plate(pipeline, plate, run, outputs, block_size=block_size or D.BLOCK_SIZE,
                                    on_event=on_event).batch)
     return parts

@@ -23,7 +23,35 @@ def _reason(exc: BaseException) -> str:
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
+    check_tiff_data(path)
     return np.asarray(tifffile.imread(path))
+
+
+def check_tiff_data(path: str | os.PathLike[str]) -> None:
+    """Refuse a TIFF whose pixel data is not all in the file (a header-only file, a copy cut
+    short): its strips / tiles must end inside the file. Otherwise the reader allocates what the
+    header claims and fills the missing part with zeros, or fails deep inside a block run."""
+    import tifffile
+
+    p = Path(path)
+    size = p.stat().st_size
+    try:
+        with tifffile.TiffFile(p) as tif:
+            need = max((_data_end(page) for page in tif.pages), default=0)
+    except Cp3rtError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tifffile's many error types for a broken header
+        raise InputError(f"{p} cannot be read as a TIFF image: {_reason(exc)}.") from exc
+    if need > size:
+        raise InputError(f"{p}: pixel data missing/truncated (header says {need} bytes, file has {size}); "
+                         "the file was cut short: copy or export it again.")
+
+
+def _data_end(page: object) -> int:
+    """Where the last strip / tile of a TIFF page ends (byte offset; 0 when it names none)."""
+    offsets = tuple(getattr(page, "dataoffsets", ()) or ())
+    counts = tuple(getattr(page, "databytecounts", ()) or ())
+    return max((int(o) + int(c) for o, c in zip(offsets, counts)), default=0)
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING
 
 from cp3rt import defaults as D
 from cp3rt.errors import Cp3rtError, InputError
-from cp3rt.runtime.batch.blocks.file_outputs import failed_outcome
+from cp3rt.runtime.batch.blocks.file_outputs import failed_outcome, is_ome_zarr
 from cp3rt.runtime.batch.blocks.image_files import BlockRunner, segment_image_file
 from cp3rt.runtime.batch.blocks.lazy import tiff_axes
 from cp3rt.runtime.batch.blocks.volume_files import is_huge_volume, is_volume_input, segment_volume_file
-from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, collect_inputs
+from cp3rt.runtime.batch.cancel import Cancel, Cancelled, is_cancelled
+from cp3rt.runtime.batch.claims import try_claim
+from cp3rt.runtime.batch.files import (BatchEvent, BatchSummary, ImageOutcome, OutputOptions, claimed_outcome,
+                                       collect_inputs, unexpected_outcome)
 from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,19 +55,64 @@ def segment_file(
     block_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     runner: BlockRunner | None = None,
+    cancel: Cancel | None = None,
 ) -> ImageOutcome:
     """Segment one huge file in blocks and write its labels: with a volume run config (do_3D /
     stitching) a volume file goes to ``volume_files.segment_volume_file`` (3-D blocks, always
     in this process), anything else to ``image_files.segment_image_file`` (2-D blocks, in this
-    process unless ``runner`` says otherwise); ``block_size`` None takes the default of the kind."""
+    process unless ``runner`` says otherwise); ``block_size`` None takes the default of the kind.
+    The file's pixel data must be there before any block runs; the work happens under the
+    output's claim (``batch.claims``); ``cancel`` abandons it between blocks (raises Cancelled)."""
     try:
+        check_pixel_data(path)
         volume = run.is_volume and is_volume_input(path)
+        key, done = _claim_key(path, outputs)
     except (Cp3rtError, OSError) as err:  # an unreadable file is one failed image, as in both runs
         return failed_outcome(path, err)
-    if volume:
-        return segment_volume_file(pipeline, path, run, outputs, block_size=block_size, progress=progress)
-    return segment_image_file(pipeline, path, run, outputs, block_size=block_size, progress=progress,
-                              runner=runner)
+    if done:
+        return ImageOutcome(path, "skipped", outputs=(key,))
+    try:
+        claim = try_claim(key)
+    except Cp3rtError as err:
+        return failed_outcome(path, err)
+    if claim is None:
+        return claimed_outcome(path, key)
+
+    def step(done: int, total: int) -> None:
+        if cancel is not None:
+            cancel.check()
+        if progress is not None:
+            progress(done, total)
+
+    kw = dict(block_size=block_size, progress=step)
+    with claim:
+        try:
+            if volume:
+                return segment_volume_file(pipeline, path, run, outputs, **kw)
+            return segment_image_file(pipeline, path, run, outputs, runner=runner, **kw)
+        except Cancelled:
+            raise
+        except Exception as err:  # noqa: BLE001 - unexpected in one image: its failure, not the batch's end
+            return unexpected_outcome(path, err)
+
+
+def check_pixel_data(path: Path) -> None:
+    """A TIFF whose strips or tiles lie outside the file (header-only, truncated) is refused
+    before hours of blocks over zeros; zarr stores are chunked and read as they are."""
+    if path.suffix.lower() in (".tif", ".tiff", ".flex") and path.is_file():
+        from cp3rt.runtime.io.read import check_tiff_data
+
+        check_tiff_data(path)
+
+
+def _claim_key(path: Path, outputs: OutputOptions) -> tuple[Path, bool]:
+    """(the path whose claim guards this huge input's labels, whether they are already done)."""
+    if path.is_dir() and is_ome_zarr(path):
+        from cp3rt.runtime.io import zarr_io
+
+        return path / f"{D.LABELS_NAME}_labels", zarr_io.is_complete(path) and not outputs.overwrite
+    final = outputs.paths_for(path)["masks"]
+    return final, final.is_file() and not outputs.overwrite
 
 
 def run_huge(
@@ -76,27 +124,35 @@ def run_huge(
     block_size: int | None = None,
     on_event: Callable[[BatchEvent], None] | None = None,
     runner: BlockRunner | None = None,
+    cancel: Cancel | None = None,
 ) -> BatchSummary:
     """``run_batch`` for huge files: one after another, each in blocks (blocks run in parallel,
-    in this process or as Dask tasks with ``runner``)."""
+    in this process or as Dask tasks with ``runner``); ``cancel`` abandons the one in flight
+    between two blocks (its temporary output removed) and starts no other."""
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
     emit = on_event or (lambda _event: None)
     t0 = time.perf_counter()
     results = []
     for i, image in enumerate(images):
+        if is_cancelled(cancel):
+            break
         image = Path(image)
         emit(BatchEvent("start", i, len(images), image))
-        outcome = segment_file(pipeline, image, run, outputs, block_size=block_size, runner=runner,
-                               progress=lambda d, n, i=i, image=image: emit(
-                                   BatchEvent("tiles", i, len(images), image, d, n)))
+        try:
+            outcome = segment_file(pipeline, image, run, outputs, block_size=block_size, runner=runner,
+                                   cancel=cancel, progress=lambda d, n, i=i, image=image: emit(
+                                       BatchEvent("tiles", i, len(images), image, d, n)))
+        except Cancelled:
+            break
         results.append(outcome)
         emit(BatchEvent("end", i, len(images), image, outcome=outcome))
-    return BatchSummary(tuple(results), time.perf_counter() - t0)
+    return BatchSummary(tuple(results), time.perf_counter() - t0, len(images) - len(results))
 
 
 def merge_summaries(*parts: BatchSummary) -> BatchSummary:
-    return BatchSummary(tuple(o for p in parts for o in p.outcomes), sum(p.seconds for p in parts))
+    return BatchSummary(tuple(o for p in parts for o in p.outcomes), sum(p.seconds for p in parts),
+                        sum(p.not_started for p in parts))
 
 
 def split_inputs(

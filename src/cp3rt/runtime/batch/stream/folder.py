@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, process_file
 from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamStats
 from cp3rt.runtime.batch.stream.map import stream_map
@@ -34,14 +35,16 @@ def stream_batch(
     on_event: Callable[[BatchEvent], None] | None = None,
     stream: StreamConfig | None = None,
     stats: StreamStats | None = None,
+    cancel: Cancel | None = None,
 ) -> BatchSummary:
-    """Segment every file in ``images`` with shared engine batches; outcomes in input order."""
+    """Segment every file in ``images`` with shared engine batches; outcomes in input order.
+    ``cancel`` stops picking up images; the ones in flight finish."""
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
     if run.gpu_resident:  # shared host batches would defeat it: one image at a time, all on the device
         from cp3rt.runtime.batch.files import run_batch
 
-        return run_batch(pipeline, images, run, outputs, on_event=on_event)
+        return run_batch(pipeline, images, run, outputs, on_event=on_event, cancel=cancel)
     emit = on_event or (lambda _event: None)
     t0 = time.perf_counter()
     if not run.diameter and run.estimate_diameter:
@@ -71,12 +74,13 @@ def stream_batch(
                     lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
 
     outcomes: list[ImageOutcome | None] = [None] * total
-    items = [(i, Path(p)) for i, p in enumerate(images)]
+    items = ((i, Path(p)) for i, p in enumerate(images) if not is_cancelled(cancel))
     for (i, image), outcome, error in stream_map(pipeline, items, work, stream, stats=stats):
         drain()
-        if error is not None:  # process_file turns user errors into outcomes; anything else is a bug
+        if error is not None:  # process_file returns every Exception as an outcome; this is a BaseException
             raise error
         outcomes[i] = outcome
         emit(BatchEvent("end", i, total, image, outcome=outcome))
     drain()
-    return BatchSummary(tuple(o for o in outcomes if o is not None), time.perf_counter() - t0)
+    done = tuple(o for o in outcomes if o is not None)
+    return BatchSummary(done, time.perf_counter() - t0, total - len(done))

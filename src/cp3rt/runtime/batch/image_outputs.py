@@ -1,0 +1,66 @@
+"""The outputs of one image file (masks, ``_seg.npy``, flows, restored image, overlay), each
+written atomically; masks last, so that their presence means the image is complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cp3rt.errors import ConfigError
+from cp3rt.runtime.config import RunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.result import Result
+
+
+def write_outputs(
+    image: Path,
+    raw: np.ndarray,
+    result: Result,
+    finals: dict[str, Path],
+    *,
+    run: RunConfig,
+    restore_type: str | None = None,
+) -> tuple[Path, ...]:
+    """Write the outputs named in ``finals`` (each atomically, by cp3rt.runtime.io); masks
+    last, so that their presence means the image is complete even if the process dies."""
+    from cp3rt.runtime import io as cio
+
+    order = [k for k in finals if k != "masks"] + ["masks"]
+    flat_only = sorted(k for k in ("overlay", "seg") if k in finals)
+    if result.masks.ndim == 3 and flat_only:
+        raise ConfigError(
+            f"{image}: --{' and --'.join('save-seg' if k == 'seg' else k for k in flat_only)} "
+            "only work for 2-D images, not for volumes (--do-3d / --stitch-threshold)."
+        )
+    written = []
+    for kind in order:
+        final = finals[kind]
+        if kind == "masks":
+            cio.write_masks_tif(final, result.masks)
+        elif kind == "seg":
+            cio.write_seg_npy(final, result, image_path=image, channels=run.channels,
+                              restore_type=restore_type)
+        elif kind == "flows":  # (3, Y, X): dY, dX, cellprob as in Cellpose's flows
+            cio.write_image_tif(final, np.concatenate([result.dP, result.cellprob[None]]))
+        elif kind == "restored":
+            if result.restored is None:
+                continue
+            cio.write_image_tif(final, result.restored)
+        elif kind == "overlay":
+            cio.write_overlay_png(final, _overlay_base(result, raw, run), result.masks)
+        written.append(final)
+    return tuple(written)
+
+
+def _overlay_base(result: Result, raw: np.ndarray, run: RunConfig) -> np.ndarray:
+    """The image the outlines are drawn on: the restored image if any, else the segmented
+    (first) channel of the input as the pipeline read it."""
+    if result.restored is not None:
+        return result.restored[0]
+    from cp3rt.runtime.prep.axes import to_cyx
+
+    return to_cyx(raw, channels=run.channels, channel_axis=run.channel_axis, z_axis=run.z_axis,
+                  nchan=None)[0]

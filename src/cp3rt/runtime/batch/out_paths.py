@@ -1,0 +1,78 @@
+"""Where a batch's outputs go, decided once before any work: ``check_output_dir`` (``--out``
+must be a folder) and ``plan_outputs`` (no two inputs may ever write the same output file).
+
+The rule for inputs whose outputs would collide (``<stem>_cp_masks.tif`` and the other kinds
+all derive from the stem):
+
+* stems that collide only across folders (``d1/x.tif`` + ``d2/x.tif`` with one ``--out``):
+  the outputs mirror the input tree under ``--out``, relative to the inputs' common folder
+  (``out/d1/x_cp_masks.tif``, ``out/d2/x_cp_masks.tif``). Flat ``--out`` stays the layout
+  when nothing collides, so existing runs keep resuming where they wrote.
+* stems that collide inside one folder (``img.png`` + ``img.jpg``, ``x.tif`` + ``x.ome.tif``),
+  or an output that would overwrite an input: refused before any work, naming the inputs.
+  Renaming outputs (``img_png_cp_masks.tif``) would break the Cellpose naming that other tools
+  match masks to images by, so the user chooses which file to run (or renames one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from cp3rt.errors import ConfigError, OutputError
+from cp3rt.runtime.batch.files import OutputOptions
+
+
+def check_output_dir(path: str | os.PathLike[str] | None) -> None:
+    """Refuse an output folder that cannot be one (an existing file, or a file on its way);
+    a missing folder is fine (it is created at the first write)."""
+    if path is None:
+        return
+    p = Path(path)
+    for part in (p, *p.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is a file" if part == p else f"is inside {part}, which is a file"
+                raise OutputError(f"--out {p} {what}, not a folder; name a folder (it is created if missing).")
+            return
+
+
+def plan_outputs(items: Sequence[Path], outputs: OutputOptions) -> OutputOptions:
+    """``outputs``, mirroring the input tree under ``out_dir`` when stems collide across
+    folders; :class:`ConfigError` when they collide inside one folder (see the module doc)."""
+    files = [Path(p) for p in items if not _writes_inside(Path(p))]
+    if _clashes(files, outputs) and outputs.out_dir is not None:
+        root = Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
+        outputs = dataclasses.replace(outputs, mirror_root=root)
+    clashes = _clashes(files, outputs)
+    if clashes:
+        final, names = next(iter(clashes.items()))
+        more = f" (and {len(clashes) - 1} more output names)" if len(clashes) > 1 else ""
+        raise ConfigError(
+            f"{' and '.join(map(str, names))} would both write {final}{more}; outputs are named after "
+            "the file name without its extension, so run one of them (or rename it).")
+    return outputs
+
+
+def _writes_inside(path: Path) -> bool:
+    """An OME-Zarr input gets its labels inside itself: it cannot collide with anything."""
+    if not path.is_dir():
+        return False
+    from cp3rt.runtime.batch.blocks.file_outputs import is_ome_zarr
+
+    try:
+        return is_ome_zarr(path)
+    except Exception:  # noqa: BLE001 - unreadable: its own run reports it
+        return False
+
+
+def _clashes(files: Sequence[Path], outputs: OutputOptions) -> dict[Path, list[Path]]:
+    """Output path -> the inputs that would write it (or that it would overwrite), for every
+    output path claimed twice, over every kind requested (masks, flows, _seg.npy, overlays...)."""
+    owners: dict[Path, list[Path]] = {Path(os.path.abspath(p)): [p] for p in files}  # inputs own themselves
+    for p in files:
+        for final in outputs.paths_for(p).values():
+            owners.setdefault(Path(os.path.abspath(final)), []).append(p)
+    return {k: v for k, v in owners.items() if len(v) > 1}
