@@ -97,8 +97,8 @@ def small_net_onnx(folder: Path, nbase=(2, 8, 16, 32, 64), seed: int = 0) -> Pat
 
 class SmallNetEngine(BaseEngine):
     """The small net with its style output zero-padded to 256: an ONNX file on onnxruntime, or
-    (``backend="torch-cuda"``) its weight file on the GPU. ``infer_many`` is offered only where
-    the inner engine has it, exactly as the runtime decides whether to pipeline batches."""
+    (``backend="torch-cuda"``) its weight file on the GPU. ``infer_many`` goes through the inner
+    engine's, so torch-CUDA keeps pipelining batches as it does in the runtime."""
 
     def __init__(self, model: Path, backend: str = "ort", precision: str = "fp16",
                  threads: int | None = None) -> None:
@@ -116,8 +116,9 @@ class SmallNetEngine(BaseEngine):
         outs = tuple(TensorSpec(o.name, o.dtype, (None, 256)) if o.name == "style" else o
                      for o in self._inner.outputs)
         super().__init__(self._inner.inputs, outs, self._inner.manifest, label=str(model))
-        if hasattr(self._inner, "infer_many"):
-            self.infer_many = lambda batches: (self._pad(o) for o in self._inner.infer_many(batches))
+
+    def infer_many(self, batches):  # noqa: ANN001, ANN201
+        return (self._pad(o) for o in self._inner.infer_many(batches))
 
     @staticmethod
     def _pad(out: dict) -> dict:

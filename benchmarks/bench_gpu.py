@@ -218,9 +218,9 @@ class Borrowed:
     def __init__(self, engine) -> None:  # noqa: ANN001
         self.engine, self.backend, self.manifest = engine, engine.backend, engine.manifest
         self.inputs, self.outputs = engine.inputs, engine.outputs
-        if hasattr(engine, "infer_many"):  # keep the runtime's GPU pipelining (see runtime.nets)
-            self.infer_many = engine.infer_many
-        if hasattr(engine, "infer_device"):  # and the GPU-resident path (stages.image_device)
+        self.infer_many = engine.infer_many  # keep the runtime's GPU pipelining (see runtime.nets)
+        self.device_resident = engine.device_resident
+        if engine.device_resident:  # and the GPU-resident path (stages.image_device)
             self.infer_device, self.device = engine.infer_device, engine.device
 
     def infer(self, batch):  # noqa: ANN001, ANN201

@@ -47,6 +47,8 @@ DEFAULT_WEIGHTS = Path("/tmp/cp3rt_starters/models/cp3rt_nuclei")
 class ReplayEngine:
     """Records an engine's outputs on the first pass, then returns them in the same order."""
 
+    device_resident = False  # the Engine protocol: numpy batches only
+
     def __init__(self, engine) -> None:  # noqa: ANN001
         self.engine, self.backend, self.manifest = engine, engine.backend, engine.manifest
         self.inputs, self.outputs = engine.inputs, engine.outputs
@@ -61,6 +63,9 @@ class ReplayEngine:
         out = self.recorded[self.cursor]
         self.cursor = (self.cursor + 1) % len(self.recorded)
         return out
+
+    def infer_many(self, batches):  # noqa: ANN001, ANN201
+        return (self.infer(b) for b in batches)
 
     def close(self) -> None:
         self.engine.close()
