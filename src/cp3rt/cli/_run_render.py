@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from types import TracebackType
 
 from rich.console import Console
@@ -10,16 +14,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as _RichProgress
 from rich.table import Table
 
-from cp3rt.runtime.batch.files import BatchEvent, BatchSummary
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, current_image
 
 _err = Console(stderr=True)
 _out = Console()
 
 
 class Progress:
-    """Two bars: images done, and tiles of the current image. Failures print one line each."""
+    """Two bars: images done, and tiles (blocks, for a huge image) of the current one. Failures
+    print one line each (and their traceback with ``verbose``); an image another run holds
+    prints one line and is counted when it is settled at the end."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, verbose: bool = False) -> None:
+        self._verbose = verbose
         self._bar = _RichProgress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -46,17 +53,47 @@ class Progress:
         elif event.kind == "tiles":
             self._bar.update(self._tiles, completed=event.done_tiles, total=event.total_tiles)
         else:
-            self._bar.advance(self._images)
             self._bar.update(self._tiles, visible=False)
             outcome = event.outcome
+            if outcome is not None and outcome.status == "claimed":
+                self._say(f"[yellow]waiting[/yellow] {escape(str(outcome.path))}: {escape(outcome.note or '')}; "
+                          "checked again at the end")
+                return
+            self._bar.advance(self._images)
             if outcome is not None and outcome.status == "failed":
-                self._bar.console.print(
-                    f"[red]failed[/red] {escape(outcome.error or '')}", highlight=False, soft_wrap=True
-                )
+                self._say(f"[red]failed[/red] {escape(outcome.error or '')}")
+                if self._verbose and outcome.detail:
+                    self._say(escape(outcome.detail.rstrip()))
+
+    def _say(self, text: str) -> None:
+        self._bar.console.print(text, highlight=False, soft_wrap=True)
 
 
-def summary(result: BatchSummary) -> None:
-    """Print the end-of-run tables (failures were already listed one line each while running)."""
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """While a run lasts, a Python warning is one line naming the image it is about
+    ('warning: <file>: <message>', no source line), and tifffile's own log lines are dropped
+    (each problem they describe also reaches cp3rt as a refused file, reported once)."""
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' API
+        where = current_image()
+        text = " ".join(str(message).split())
+        _err.print(escape(f"warning: {where}: {text}" if where else f"warning: {text}"),
+                   highlight=False, soft_wrap=True)
+
+    quiet = logging.NullHandler()
+    tiff_log = logging.getLogger("tifffile")
+    tiff_log.addHandler(quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            yield
+    finally:
+        tiff_log.removeHandler(quiet)
+
+
+def summary(result: BatchSummary, *, stopped_by: str | None = None) -> None:
+    """Print the end-of-run tables (failures were already listed one line each while running);
+    ``stopped_by`` names the signal that stopped the run early."""
     table = Table(title="cp3rt run", show_header=True, header_style="bold")
     table.add_column("images done", justify="right")
     table.add_column("skipped", justify="right")
@@ -74,3 +111,11 @@ def summary(result: BatchSummary) -> None:
         stages.add_column(name, justify="right")
     stages.add_row(*(f"{v:.2f}" for v in per_stage.values()))
     _out.print(stages)
+    by_other = sum(1 for o in result.outcomes if o.note == "done by another run")
+    if by_other:
+        _err.print(f"{by_other} of the skipped images were done by another cp3rt run at the same time.",
+                   highlight=False)
+    if stopped_by:
+        left = result.not_started + result.count("claimed")
+        _err.print(f"stopped by {stopped_by}: the images in flight were finished or abandoned (no partial "
+                   f"files left); {left} not done. Run the same command again to resume.", highlight=False)

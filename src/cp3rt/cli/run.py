@@ -36,6 +36,16 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 - Outputs are `<stem>_cp_masks.tif` (+ `_seg.npy`, `_flows.tif` = dY,dX,cellprob,
   `_restored.tif`, `_overlay.png` on request). Existing outputs are skipped, so re-running a
   stopped batch resumes it; --overwrite redoes everything.
+- Output names never collide, checked before any work: inputs with the same name in different
+  folders (`d1/x.tif`, `d2/x.tif`) get the input tree mirrored under --out (`out/d1/x_cp_masks.tif`);
+  two inputs in one folder that differ only in extension (`img.png`, `img.jpg`) are refused, naming
+  both (outputs keep Cellpose's `<stem>_cp_masks.tif` so other tools still pair them with images).
+- Two runs on one folder share it: each image is claimed by the run computing it (a
+  `.<output>.lock` file, released when that run ends or dies); the other run reports it as
+  claimed, waits for it at the end and counts it as skipped (done by another run).
+- Ctrl-C (SIGINT) or SIGTERM stops cleanly: images in flight are finished (a huge image is
+  abandoned between blocks), no partial file is left, the summary says what was done; a second
+  signal stops at once. Re-run the same command to resume.
 - Volumes: `cp3rt run stack.tif --do-3d --anisotropy 2` (or `--stitch-threshold 0.25`) writes a
   3-D uint16/uint32 `<stem>_cp_masks.tif`; --overlay and --save-seg are 2-D only.
 - Huge images: a zarr/OME-Zarr folder or a TIFF over {D.HUGE_IMAGE_SIDE} px a side (every TIFF with --blocks)
@@ -49,7 +59,9 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 - Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
   Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
   file, each block of a huge image and each plate field is a task; failed tasks are retried.
-- Exit code 0 if every image succeeded, 1 if any failed (each failure is listed).
+- Exit codes: 0 every image done or skipped; 1 some image failed (each failure is one line naming
+  its file, -v adds tracebacks) or an input cannot be found; 2 a bad option or colliding output
+  names (nothing run); 130 stopped by SIGINT, 143 by SIGTERM.
 """
 
 
@@ -95,8 +107,6 @@ def run(
     blocks: bool = typer.Option(False, "--blocks", help=f"Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over {D.HUGE_IMAGE_SIDE} px a side)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
 ) -> None:
-    from cp3rt.cli import _run_render as render
-    from cp3rt.distributed import open_cluster
     from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, route_inputs, run_inputs
 
     run_cfg = RunConfig(
@@ -109,10 +119,29 @@ def run(
                               precision=precision, compile=compile_nets)
     outputs = OutputOptions(out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
                             overlay=overlay, overwrite=overwrite)
-    routes = route_inputs(inputs, run_cfg, force_blocks=blocks)  # first, to size the progress bar
-    with render.Progress(routes.total) as progress, open_cluster(cluster) as on_cluster:
-        summary = run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, cluster=on_cluster,
-                             on_event=progress.update)
-    render.summary(summary)
+    _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
+             lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
+             cluster)
+
+
+def _execute(route, go, cluster: str | None) -> None:
+    """``route()`` the inputs (first, to size the progress bar), run ``go(routes, ...)`` with a
+    progress bar and SIGINT/SIGTERM as a clean stop, then print the summary and exit with the
+    code the epilog documents."""
+    from cp3rt.cli import _run_render as render
+    from cp3rt.cli._signals import cancel_on_signals, exit_code
+    from cp3rt.cli.app import _state  # -v, set by the root callback
+    from cp3rt.distributed import open_cluster
+    from cp3rt.runtime.batch.cancel import Cancel
+
+    cancel = Cancel()
+    with render.one_line_warnings():
+        routes = route()
+        with cancel_on_signals(cancel) as got, render.Progress(routes.total, verbose=_state["verbose"]) as progress, \
+                open_cluster(cluster) as on_cluster:
+            summary = go(routes, cluster=on_cluster, on_event=progress.update, cancel=cancel)
+    render.summary(summary, stopped_by=cancel.reason)
+    if got:
+        raise typer.Exit(exit_code(got[0]))
     if not summary.ok:
         raise typer.Exit(1)

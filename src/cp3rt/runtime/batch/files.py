@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -187,6 +188,15 @@ def run_batch(
     return BatchSummary(tuple(results), time.perf_counter() - t0, total - len(results))
 
 
+_CURRENT = threading.local()
+
+
+def current_image() -> Path | None:
+    """The input this thread is processing inside ``process_file`` (None outside): lets a
+    caller's ``warnings.showwarning`` name the file a warning is about, from any worker thread."""
+    return getattr(_CURRENT, "image", None)
+
+
 def process_file(
     pipeline: Pipeline,
     image: Path,
@@ -197,6 +207,7 @@ def process_file(
     """One image file: skipped when its outputs exist, 'claimed' when another live run is on
     it, else claimed, read, run and written. User errors, disk errors and anything unexpected
     become a failed outcome (one line), so a batch goes on."""
+    _CURRENT.image = image
     try:
         finals = outputs.paths_for(image)
         if pipeline.restore_net is None:  # nothing to save: must not block the skip check
@@ -218,6 +229,8 @@ def process_file(
         return ImageOutcome(image, "failed", error=_one_line(image, err))
     except Exception as err:  # noqa: BLE001 - a bug or an exhausted machine: this image's failure
         return unexpected_outcome(image, err)
+    finally:
+        _CURRENT.image = None
 
 
 def _complete(finals: dict[str, Path], outputs: OutputOptions) -> bool:

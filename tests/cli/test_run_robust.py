@@ -1,0 +1,162 @@
+"""Issue 13's "Must show" for ``cp3rt run``: a corpus of bad inputs through run, eval and
+degrade (no traceback, one line per bad file, valid outputs for the good ones, documented exit
+codes); two concurrent runs on one folder (both exit 0, outputs identical to a single run);
+SIGINT / SIGTERM (summary, no partial files, exit 130 / 143). Real processes and real signals,
+the shipped small ONNX model and crops of the shipped sample, so the whole file stays fast."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from bad_corpus import SAMPLE, env_for, failed_lines, sample, write_corpus
+
+from cp3rt.cli.app import main
+
+MODEL = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models" / "cp3rt_nuclei.onnx"
+RUN = ["--model", str(MODEL), "--diameter", "17"]
+
+
+def _crops(folder: Path, n: int, size: int = 128) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i:02d}.tif"
+        tifffile.imwrite(p, sample(size, (i * 53) % (512 - size), (i * 97) % (512 - size)))
+        paths.append(p)
+    return paths
+
+
+def _cp3rt(*args, workdir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cp3rt.cli.app", *map(str, args)], env=env_for(workdir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def _summary_row(stdout: str) -> dict[str, int]:
+    """The counts of the summary table (images done, skipped, failed)."""
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
+        if len(cells) == 5 and all(re.fullmatch(r"[\d.]+", c) for c in cells):
+            return dict(zip(("done", "skipped", "failed"), map(int, cells[:3])))
+    raise AssertionError(f"no summary table in:\n{stdout}")
+
+
+def _no_partials(folder: Path) -> None:
+    assert not [p.name for p in folder.rglob(".*")], "temporary or lock files left behind"
+
+
+# the corpus -----------------------------------------------------------------------------------
+
+def test_bad_input_corpus_through_run_eval_and_degrade(tmp_path, capsys):
+    expect = write_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(out)]) == 1  # some failed: 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    failed = failed_lines(err)
+    for name, want in expect.items():
+        mine = [line for line in failed if f"/{name}" in line]
+        if want == "fail":
+            assert len(mine) == 1, (name, err)
+        else:
+            assert not mine, (name, err)
+            masks = tifffile.imread(out / f"{Path(name).stem}_cp_masks.tif")
+            image = tifffile.imread(tmp_path / "in" / name) if name.endswith(".tif") else None
+            assert masks.dtype in (np.uint16, np.uint32) and masks.ndim == 2  # blocks: uint32 BigTIFF
+            assert image is None or masks.shape == image.shape[:2]
+    assert len(failed) == sum(w == "fail" for w in expect.values()), err
+    assert tifffile.imread(out / "good_cp_masks.tif").max() > 0
+    _no_partials(out)
+
+    # eval: predictions of the run against the sample's own ground truth, then bad ground truths
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    truth = tifffile.imread(SAMPLE.with_name("dsb2018_nuclei_masks.tif"))[:96, :96]
+    tifffile.imwrite(gt / "good.tif", truth)
+    assert main(["eval", "--pred", str(out), "--gt", str(gt)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    for bad in ("nan.tif", "garbage.tif", "truncated.tif", "zero_bytes.tif", "header_only_100k.tif"):
+        shutil.copy(tmp_path / "in" / bad, gt / "good.tif")
+        assert main(["eval", "--pred", str(out), "--gt", str(gt)]) != 0
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in lines[0], lines
+
+    # degrade: every readable good file written, every bad one a line naming it, exit 1
+    assert main(["degrade", str(tmp_path / "in"), "--noise", "poisson", "--out", str(tmp_path / "deg")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for name, want in expect.items():
+        if want == "ok":
+            assert (tmp_path / "deg" / f"{Path(name).stem}.tif").is_file(), name
+
+
+# two runs at once -----------------------------------------------------------------------------
+
+def test_two_concurrent_runs_share_a_folder_and_match_a_single_run(tmp_path):
+    images = _crops(tmp_path / "in", 8)
+    ref = tmp_path / "ref"
+    single = _cp3rt("run", tmp_path / "in", *RUN, "--save-flows", "--out", ref, workdir=tmp_path)
+    assert single.wait(120) == 0, single.communicate()
+    expected = {p.name: p.read_bytes() for p in ref.iterdir()}
+    assert len(expected) == 2 * len(images)
+    for attempt in range(3):
+        out = tmp_path / f"out{attempt}"
+        first = _cp3rt("run", tmp_path / "in", *RUN, "--save-flows", "--out", out, workdir=tmp_path)
+        _wait_for(out / "img00_cp_masks.tif", first)  # the second starts mid-run of the first
+        second = _cp3rt("run", tmp_path / "in", *RUN, "--save-flows", "--out", out, workdir=tmp_path)
+        (o1, e1), (o2, e2) = first.communicate(timeout=120), second.communicate(timeout=120)
+        assert (first.returncode, second.returncode) == (0, 0), (e1, e2)
+        assert "Traceback" not in e1 + e2
+        got = {p.name: p.read_bytes() for p in out.iterdir()}
+        assert got == expected, sorted(k for k in expected if got.get(k) != expected[k])
+        a, b = _summary_row(o1), _summary_row(o2)
+        assert a["done"] + b["done"] == len(images), (o1, o2)  # no image computed twice
+        assert a["failed"] == b["failed"] == 0 and a["done"] + a["skipped"] == b["done"] + b["skipped"] == 8
+        _no_partials(out)
+
+
+# signals --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_run_cleanly_with_a_summary(tmp_path, sig):
+    images = _crops(tmp_path / "in", 24)
+    out = tmp_path / "out"
+    proc = _cp3rt("run", tmp_path / "in", *RUN, "--out", out, workdir=tmp_path)
+    _wait_for(out / "img00_cp_masks.tif", proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, stderr
+    assert "Traceback" not in stderr and f"stopped by {sig.name}" in stderr, stderr
+    row = _summary_row(stdout)
+    done = sorted(out.glob("*_cp_masks.tif"))
+    assert 0 < row["done"] == len(done) < len(images), stdout
+    for p in done:
+        assert tifffile.imread(p).shape == (128, 128)
+    _no_partials(out)
+    rerun = _cp3rt("run", tmp_path / "in", *RUN, "--out", out, workdir=tmp_path)
+    stdout, stderr = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, stderr
+    assert _summary_row(stdout) == {"done": len(images) - len(done), "skipped": len(done), "failed": 0}
+
+
+def test_help_documents_exit_codes_and_output_names(capsys):
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for needle in ("130", "143", "claimed", "mirror", "same name"):
+        assert needle in text, needle
