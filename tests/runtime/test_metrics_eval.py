@@ -48,7 +48,7 @@ def test_pairing_rules(tmp_path):
 
 
 def test_pairing_errors(tmp_path):
-    _touch(tmp_path / "dup", "a_cp_masks.tif", "a.tif")
+    _touch(tmp_path / "dup", "a_cp_masks.tif", "a_cp_masks.png", "a.tif")
     _touch(tmp_path / "gt", "a.tif")
     with pytest.raises(InputError, match="two files for image 'a'"):
         pair_mask_files(tmp_path / "dup", tmp_path / "gt")
@@ -60,6 +60,44 @@ def test_pairing_errors(tmp_path):
     _touch(tmp_path / "other", "zzz.tif")
     with pytest.raises(InputError, match="No prediction"):
         evaluate_folders(tmp_path / "other", tmp_path / "gt")
+
+
+def test_pairing_a_run_folder_and_a_training_folder(tmp_path):
+    """`cp3rt run imgs/` leaves X.tif, X_cp_masks.tif (and flows, _seg.npy, overlay) in one
+    folder; ground truth in Cellpose's training layout is X.tif + X_masks.tif. The mask wins
+    over the raw image on each side; the prediction prefers _cp_masks over _seg.npy."""
+    _touch(tmp_path / "imgs", "a.tif", "a_cp_masks.tif", "a_seg.npy", "a_flows.tif", "a_dP.tif",
+           "a_cellprob.tif", "a_overlay.png", "b.tif", "b_seg.npy", "c.png", "c_masks.png")
+    _touch(tmp_path / "gt", "a.tif", "a_masks.tif", "b.tif", "b_masks.tif", "c_masks.tif")
+    pairing = pair_mask_files(tmp_path / "imgs", tmp_path / "gt")
+    assert [(k, p.name, g.name) for k, p, g in pairing.pairs] == [
+        ("a", "a_cp_masks.tif", "a_masks.tif"), ("b", "b_seg.npy", "b_masks.tif"),
+        ("c", "c_masks.png", "c_masks.tif")]
+    assert pairing.missing_pred == pairing.missing_gt == ()
+
+
+def test_pairing_one_folder_for_both_sides(tmp_path):
+    """Cellpose's training folder after a run: ground truth takes X_masks, the prediction
+    X_cp_masks; never the same file on both sides, never the raw image."""
+    _touch(tmp_path / "d", "a.tif", "a_masks.tif", "a_cp_masks.tif", "b.tif", "b_masks.tif")
+    pairing = pair_mask_files(tmp_path / "d", tmp_path / "d")
+    assert [(k, p.name, g.name) for k, p, g in pairing.pairs] == [("a", "a_cp_masks.tif", "a_masks.tif")]
+    assert pairing.missing_pred == ("b",)
+
+
+def test_pairs_the_shipped_samples_folder(tmp_path):
+    """The samples folder (image + its _masks ground truth) pairs with a run's output folder."""
+    import shutil
+    from importlib.resources import files
+
+    samples = Path(str(files("cp3rt") / "assets" / "samples"))
+    gt = tifffile.imread(samples / "dsb2018_nuclei_masks.tif")
+    write_masks_tif(tmp_path / "dsb2018_nuclei_cp_masks.tif", gt)
+    shutil.copy(samples / "dsb2018_nuclei.tif", tmp_path)  # `cp3rt run` wrote next to the image
+    report = evaluate_folders(tmp_path, samples, (0.5,))
+    assert [im.name for im in report.images] == ["dsb2018_nuclei"]
+    assert report.mean_ap[0] == pytest.approx(1.0)
+    assert report.images[0].n_true == 125
 
 
 def test_shape_mismatch(tmp_path):

@@ -18,8 +18,13 @@ _EPILOG = """
     cp3rt eval --pred masks/ --gt gt/ -t 0.5 -t 0.8
 
 **Pairing**: files are paired by image name. A prediction `X_cp_masks.tif`, `X_masks.tif`,
-`X.tif` or `X_seg.npy` pairs with ground truth `X.tif`, `X_masks.tif` (or .tiff/.png,
-`X_seg.npy`). Files found on one side only are listed after the table.
+`X_seg.npy` or `X.tif` pairs with ground truth `X_masks.tif`, `X_seg.npy` or `X.tif` (or
+.tiff/.png). When a folder holds several files for X, the prediction is `X_cp_masks` >
+`X_masks` > `X_seg.npy`, the ground truth `X_masks` > `X_seg.npy` > `X_cp_masks`, and the bare
+`X.tif` is the raw image (ignored) whenever a mask-named file exists: `--pred imgs/` after
+`cp3rt run imgs/` and `--gt` a Cellpose training folder (or the shipped samples) just work;
+one folder may be both. Flows, overlays and restored images are never read. Files found on
+one side only are listed after the table.
 
 **Scores** (as Cellpose `metrics.average_precision`): objects are counted by the highest
 label, matched one-to-one by IoU; AP = TP / (TP + FP + FN) per threshold. The overall row
