@@ -21,6 +21,7 @@ from cp3rt.export.from_onnx import recover_weight_file
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.nets import net_from_engine
 from cp3rt.runtime.quality.metrics import average_precision
+from cp3rt.runtime.result import StageTimer
 from cp3rt.runtime.stages.image import run_image
 from cp3rt.runtime.stages.image_device import run_image_on_device
 
@@ -50,8 +51,7 @@ class _Nets:
 
 
 def _host(nets: _Nets, img: np.ndarray, cfg: RunConfig):  # noqa: ANN202
-    timings = dict.fromkeys(("normalize", "restore", "segment", "dynamics"), 0.0)
-    return run_image(nets, img, cfg, timings, None)
+    return run_image(nets, img, cfg, StageTimer(), None)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from cellpose import core as ref_core
 from cp3rt.errors import ConfigError, EngineError, InputError
 from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
 from cp3rt.runtime.tiles.infer import run_tiled, run_tiled_stack
+from cp3rt.runtime.tiles.options import TileOptions
 
 # Same batches through the same net, same blend arithmetic: bit-identical, except that a
 # single-tile image is returned unchanged by cp3rt while the reference computes y*m/m, which
@@ -66,8 +67,8 @@ def _compare(stack_zcyx: np.ndarray, nout: int, *, augment: bool, batch_size: in
         augment=augment, tile_overlap=overlap, bsize=224,
     )
     ref_y = ref_y.transpose(0, 3, 1, 2)
-    out, styles = run_tiled_stack(stack_zcyx, _infer_for(net), nout=nout, augment=augment,
-                                  batch_size=batch_size, tile_overlap=overlap)
+    out, styles = run_tiled_stack(stack_zcyx, _infer_for(net), nout=nout,
+                                  tiles=TileOptions(overlap, batch_size, augment))
     assert out.shape == ref_y.shape and out.dtype == np.float32
     ly, lx = stack_zcyx.shape[-2:]
     top, bottom, left, right = pad_yx(ly, lx)
@@ -153,10 +154,12 @@ def test_bad_infer_outputs_and_arguments() -> None:
         run_tiled(img, lambda b: b, nout=3)
     with pytest.raises(InputError):
         run_tiled(np.zeros((50, 50), np.float32), lambda b: (b, None), nout=1)
+    with pytest.raises(ConfigError, match="nout"):
+        run_tiled(img, lambda b: (b, None), nout=0)
     with pytest.raises(ConfigError, match="batch_size"):
-        run_tiled(img, lambda b: (b, None), nout=2, batch_size=0)
+        TileOptions(batch_size=0)
     with pytest.raises(ConfigError, match="tile_overlap"):
-        run_tiled(img, lambda b: (b, None), nout=2, tile_overlap=0.9)
+        TileOptions(tile_overlap=0.9)
 
 
 def test_style_width_follows_the_net() -> None:
@@ -199,9 +202,10 @@ def test_pipelined_infer_gives_the_same_stack(nz, shape, batch_size, augment) ->
     rng = np.random.default_rng(nz)
     stack = rng.normal(size=(nz, 2, *shape)).astype(np.float32)
     net = TinyNet(2, 3).eval()
-    want, want_styles = run_tiled_stack(stack, _infer_for(net), nout=3, batch_size=batch_size, augment=augment)
+    tiles = TileOptions(batch_size=batch_size, augment=augment)
+    want, want_styles = run_tiled_stack(stack, _infer_for(net), nout=3, tiles=tiles)
     ahead = _ReadAheadInfer(_infer_for(net))
-    got, styles = run_tiled_stack(stack, ahead, nout=3, batch_size=batch_size, augment=augment)
+    got, styles = run_tiled_stack(stack, ahead, nout=3, tiles=tiles)
     assert ahead.max_ahead == 2  # results really came back one batch behind the cutting
     assert np.array_equal(got, want), _report(got, want)
     assert np.array_equal(styles, want_styles)

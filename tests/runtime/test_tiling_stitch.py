@@ -13,6 +13,7 @@ from cp3rt.runtime.tiles.augment import flip_tile, unflip_output
 from cp3rt.runtime.tiles.blend import Stitcher
 from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
 from cp3rt.runtime.tiles.infer import run_tiled
+from cp3rt.runtime.tiles.options import TileOptions
 
 # The blend is the same float64-product / float32-accumulator arithmetic: bit-identical when
 # tiles are added in grid order; another order changes float32 rounding (a few ulps).
@@ -78,7 +79,7 @@ def _identity(batch: np.ndarray):
 def _assert_roundtrip(shape: tuple[int, int], nchan: int, augment: bool) -> None:
     rng = np.random.default_rng(shape[0] * 7919 + shape[1])
     img = (rng.random((nchan, *shape)) + 0.5).astype(np.float32)
-    out, style = run_tiled(img, _identity, nout=nchan, augment=augment)
+    out, style = run_tiled(img, _identity, nout=nchan, tiles=TileOptions(augment=augment))
     assert out.shape == img.shape and out.dtype == np.float32 and style is None
     rel = np.abs(out - img) / np.abs(img)
     assert rel.max() <= ROUNDTRIP_RTOL, _report(out, img)
@@ -115,7 +116,7 @@ def test_flow_equivariant_engine_roundtrip_with_augment(ly: int, lx: int) -> Non
         dx[:, :, 1:-1] = v[:, :, 2:] - v[:, :, :-2]
         return np.stack([dy, dx, v], axis=1), None
 
-    out, _ = run_tiled(img, field, nout=3, augment=True)
+    out, _ = run_tiled(img, field, nout=3, tiles=TileOptions(augment=True))
     # The same tiles without mirroring, stitched directly.
     top, bottom, left, right = pad_yx(ly, lx)
     grid = TileGrid.plan((ly + top + bottom, lx + left + right), augment=True)

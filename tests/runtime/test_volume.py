@@ -13,6 +13,7 @@ from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.stages.segment_volume import net_size, run_views
 from cp3rt.runtime.stages.stitch_planes import stitch3d
+from cp3rt.runtime.tiles.options import TileOptions
 
 
 class FakeEngine(BaseEngine):
@@ -66,8 +67,7 @@ def test_views_are_combined_like_the_reference():
         y[:, 0], y[:, 1], y[:, 2] = 1, 10, 100
         return y, None
 
-    yf, _ = run_views(np.ones((5, 2, 7, 9), np.float32), const, tile_overlap=0.1, batch_size=8,
-                      augment=False)
+    yf, _ = run_views(np.ones((5, 2, 7, 9), np.float32), const, tiles=TileOptions(0.1, 8))
     assert np.all(yf[0] == 2)        # Z: ZX rows + ZY rows
     assert np.all(yf[1] == 11)       # Y: YX rows + ZY columns
     assert np.all(yf[2] == 20)       # X: YX columns + ZX columns
@@ -82,7 +82,7 @@ def test_views_put_each_plane_back_in_place():
     def echo(tiles):
         return np.repeat(tiles[:, :1], 3, axis=1), None
 
-    yf, _ = run_views(vol, echo, tile_overlap=0.1, batch_size=4, augment=False)
+    yf, _ = run_views(vol, echo, tiles=TileOptions(0.1, 4))
     np.testing.assert_allclose(yf[:3], np.broadcast_to(2 * vol[:, 0], (3, 6, 11, 13)), rtol=1e-6)
     np.testing.assert_allclose(yf[3], 3 * vol[:, 0], rtol=1e-6)
 

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from cp3rt import defaults as D
 from cp3rt.engines.select import BACKENDS
 from cp3rt.errors import ConfigError
+from cp3rt.runtime.dynamics.config import DynamicsConfig
 from cp3rt.runtime.prep.normalize import NormalizeConfig
+from cp3rt.runtime.tiles.options import TileOptions
 
 Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
 Precision = Literal["fp32", "fp16"]
@@ -95,7 +97,8 @@ class RunConfig:
     else use the model's ``diam_mean / diam_labels`` rule (§3.4). ``channels`` follows the
     Cellpose convention ``(cyto, nucleus)`` with 0 = gray/none, 1..3 = R, G, B; None keeps the
     first ``nchan`` channels. ``reference_bugs=True`` reproduces the reference's documented bugs
-    (docs/deviations.md) for parity checks only.
+    (docs/deviations.md) for parity checks only; the stages read it from here (and hand it to the
+    dynamics inside ``dynamics()``), it is not passed alongside.
     """
 
     diameter: float | None = None
@@ -182,6 +185,22 @@ class RunConfig:
     def is_volume(self) -> bool:
         """do_3D or stitching: the input is a (Z, Y, X[, C]) volume."""
         return self.do_3D or self.stitch_threshold > 0
+
+    @property
+    def tiles(self) -> TileOptions:
+        """Overlap, batch size and augmentation, as the tile runners take them."""
+        return TileOptions(self.tile_overlap, self.batch_size, self.augment)
+
+    def dynamics(self, niter: float, output_shape: tuple[int, int] | None, *,
+                 min_size: int | None = None) -> DynamicsConfig:
+        """The 2-D flows -> masks settings of this run for ``niter`` steps and masks of
+        ``output_shape``; the one place a run config becomes a DynamicsConfig (host and device
+        path). ``min_size`` overrides the run's (stitching filters sizes once, after joining)."""
+        return DynamicsConfig(
+            niter=niter, cellprob_threshold=self.cellprob_threshold, flow_threshold=self.flow_threshold,
+            min_size=self.min_size if min_size is None else min_size, max_size_fraction=self.max_size_fraction,
+            interp=self.interp, output_shape=output_shape, reference_bugs=self.reference_bugs,
+        )
 
     def replace(self, **changes: Any) -> RunConfig:
         """A copy with ``changes`` applied (unknown names raise ConfigError)."""

@@ -8,7 +8,6 @@ context manager) to free them. The library never prints: progress goes through a
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +19,7 @@ from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, DownloadError, InputError, ModelNotFoundError
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.nets import Net, Nets, find_size_model, net_from_engine, open_net
-from cp3rt.runtime.result import STAGES, Result
+from cp3rt.runtime.result import Result, StageTimer
 from cp3rt.runtime.stages.image import run_image
 from cp3rt.runtime.stages.image_device import run_image_resident
 from cp3rt.runtime.stages.volume import run_volume
@@ -149,11 +148,10 @@ class Pipeline:
         if not self._nets:
             raise InputError("this Pipeline is closed; create a new one.")
         cfg = (run or self.run_config).replace(**overrides) if overrides else (run or self.run_config)
-        timings = dict.fromkeys(STAGES, 0.0)
-        t0 = time.perf_counter()
-        raw = _load(image)
-        timings["read"] = time.perf_counter() - t0
-        return run_stages(self.nets(), raw, cfg, timings, progress)
+        timer = StageTimer()
+        with timer.stage("read"):
+            raw = _load(image)
+        return run_stages(self.nets(), raw, cfg, timer, progress)
 
     def nets(self) -> Nets:
         """The opened nets, as the stages take them."""
@@ -176,14 +174,15 @@ class Pipeline:
 RESIDENT_BACKENDS = ("torch-cuda", "torch")  # engines with infer_device
 
 
-def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
-               progress: Progress | None) -> Result:
+def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer | None = None,
+               progress: Progress | None = None) -> Result:
     """One image through the stages: the GPU-resident 2-D path when asked for, the 3-D path for
-    a volume run config, else the 2-D one."""
+    a volume run config, else the 2-D one; each stage's seconds go to ``timer`` (a new one if None)."""
+    timer = timer or StageTimer()
     if cfg.gpu_resident:
-        return run_image_resident(nets, raw, cfg, timings)
+        return run_image_resident(nets, raw, cfg, timer)
     stage = run_volume if cfg.is_volume else run_image
-    return stage(nets, raw, cfg, timings, progress)
+    return stage(nets, raw, cfg, timer, progress)
 
 
 def _label(engine: Any) -> str:

@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 # Stages in the order they run; timings always carry all keys (0.0 for a stage that did not run).
 STAGES: tuple[str, ...] = ("read", "normalize", "restore", "segment", "dynamics")
+
+
+class StageTimer:
+    """Seconds per stage of one image: ``with timer.stage("segment"): ...`` adds the block's
+    wall time to that stage; ``seconds()`` is what goes into ``Result.timings``."""
+
+    def __init__(self) -> None:
+        self._seconds = dict.fromkeys(STAGES, 0.0)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._seconds[name] += time.perf_counter() - t
+
+    def seconds(self) -> dict[str, float]:
+        """A copy: every stage of STAGES, in order (0.0 for a stage that did not run)."""
+        return dict(self._seconds)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -7,7 +7,6 @@ is its 3-D counterpart.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,10 +14,10 @@ import numpy as np
 
 from cp3rt.errors import InputError
 from cp3rt.runtime.config import RunConfig
-from cp3rt.runtime.dynamics import compute_masks, niter_for
+from cp3rt.runtime.dynamics import compute_masks_with, niter_for
 from cp3rt.runtime.prep.axes import to_cyx
 from cp3rt.runtime.prep.normalize import check_finite, normalize_image
-from cp3rt.runtime.result import Result
+from cp3rt.runtime.result import Result, StageTimer
 from cp3rt.runtime.stages.after_restore import channels_after_restore, normalize_after_restore
 from cp3rt.runtime.stages.restore import restore_image
 from cp3rt.runtime.stages.segment import NetOutput, rescale_for, run_segment_net
@@ -29,60 +28,41 @@ if TYPE_CHECKING:  # pragma: no cover
 Progress = Callable[[int, int], None]
 
 
-def run_image(
-    nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
-    progress: Progress | None,
-) -> Result:
+def run_image(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer, progress: Progress | None) -> Result:
     seg = nets.segment
-    t = time.perf_counter()
-    # The restoration keeps every channel (nchan None), the segmentation net takes nchan (§3.2).
-    nchan = None if nets.restore is not None else seg.nchan
-    image = _to_2d(raw, cfg, nchan)
-    timings["normalize"] += time.perf_counter() - t
-
+    with timer.stage("normalize"):
+        # The restoration keeps every channel (nchan None), the segmentation net takes nchan (§3.2).
+        image = _to_2d(raw, cfg, None if nets.restore is not None else seg.nchan)
     diameter = cfg.diameter if cfg.diameter else None
     restored = None
     seg_norm = cfg.normalize
     if nets.restore is not None:
-        t = time.perf_counter()
-        rest = restore_image(
-            image, nets.restore, diameter=diameter, normalize=cfg.normalize,
-            channels=cfg.channels, tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size,
-            chan2_net=nets.restore_chan2, reference_bugs=cfg.reference_bugs, progress=progress,
-        )
+        with timer.stage("restore"):
+            rest = restore_image(image, nets.restore, cfg, diameter=diameter, chan2_net=nets.restore_chan2,
+                                 progress=progress)
         restored = rest.image
-        timings["restore"] += time.perf_counter() - t
-        t = time.perf_counter()
-        image = to_cyx(
-            restored, channels=channels_after_restore(cfg.channels), channel_axis=0,
-            nchan=seg.nchan,
-        )
-        seg_norm = normalize_after_restore(cfg)
+        with timer.stage("normalize"):
+            image = to_cyx(restored, channels=channels_after_restore(cfg.channels), channel_axis=0,
+                           nchan=seg.nchan)
+            seg_norm = normalize_after_restore(cfg)
         if rest.ratio > 1.0:  # upsampled: objects now have the restore model's diameter (§3.12)
             diameter = nets.restore.diam_mean
-        timings["normalize"] += time.perf_counter() - t
 
-    t = time.perf_counter()
-    x = normalize_image(image, seg_norm) if seg_norm is not None else image
-    timings["normalize"] += time.perf_counter() - t
-
+    with timer.stage("normalize"):
+        x = normalize_image(image, seg_norm) if seg_norm is not None else image
     if diameter is None and cfg.estimate_diameter and nets.size_model() is not None:
-        t = time.perf_counter()
-        diameter = _estimate_diameter(x, seg, nets.size_model(), cfg)
-        timings["segment"] += time.perf_counter() - t
-
+        with timer.stage("segment"):
+            diameter = _estimate_diameter(x, seg, nets.size_model(), cfg)
     rescale = rescale_for(diameter, seg)
-    t = time.perf_counter()
-    out = _net(x, seg, rescale, cfg, cfg.resample, progress)
-    timings["segment"] += time.perf_counter() - t
-
-    t = time.perf_counter()
-    niter = niter_for(rescale, cfg.resample, cfg.niter)
-    masks = _masks(out, cfg, niter, image.shape[-2:])
-    timings["dynamics"] += time.perf_counter() - t
+    with timer.stage("segment"):
+        out = _net(x, seg, rescale, cfg, cfg.resample, progress)
+    with timer.stage("dynamics"):
+        niter = niter_for(rescale, cfg.resample, cfg.niter)
+        masks = compute_masks_with(out.dP, out.cellprob, cfg.dynamics(niter, tuple(image.shape[-2:])))
     return Result(
         masks=masks, dP=out.dP, cellprob=out.cellprob, style=out.style, restored=restored,
-        diameter=float(seg.diam_mean / rescale), rescale=float(rescale), niter=int(niter), timings=timings,
+        diameter=float(seg.diam_mean / rescale), rescale=float(rescale), niter=int(niter),
+        timings=timer.seconds(),
     )
 
 
@@ -99,19 +79,7 @@ def _to_2d(raw: np.ndarray, cfg: RunConfig, nchan: int | None) -> np.ndarray:
 
 def _net(x: np.ndarray, seg: Net, rescale: float, cfg: RunConfig, resample: bool,
          progress: Progress | None) -> NetOutput:
-    return run_segment_net(
-        x, seg, rescale=rescale, resample=resample, tile_overlap=cfg.tile_overlap,
-        batch_size=cfg.batch_size, augment=cfg.augment, progress=progress,
-    )
-
-
-def _masks(out: NetOutput, cfg: RunConfig, niter: float, image_hw: tuple[int, int]) -> np.ndarray:
-    return compute_masks(
-        out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
-        flow_threshold=cfg.flow_threshold, min_size=cfg.min_size,
-        max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
-        output_shape=tuple(image_hw), reference_bugs=cfg.reference_bugs,
-    )
+    return run_segment_net(x, seg, rescale=rescale, resample=resample, tiles=cfg.tiles, progress=progress)
 
 
 def _estimate_diameter(x: np.ndarray, seg: Net, size_model, cfg: RunConfig) -> float:
@@ -128,6 +96,5 @@ def _estimate_diameter(x: np.ndarray, seg: Net, size_model, cfg: RunConfig) -> f
     rescale = seg.diam_mean / d_style
     out = _net(x, seg, rescale, probe, False, None)
     niter = niter_for(rescale, False)
-    diam = diameters(_masks(out, probe, niter, x.shape[-2:]))
+    diam = diameters(compute_masks_with(out.dP, out.cellprob, probe.dynamics(niter, tuple(x.shape[-2:]))))
     return float(diam) if diam > 0 and np.isfinite(diam) else float(seg.diam_mean)
-

@@ -18,23 +18,21 @@ refused with the reason (``check_device_path``), and the Pipeline then runs the 
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import numpy as np
 
-from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
 from cp3rt.runtime.config import RunConfig
-from cp3rt.runtime.dynamics import niter_for
-from cp3rt.runtime.dynamics.config import DynamicsConfig
+from cp3rt.runtime.dynamics import DynamicsConfig, niter_for
 from cp3rt.runtime.nets import Net, Nets
 from cp3rt.runtime.prep.axes import to_cyx
 from cp3rt.runtime.prep.diameter_scale import scaled_size
 from cp3rt.runtime.prep.normalize import NormalizeConfig, check_finite
 from cp3rt.runtime.prep.normalize_device import normalize_on_device
 from cp3rt.runtime.prep.resize_device import resize_on_device
-from cp3rt.runtime.result import Result
+from cp3rt.runtime.result import Result, StageTimer
+from cp3rt.runtime.stages.restore import prune_channels, restore_rescale
 from cp3rt.runtime.stages.segment import rescale_for
 from cp3rt.runtime.tiles.on_device import net_over_tiles
 
@@ -93,23 +91,18 @@ def run_image_on_device(raw: np.ndarray, seg: Net, cfg: RunConfig, *, restore: N
     rescale = rescale_for(diameter, seg)
     ly, lx = x.shape[-2:]
     xs = resize_on_device(x, scaled_size((ly, lx), rescale)) if rescale != 1.0 else x
-    y, style = net_over_tiles(xs, seg.engine, "flows", cfg.tile_overlap, cfg.batch_size)
+    y, style = net_over_tiles(xs, seg.engine, "flows", cfg.tiles)
     if cfg.resample and tuple(y.shape[-2:]) != (ly, lx):
         y = resize_on_device(y, (ly, lx))
     dP, cellprob = y[:2].contiguous(), y[2].contiguous()
     niter = niter_for(rescale, cfg.resample, cfg.niter)
-    config = DynamicsConfig(
-        niter=niter, cellprob_threshold=cfg.cellprob_threshold, flow_threshold=cfg.flow_threshold,
-        min_size=cfg.min_size, max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
-        output_shape=tuple(image.shape[-2:]), reference_bugs=cfg.reference_bugs,
-    )
-    masks = _masks(dP, cellprob, config)
+    masks = _masks(dP, cellprob, cfg.dynamics(niter, tuple(image.shape[-2:])))
     return DeviceOutput(masks=masks, dP=dP.cpu().numpy(), cellprob=cellprob.cpu().numpy(),
                         style=np.asarray(style, dtype=np.float32), rescale=float(rescale), niter=float(niter),
                         restored=restored)
 
 
-def run_image_resident(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float]) -> Result:
+def run_image_resident(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer) -> Result:
     """``stages.image.run_image``'s contract on the device path. The device queues its stages
     without waiting, so the whole image is timed as "segment" (the dynamics as "dynamics" would
     need a synchronisation in between)."""
@@ -117,12 +110,11 @@ def run_image_resident(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dic
         raise ConfigError("the GPU-resident path segments 2-D images; volumes run on the host path.")
     if nets.restore_chan2 is not None:
         raise ConfigError("the GPU-resident path restores one channel; restore_chan2 runs on the host path.")
-    t = time.perf_counter()
-    out = run_image_on_device(raw, nets.segment, cfg, restore=nets.restore)
-    timings["segment"] += time.perf_counter() - t
+    with timer.stage("segment"):
+        out = run_image_on_device(raw, nets.segment, cfg, restore=nets.restore)
     return Result(masks=out.masks, dP=out.dP, cellprob=out.cellprob, style=out.style, restored=out.restored,
                   diameter=float(nets.segment.diam_mean / out.rescale), rescale=out.rescale,
-                  niter=int(out.niter), timings=timings)
+                  niter=int(out.niter), timings=timer.seconds())
 
 
 def _masks(dP: Any, cellprob: Any, config: DynamicsConfig) -> np.ndarray:
@@ -139,16 +131,13 @@ def _masks(dP: Any, cellprob: Any, config: DynamicsConfig) -> np.ndarray:
 
 def _restore_one_channel(x: Any, restore: Net, diameter: float | None, cfg: RunConfig) -> Any:
     """§3.11 for one channel: normalise, resize to the model's scale, tiles, resize back."""
-    if x.shape[0] > 1:  # the host keeps channel 1 alone when the last one is flat or not asked for
-        last = x[-1]
-        flat = float((last.max() - last.min()).item()) < D.MIN_PERCENTILE_RANGE
-        if not (flat or (cfg.channels is not None and cfg.channels[-1] == 0)):
-            raise ConfigError("the GPU-resident path restores one channel; two-channel restoration runs on the host path.")
-        x = x[:1]
+    x = prune_channels(x, cfg.channels)  # the host's rule: channel 1 alone when the last is flat or not asked for
+    if x.shape[0] > 1:
+        raise ConfigError("the GPU-resident path restores one channel; two-channel restoration runs on the host path.")
     ly, lx = x.shape[-2:]
     if cfg.normalize is not None:
         x = normalize_on_device(x, *cfg.normalize.percentiles)
-    rescale = restore.diam_mean / diameter if diameter is not None and diameter > 0 else 1.0
+    rescale = restore_rescale(restore, diameter)
     xs = resize_on_device(x, scaled_size((ly, lx), rescale)) if rescale != 1.0 else x
-    y, _ = net_over_tiles(xs, restore.engine, "restored", cfg.tile_overlap, cfg.batch_size)
+    y, _ = net_over_tiles(xs, restore.engine, "restored", cfg.tiles)
     return resize_on_device(y, (ly, lx)) if tuple(y.shape[-2:]) != (ly, lx) else y

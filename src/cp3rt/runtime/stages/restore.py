@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from cp3rt import defaults as D
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.nets import Net
 from cp3rt.runtime.prep.diameter_scale import scaled_size
 from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
 from cp3rt.runtime.prep.resize import resize_bilinear
 from cp3rt.runtime.tiles.infer import run_tiled
+from cp3rt.runtime.tiles.options import TileOptions
 
 Progress = Callable[[int, int], None]
 MIN_UPSAMPLE_DIAMETER = 3.0  # below this the reference does not pre-upsample (§3.11 step 2)
@@ -34,46 +37,49 @@ class Restored:
 def restore_image(
     image: np.ndarray,
     net: Net,
+    cfg: RunConfig,
     *,
     diameter: float | None,
-    normalize: NormalizeConfig | None,
-    channels: tuple[int, int] | None,
-    tile_overlap: float,
-    batch_size: int,
     chan2_net: Net | None = None,
-    reference_bugs: bool = False,
     progress: Progress | None = None,
 ) -> Restored:
-    """Restore a raw (C, Y, X) float32 image channel by channel (§3.11)."""
+    """Restore a raw (C, Y, X) float32 image channel by channel (§3.11) with the run's
+    normalisation, channels, tiles (never augmented) and ``reference_bugs``."""
     diam_mean = net.diam_mean
     ratio = 1.0
     if net.upsamples and diameter is not None and MIN_UPSAMPLE_DIAMETER <= diameter < diam_mean:
         ratio = diam_mean / diameter
         image = resize_bilinear(image, scaled_size(image.shape[-2:], ratio))
-    rescale = diam_mean / diameter if diameter is not None and diameter > 0 else 1.0
-    if ratio != 1.0 and not reference_bugs:
+    rescale = restore_rescale(net, diameter)
+    if ratio != 1.0 and not cfg.reference_bugs:
         rescale = 1.0  # the image is already at the model's scale
-    image = _prune_channels(image, channels)
+    image = prune_channels(image, cfg.channels)
+    tiles = dataclasses.replace(cfg.tiles, augment=False)
     out = np.empty(image.shape, dtype=np.float32)
     for c in range(image.shape[0]):
         # Channel 2 (nucleus) runs at rescale * 30/17, with or without a nuclei net (§3.11).
         rescale_c = rescale * D.NUCLEUS_CHANNEL_RESCALE if c == 1 else rescale
-        use = chan2_net if (c == 1 and chan2_net is not None and not reference_bugs) else net
-        out[c] = _restore_channel(
-            image[c : c + 1], use, rescale=rescale_c, normalize=normalize,
-            tile_overlap=tile_overlap, batch_size=batch_size, progress=progress,
-        )
+        use = chan2_net if (c == 1 and chan2_net is not None and not cfg.reference_bugs) else net
+        out[c] = _restore_channel(image[c : c + 1], use, rescale=rescale_c, normalize=cfg.normalize,
+                                  tiles=tiles, progress=progress)
     return Restored(out, ratio)
 
 
-def _prune_channels(image: np.ndarray, channels: tuple[int, int] | None) -> np.ndarray:
-    """Keep only channel 1 if the last channel is flat or no nucleus channel was asked for."""
-    if image.shape[0] > 1:
-        last = image[-1]
+def restore_rescale(net: Net, diameter: float | None) -> float:
+    """The factor a restoration net's input is resized by: diam_mean / diameter, 1 without one."""
+    return net.diam_mean / diameter if diameter is not None and diameter > 0 else 1.0
+
+
+def prune_channels(image: Any, channels: tuple[int, int] | None, *, axis: int = 0) -> Any:
+    """Keep only channel 1 (along ``axis``) if the last channel is flat or no nucleus channel
+    was asked for (§3.11). Arrays and torch tensors alike: the device path prunes with it too."""
+    lead = (slice(None),) * axis
+    if image.shape[axis] > 1:
+        last = image[(*lead, -1)]
         if float(last.max() - last.min()) < D.MIN_PERCENTILE_RANGE or (
             channels is not None and channels[-1] == 0
         ):
-            return image[:1]
+            return image[(*lead, slice(0, 1))]
     return image
 
 
@@ -83,18 +89,14 @@ def _restore_channel(
     *,
     rescale: float,
     normalize: NormalizeConfig | None,
-    tile_overlap: float,
-    batch_size: int,
+    tiles: TileOptions,
     progress: Progress | None,
 ) -> np.ndarray:
     ly, lx = channel.shape[-2:]
     x = normalize_image(channel, normalize) if normalize is not None else channel
     if rescale != 1.0:
         x = resize_bilinear(x, scaled_size((ly, lx), rescale))
-    y, _ = run_tiled(
-        x, net.infer_fn(), nout=1, bsize=D.TILE_SIZE, tile_overlap=tile_overlap,
-        augment=False, batch_size=batch_size, progress=progress,
-    )
+    y, _ = run_tiled(x, net.infer_fn(), nout=1, tiles=tiles, progress=progress)
     if y.shape[-2:] != (ly, lx):
         y = resize_bilinear(y, (ly, lx))
     return np.asarray(y[0], dtype=np.float32)

@@ -25,11 +25,14 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
+from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.nets import Net
 from cp3rt.runtime.prep.diameter_scale import scaled_size
-from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
+from cp3rt.runtime.prep.normalize import normalize_image
 from cp3rt.runtime.prep.resize import resize_bilinear, resize_volume
+from cp3rt.runtime.stages.restore import prune_channels, restore_rescale
 from cp3rt.runtime.tiles.infer import run_tiled_stack
+from cp3rt.runtime.tiles.options import TileOptions
 
 Progress = Callable[[int, int], None]
 
@@ -38,55 +41,35 @@ def is_aniso(net: Net) -> bool:
     return "aniso" in " ".join(filter(None, [str(net.spec), net.source_model]))
 
 
-def _prune(vol: np.ndarray, channels: tuple[int, int] | None) -> np.ndarray:
-    """Keep only channel 1 if the last channel is flat or no nucleus channel was asked for."""
-    if vol.shape[1] > 1:
-        last = vol[:, -1]
-        if float(last.max() - last.min()) < D.MIN_PERCENTILE_RANGE or (
-            channels is not None and channels[-1] == 0
-        ):
-            return vol[:, :1]
-    return vol
-
-
-def _restore_planes(planes: np.ndarray, net: Net, rescale: float, tile_overlap: float,
-                    batch_size: int, progress: Progress | None) -> np.ndarray:
+def _restore_planes(planes: np.ndarray, net: Net, rescale: float, tiles: TileOptions,
+                    progress: Progress | None) -> np.ndarray:
     """(P, H, W) normalised planes -> restored (P, H, W) through the 1-output net (§3.11 _eval)."""
     h, w = planes.shape[1:]
     x = planes[:, np.newaxis]
     if rescale != 1.0:
         size = scaled_size((h, w), rescale)
         x = np.stack([resize_bilinear(p, size) for p in x])
-    y, _ = run_tiled_stack(x, net.infer_fn(), nout=1, bsize=D.TILE_SIZE, tile_overlap=tile_overlap,
-                           augment=False, batch_size=batch_size, progress=progress)
+    y, _ = run_tiled_stack(x, net.infer_fn(), nout=1, tiles=tiles, progress=progress)
     if y.shape[-2:] != (h, w):
         y = np.stack([resize_bilinear(p, (h, w)) for p in y])
     return y[:, 0]
 
 
-def restore_volume(
-    volume: np.ndarray,
-    net: Net,
-    *,
-    diameter: float | None,
-    anisotropy: float | None,
-    normalize: NormalizeConfig | None,
-    channels: tuple[int, int] | None,
-    tile_overlap: float,
-    batch_size: int,
-    progress: Progress | None = None,
-) -> np.ndarray:
-    """Raw (Z, C, Y, X) float32 -> restored (Z', C', Y, X) float32 in normalised units."""
+def restore_volume(volume: np.ndarray, net: Net, cfg: RunConfig, *, progress: Progress | None = None) -> np.ndarray:
+    """Raw (Z, C, Y, X) float32 -> restored (Z', C', Y, X) float32 in normalised units, with the
+    run's diameter, anisotropy, normalisation, channels and tiles (never augmented)."""
     if net.upsamples:
         raise ConfigError(
             f"restore model {net.spec!r} is an upsampling model; volumes (do_3D / stitching) "
             "take denoise, deblur, oneclick or aniso models."
         )
-    rescale = net.diam_mean / diameter if diameter is not None and diameter > 0 else 1.0
-    vol = _prune(np.asarray(volume, np.float32), channels)
-    if normalize is not None:
+    rescale = restore_rescale(net, cfg.diameter or None)
+    vol = prune_channels(np.asarray(volume, np.float32), cfg.channels, axis=1)
+    if cfg.normalize is not None:
         # one percentile pair per channel over the whole stack (norm3D), as the reference
-        vol = normalize_image(vol, dataclasses.replace(normalize, norm3D=True))
+        vol = normalize_image(vol, dataclasses.replace(cfg.normalize, norm3D=True))
+    anisotropy = cfg.anisotropy
+    tiles = dataclasses.replace(cfg.tiles, augment=False)
     axial = is_aniso(net) and anisotropy is not None and anisotropy > 1.0
     if axial:
         lz, _, ly, lx = vol.shape
@@ -97,10 +80,10 @@ def restore_volume(
         chan = vol[:, c]
         if axial:
             zx = _restore_planes(np.ascontiguousarray(chan.transpose(1, 0, 2)), net, rescale_c,
-                                 tile_overlap, batch_size, progress)  # (Y, Z', X)
+                                 tiles, progress)  # (Y, Z', X)
             zy = _restore_planes(np.ascontiguousarray(chan.transpose(2, 0, 1)), net, rescale_c,
-                                 tile_overlap, batch_size, progress)  # (X, Z', Y)
+                                 tiles, progress)  # (X, Z', Y)
             out[:, c] = 0.5 * (zx.transpose(1, 0, 2) + zy.transpose(1, 2, 0))
         else:
-            out[:, c] = _restore_planes(chan, net, rescale_c, tile_overlap, batch_size, progress)
+            out[:, c] = _restore_planes(chan, net, rescale_c, tiles, progress)
     return out

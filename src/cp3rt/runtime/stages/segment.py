@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cp3rt import defaults as D
 from cp3rt.runtime.nets import Net
 from cp3rt.runtime.prep.diameter_scale import rescale_factor, scaled_size
 from cp3rt.runtime.prep.resize import resize_bilinear
 from cp3rt.runtime.tiles.infer import run_tiled
+from cp3rt.runtime.tiles.options import TileOptions
 
 Progress = Callable[[int, int], None]
 
@@ -39,9 +39,7 @@ def run_segment_net(
     *,
     rescale: float,
     resample: bool,
-    tile_overlap: float,
-    batch_size: int,
-    augment: bool,
+    tiles: TileOptions,
     progress: Progress | None = None,
 ) -> NetOutput:
     """``image`` (C, Y, X) normalised float32 -> flows/cellprob (§3.5, §3.6)."""
@@ -49,10 +47,7 @@ def run_segment_net(
     x = image
     if rescale != 1.0:
         x = resize_bilinear(image, scaled_size((ly, lx), rescale))
-    y, style = run_tiled(
-        x, net.infer_fn(), nout=3, bsize=D.TILE_SIZE, tile_overlap=tile_overlap,
-        augment=augment, batch_size=batch_size, progress=progress,
-    )
+    y, style = run_tiled(x, net.infer_fn(), nout=3, tiles=tiles, progress=progress)
     if resample and y.shape[-2:] != (ly, lx):
         y = resize_bilinear(y, (ly, lx))
     y = np.asarray(y, dtype=np.float32)

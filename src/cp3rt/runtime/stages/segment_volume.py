@@ -20,6 +20,7 @@ from cp3rt.runtime.prep.diameter_scale import scaled_size
 from cp3rt.runtime.prep.resize import resize_volume
 from cp3rt.runtime.tiles.grid import TileGrid, pad_yx
 from cp3rt.runtime.tiles.infer import InferFn, run_tiled_stack
+from cp3rt.runtime.tiles.options import TileOptions
 
 Progress = Callable[[int, int], None]
 
@@ -58,10 +59,10 @@ def net_size(shape_zyx: tuple[int, int, int], rescale, anisotropy: float | None)
     return lzr, lyr, lxr
 
 
-def _view_tiles(planes_shape: tuple[int, int, int], tile_overlap: float, augment: bool) -> int:
+def _view_tiles(planes_shape: tuple[int, int, int], tiles: TileOptions) -> int:
     n, ly, lx = planes_shape
     top, bottom, left, right = pad_yx(ly, lx)
-    grid = TileGrid.plan((ly + top + bottom, lx + left + right), D.TILE_SIZE, tile_overlap, augment)
+    grid = TileGrid.plan((ly + top + bottom, lx + left + right), D.TILE_SIZE, tiles.tile_overlap, tiles.augment)
     return n * len(grid)
 
 
@@ -69,9 +70,7 @@ def run_views(
     x: np.ndarray,
     infer: InferFn,
     *,
-    tile_overlap: float,
-    batch_size: int,
-    augment: bool,
+    tiles: TileOptions,
     infer_ortho: InferFn | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,15 +78,14 @@ def run_views(
     nz, _, ny, nx = x.shape
     yf = np.zeros((4, nz, ny, nx), np.float32)
     sizes = [(nz, ny, nx), (ny, nz, nx), (nx, nz, ny)]
-    totals = [_view_tiles(s, tile_overlap, augment) for s in sizes]
+    totals = [_view_tiles(s, tiles) for s in sizes]
     style = np.zeros((0, D.STYLE_DIM), np.float32)
     for k, (perm, row_c, col_c) in enumerate(_VIEWS):
         offset, total = sum(totals[:k]), sum(totals)
         report = None if progress is None else (lambda d, _t, o=offset: progress(o + d, total))
         planes = np.ascontiguousarray(x.transpose(perm))
         fn = infer if k == 0 or infer_ortho is None else infer_ortho
-        y, styles = run_tiled_stack(planes, fn, nout=3, bsize=D.TILE_SIZE, tile_overlap=tile_overlap,
-                                    augment=augment, batch_size=batch_size, progress=report)
+        y, styles = run_tiled_stack(planes, fn, nout=3, tiles=tiles, progress=report)
         del planes
         # y: (planes, 3, rows, cols) -> back to (3, Z, Y, X) order of the volume
         back = np.argsort(perm[:1] + perm[2:])  # volume axes (Z, Y, X) held by (plane, row, col)
@@ -108,9 +106,7 @@ def run_net_3d(
     rescale: float,
     anisotropy: float | None,
     resample: bool,
-    tile_overlap: float,
-    batch_size: int,
-    augment: bool,
+    tiles: TileOptions,
     flow3D_smooth: float = 0.0,
     infer_ortho: InferFn | None = None,
     progress: Progress | None = None,
@@ -122,8 +118,7 @@ def run_net_3d(
     lz, _, ly, lx = vol.shape
     shape_r = net_size((lz, ly, lx), rescale, anisotropy)
     x = resize_volume(vol, shape_r)
-    yf, style = run_views(x, infer, tile_overlap=tile_overlap, batch_size=batch_size, augment=augment,
-                          infer_ortho=infer_ortho, progress=progress)
+    yf, style = run_views(x, infer, tiles=tiles, infer_ortho=infer_ortho, progress=progress)
     del x
     if resample and shape_r != (lz, ly, lx):
         # back to the image size: per plane in Y/X, then per Y-slice in Z (bilinear, values kept)

@@ -12,7 +12,6 @@ the reference's size model does not run on volumes either).
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,11 +19,11 @@ import numpy as np
 
 from cp3rt.errors import InputError
 from cp3rt.runtime.config import RunConfig
-from cp3rt.runtime.dynamics import compute_masks, compute_masks_3d, fill_holes_3d, niter_for
+from cp3rt.runtime.dynamics import compute_masks_3d, compute_masks_with, fill_holes_3d, niter_for
 from cp3rt.runtime.dynamics._labels import label_dtype
 from cp3rt.runtime.prep.axes import to_cyx
 from cp3rt.runtime.prep.normalize import check_finite, normalize_image
-from cp3rt.runtime.result import Result
+from cp3rt.runtime.result import Result, StageTimer
 from cp3rt.runtime.stages.after_restore import channels_after_restore, normalize_after_restore
 from cp3rt.runtime.stages.restore_volume import restore_volume
 from cp3rt.runtime.stages.segment import rescale_for, run_segment_net
@@ -46,92 +45,70 @@ def _to_zcyx(raw: np.ndarray, cfg: RunConfig, nchan: int | None) -> np.ndarray:
     return vol
 
 
-def run_volume(nets: Nets, raw: np.ndarray, cfg: RunConfig, timings: dict[str, float],
-               progress: Progress | None) -> Result:
+def run_volume(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer, progress: Progress | None) -> Result:
     seg = nets.segment
-    t = time.perf_counter()
-    vol = _to_zcyx(raw, cfg, None if nets.restore is not None else seg.nchan)
+    with timer.stage("normalize"):
+        vol = _to_zcyx(raw, cfg, None if nets.restore is not None else seg.nchan)
     lz, _, ly, lx = vol.shape
-    timings["normalize"] += time.perf_counter() - t
-
     restored, norm, anisotropy = None, cfg.normalize, cfg.anisotropy
     if nets.restore is not None:
-        t = time.perf_counter()
-        restored = restore_volume(
-            vol, nets.restore, diameter=cfg.diameter or None, anisotropy=cfg.anisotropy,
-            normalize=cfg.normalize, channels=cfg.channels, tile_overlap=cfg.tile_overlap,
-            batch_size=cfg.batch_size, progress=progress,
-        )
-        timings["restore"] += time.perf_counter() - t
+        with timer.stage("restore"):
+            restored = restore_volume(vol, nets.restore, cfg, progress=progress)
         vol = to_cyx(restored, channels=channels_after_restore(cfg.channels), channel_axis=1,
                      z_axis=0, nchan=seg.nchan, do_3D=True)
         norm = normalize_after_restore(cfg)
         if restored.shape[0] != lz:  # axial restoration already made the volume isotropic
             anisotropy = None
 
-    t = time.perf_counter()
-    if norm is not None:
-        # do_3D always normalises over the whole stack; stitching follows norm3D (§3.3)
-        vol = normalize_image(vol, dataclasses.replace(norm, norm3D=True) if cfg.do_3D else norm)
-    timings["normalize"] += time.perf_counter() - t
+    with timer.stage("normalize"):
+        if norm is not None:
+            # do_3D always normalises over the whole stack; stitching follows norm3D (§3.3)
+            vol = normalize_image(vol, dataclasses.replace(norm, norm3D=True) if cfg.do_3D else norm)
     rescale = rescale_for(cfg.diameter or None, seg)
     niter = niter_for(rescale, cfg.resample, cfg.niter)
     if cfg.do_3D:
         masks, dP, cellprob, style = _do_3d(vol, seg, rescale, anisotropy, niter, cfg, (lz, ly, lx),
-                                            timings, progress)
+                                            timer, progress)
     else:
-        masks, dP, cellprob, style = _stitched(vol, seg, rescale, niter, cfg, timings, progress)
+        masks, dP, cellprob, style = _stitched(vol, seg, rescale, niter, cfg, timer, progress)
     return Result(
         masks=masks, dP=dP, cellprob=cellprob, style=style, restored=restored,
         diameter=float(seg.diam_mean / rescale), rescale=float(rescale), niter=int(niter),
-        timings=timings,
+        timings=timer.seconds(),
     )
 
 
-def _do_3d(vol, seg, rescale, anisotropy, niter, cfg: RunConfig, shape, timings, progress):
-    t = time.perf_counter()
-    out = run_net_3d(
-        vol, seg.infer_fn(), rescale=rescale, anisotropy=anisotropy, resample=cfg.resample,
-        tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size, augment=cfg.augment,
-        flow3D_smooth=cfg.flow3D_smooth, progress=progress,
-    )
-    timings["segment"] += time.perf_counter() - t
-    t = time.perf_counter()
-    masks = compute_masks_3d(
-        out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
-        min_size=cfg.min_size, max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
-        output_shape=shape, reference_bugs=cfg.reference_bugs, sampling=cfg.sampling_3d,
-    )
-    timings["dynamics"] += time.perf_counter() - t
+def _do_3d(vol, seg, rescale, anisotropy, niter, cfg: RunConfig, shape, timer: StageTimer, progress):
+    with timer.stage("segment"):
+        out = run_net_3d(vol, seg.infer_fn(), rescale=rescale, anisotropy=anisotropy, resample=cfg.resample,
+                         tiles=cfg.tiles, flow3D_smooth=cfg.flow3D_smooth, progress=progress)
+    with timer.stage("dynamics"):
+        masks = compute_masks_3d(
+            out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
+            min_size=cfg.min_size, max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
+            output_shape=shape, reference_bugs=cfg.reference_bugs, sampling=cfg.sampling_3d,
+        )
     return masks, out.dP, out.cellprob, out.style
 
 
-def _stitched(vol, seg, rescale, niter, cfg: RunConfig, timings, progress):
+def _stitched(vol, seg, rescale, niter, cfg: RunConfig, timer: StageTimer, progress):
     lz, _, ly, lx = vol.shape
+    # min_size is applied once, to the stitched volume (§3.10)
+    per_plane = cfg.dynamics(niter, (ly, lx), min_size=-1 if lz > 1 else cfg.min_size)
     planes, dPs, probs, styles = [], [], [], []
     for z in range(lz):
-        t = time.perf_counter()
-        out = run_segment_net(vol[z], seg, rescale=rescale, resample=cfg.resample,
-                              tile_overlap=cfg.tile_overlap, batch_size=cfg.batch_size,
-                              augment=cfg.augment, progress=progress)
-        timings["segment"] += time.perf_counter() - t
-        t = time.perf_counter()
-        # min_size is applied once, to the stitched volume (§3.10)
-        planes.append(compute_masks(
-            out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
-            flow_threshold=cfg.flow_threshold, min_size=-1 if lz > 1 else cfg.min_size,
-            max_size_fraction=cfg.max_size_fraction, interp=cfg.interp, output_shape=(ly, lx),
-            reference_bugs=cfg.reference_bugs,
-        ))
-        timings["dynamics"] += time.perf_counter() - t
+        with timer.stage("segment"):
+            out = run_segment_net(vol[z], seg, rescale=rescale, resample=cfg.resample, tiles=cfg.tiles,
+                                  progress=progress)
+        with timer.stage("dynamics"):
+            planes.append(compute_masks_with(out.dP, out.cellprob, per_plane))
         dPs.append(out.dP)
         probs.append(out.cellprob)
         styles.append(out.style)
-    t = time.perf_counter()
-    masks = np.stack(planes)
-    if lz > 1:
-        masks = stitch3d(masks, cfg.stitch_threshold, reference_bugs=cfg.reference_bugs)
-        masks = fill_holes_3d(masks.astype(np.int32), cfg.min_size, cfg.reference_bugs)
-    masks = masks.astype(label_dtype(int(masks.max()) if masks.size else 0), copy=False)
-    timings["dynamics"] += time.perf_counter() - t
+    with timer.stage("dynamics"):
+        masks = np.stack(planes)
+        if lz > 1:
+            masks = stitch3d(masks, cfg.stitch_threshold, reference_bugs=cfg.reference_bugs)
+            masks = fill_holes_3d(masks.astype(np.int32), cfg.min_size, cfg.reference_bugs)
+        masks = masks.astype(label_dtype(int(masks.max()) if masks.size else 0), copy=False)
     return masks, np.stack(dPs, axis=1), np.stack(probs), np.stack(styles)

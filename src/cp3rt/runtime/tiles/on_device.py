@@ -15,6 +15,8 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.runtime.tiles.grid import TileGrid, pad_yx, taper_mask
+from cp3rt.runtime.tiles.infer import image_style
+from cp3rt.runtime.tiles.options import TileOptions
 
 
 def pad_canvas(image: Any, grid_bsize: int, tile_overlap: float) -> tuple[Any, TileGrid, tuple[int, int, int, int]]:
@@ -46,25 +48,25 @@ def blend_tiles(outputs: Any, grid: TileGrid, box: tuple[int, int, int, int]) ->
     return (acc[:, y0:y1, x0:x1].double() / weights[y0:y1, x0:x1]).float()
 
 
-def net_over_tiles(x: Any, engine: Any, out_name: str, tile_overlap: float,
-                   batch_size: int) -> tuple[Any, np.ndarray | None]:
-    """(C, Y, X) tensor -> ((nout, Y, X) blended tensor, style or None).
+def net_over_tiles(x: Any, engine: Any, out_name: str, tiles: TileOptions) -> tuple[Any, np.ndarray | None]:
+    """(C, Y, X) tensor -> ((nout, Y, X) blended tensor, style or None); ``tiles.augment`` must
+    be off (the device path refuses it before it gets here).
 
-    Tiles go to ``engine.infer_device`` in the host path's chunks of ``batch_size``: an engine
-    whose arithmetic depends on the batch (torch on a CPU) then gives the host path's bits, and
-    a huge image never becomes one huge batch.
+    Tiles go to ``engine.infer_device`` in the host path's chunks of ``tiles.batch_size``: an
+    engine whose arithmetic depends on the batch (torch on a CPU) then gives the host path's
+    bits, and a huge image never becomes one huge batch.
     """
     torch = _torch()
     _, ly, lx = x.shape
-    canvas, grid, (top, _, left, _) = pad_canvas(x, D.TILE_SIZE, tile_overlap)
-    tiles = cut_tiles(canvas, grid)
-    parts = [engine.infer_device(tiles[i:i + batch_size].contiguous()) for i in range(0, len(tiles), batch_size)]
+    canvas, grid, (top, _, left, _) = pad_canvas(x, D.TILE_SIZE, tiles.tile_overlap)
+    cut = cut_tiles(canvas, grid)
+    bs = tiles.batch_size
+    parts = [engine.infer_device(cut[i:i + bs].contiguous()) for i in range(0, len(cut), bs)]
     out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     y = blend_tiles(out[out_name], grid, (top, top + ly, left, left + lx))
     style = None
-    if "style" in out:  # the sum of the tile styles over its L2 norm, float32, as tiles.infer
-        style = out["style"].cpu().numpy().astype(np.float32).sum(axis=0)
-        style /= (style**2).sum() ** 0.5
+    if "style" in out:  # the host's image style of the tile styles
+        style = image_style(out["style"].cpu().numpy().astype(np.float32))
     return y, style
 
 

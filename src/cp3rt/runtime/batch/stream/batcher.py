@@ -16,7 +16,6 @@ from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.nets import Nets
 from cp3rt.runtime.pipeline import run_stages
-from cp3rt.runtime.result import STAGES
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.config import RunConfig
@@ -160,7 +159,7 @@ class _StreamingPipeline:
 
     def run(self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
             run: RunConfig | None = None) -> Result:
-        return run_stages(self._nets, image, run or self.run_config, dict.fromkeys(STAGES, 0.0), progress)
+        return run_stages(self._nets, image, run or self.run_config, progress=progress)
 
 
 def _shared(net: Net | None, batcher: TileBatcher) -> Net | None:
