@@ -59,7 +59,8 @@ def test_the_check_can_fail() -> None:
 # Import names of the optional extras (pyproject [project.optional-dependencies]): a core install
 # has none of them, so a module that loads one at import time breaks there.
 EXTRA_IMPORTS = ("torch", "onnx", "onnxscript", "tensorrt", "cuda", "numba_cuda", "numba.cuda", "zarr",
-                 "dask", "distributed", "cellpose", "cv2", "fastremap", "fill_voids", "hypothesis")
+                 "dask", "distributed", "cellpose", "cv2", "fastremap", "fill_voids", "hypothesis", "pyarrow",
+                 "skimage")
 # The parts that need an extra to import at all: the torch side (models, export, train) and the CUDA
 # dynamics kernels (numba-cuda). Everything else must import with the core dependencies only.
 NEEDS_EXTRA = ("cp3rt.models", "cp3rt.export", "cp3rt.train", "cp3rt.runtime.dynamics.cuda._")

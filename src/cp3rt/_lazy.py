@@ -14,6 +14,7 @@ _EXTRA_FOR = {
     "tensorrt": "trt",
     "polygraphy": "trt",
     "cellpose": "test",
+    "pyarrow": "parquet",
 }
 
 

@@ -45,14 +45,17 @@ def _check_masks(masks: Any) -> np.ndarray:
     return m
 
 
-def write_masks_tif(path: str | os.PathLike[str], masks: Any) -> Path:
-    """Write a label image as a zlib-compressed TIFF (uint16, or uint32 above 65535 labels)."""
+def write_masks_tif(path: str | os.PathLike[str], masks: Any, pixel_size: Any = None) -> Path:
+    """Write a label image as a zlib-compressed TIFF (uint16, or uint32 above 65535 labels);
+    ``pixel_size`` (an ``io.pixel_size.PixelSize``, e.g. the input's) is stored with it."""
     import tifffile
+
+    from cp3rt.runtime.io.pixel_size import tiff_kwargs
 
     m = _check_masks(masks)
     m = m.astype(mask_dtype(m), copy=False)
     with output_path(path) as tmp:
-        tifffile.imwrite(tmp, m, compression="zlib")
+        tifffile.imwrite(tmp, m, compression="zlib", **tiff_kwargs(pixel_size, m))
     return Path(path)
 
 
