@@ -228,3 +228,23 @@ def test_out_naming_a_file_fails_once_before_any_work(tmp_path, stand_in):
     assert stand_in == []
     check_output_dir(tmp_path / "new" / "folder")  # missing: fine, created at the first write
     assert not os.path.exists(tmp_path / "new")
+
+
+# the good oddities through the Python API ----------------------------------------------------
+
+def test_odd_but_valid_arrays_give_the_masks_of_their_plain_copy():
+    image, _ = blob_image((96, 120), 6, 3, radius=7)
+    wide = np.repeat(image, 2, axis=1)
+    variants = {
+        "strided view": (wide[:, ::2], image),
+        "Fortran order": (np.asfortranarray(image), image),
+        "transposed view": (image.T.copy().T, image),
+        "big-endian": (image.astype(">u2"), image),
+        "reversed view": (image[::-1, ::-1], np.ascontiguousarray(image[::-1, ::-1])),
+        "bool": (image > 30000, (image > 30000).astype(np.uint8)),
+    }
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as pipe:
+        for name, (odd, plain) in variants.items():
+            got, want = pipe.run(odd).masks, pipe.run(plain).masks
+            assert np.array_equal(got, want), name
+        assert pipe.run(image[:1, :1]).masks.shape == (1, 1)

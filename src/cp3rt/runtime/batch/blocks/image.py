@@ -167,6 +167,7 @@ def segment_blocks(
         return keep_block(block, segment_block(view, image, job, block), frames, out, write_lock)
 
     try:
+        steps.report()  # the plan is made: the bar knows its length (and a cancel is heard) before block 1
         for block, value, error in stream_map(pipeline, grid.blocks, work, stream):
             if error is not None:
                 raise error
@@ -191,5 +192,8 @@ class Steps:
 
     def __call__(self) -> None:
         self.done += 1
+        self.report()
+
+    def report(self) -> None:
         if self._progress is not None:
             self._progress(self.done, self.total)
