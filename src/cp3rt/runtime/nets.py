@@ -24,14 +24,12 @@ OUTPUT_FOR_ROLE = {"segment": "flows", "restore": "restored"}
 
 
 class EngineInfer:
-    """The tiling runner's ``infer`` over an engine. ``many`` exists only when the engine can
-    keep one batch on the device while the next is staged (``infer_many``: TensorRT,
-    torch-CUDA), so host-side cutting and stitching overlap the GPU."""
+    """The tiling runner's ``infer`` over an engine, and ``many`` over its ``infer_many``:
+    TensorRT and torch-CUDA keep one batch on the device while the next is staged, so host-side
+    cutting and stitching overlap the GPU; the other engines run the batches one by one."""
 
     def __init__(self, engine: Engine, out_name: str) -> None:
         self._engine, self._out = engine, out_name
-        if hasattr(engine, "infer_many"):
-            self.many = self._many
 
     def _pair(self, out: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         return out[self._out], out.get(STYLE_OUTPUT)
@@ -39,7 +37,7 @@ class EngineInfer:
     def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         return self._pair(self._engine.infer(np.ascontiguousarray(batch, dtype=np.float32)))
 
-    def _many(self, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def many(self, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         staged = (np.ascontiguousarray(b, dtype=np.float32) for b in batches)
         return (self._pair(out) for out in self._engine.infer_many(staged))
 

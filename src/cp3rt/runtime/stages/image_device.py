@@ -53,7 +53,7 @@ class DeviceOutput:
 def check_device_path(cfg: RunConfig, seg: Net, restore: Net | None) -> None:
     """Refuse what the device path does not do, naming the setting; ``None`` when it can run."""
     for net in (seg, restore):
-        if net is not None and not hasattr(net.engine, "infer_device"):
+        if net is not None and not net.engine.device_resident:
             raise ConfigError(f"the GPU-resident path needs engines that keep tensors on the device "
                               f"(backend torch-cuda); {net.spec!r} runs on {net.engine.backend}.")
     norm = cfg.normalize

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -132,9 +132,14 @@ class _SharedEngine:
         self._batcher = batcher
         self.manifest = getattr(engine, "manifest", None)
         self.backend = getattr(engine, "backend", "?")
+        self.device_resident = False  # shared host batches: the GPU-resident path never streams
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self._batcher.submit(self._engine, np.asarray(batch)).result()
+
+    def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """One batch after another, each shared through the batcher (the Engine protocol)."""
+        return (self.infer(b) for b in batches)
 
     def close(self) -> None:  # the Pipeline owns the real engine
         pass
