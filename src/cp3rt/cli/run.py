@@ -34,7 +34,11 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 - --model/--restore take Cellpose zoo names (`cp3rt models`), weight files or exported .onnx files.
   A weight file is exported to ONNX once and cached (needs the `export` extra the first time).
 - Outputs are `<stem>_cp_masks.tif` (+ `_seg.npy`, `_flows.tif` = dY,dX,cellprob,
-  `_restored.tif`, `_overlay.png` on request). Existing outputs are skipped, so re-running a
+  `_restored.tif`, `_overlay.png` on request; the overlay names the object count, diameter and
+  models, and shows the raw image beside the restored one with --restore). Screening outputs:
+  --table csv (`_cp_objects.csv`, per object), --rois (`_rois.zip`, Fiji), --outlines
+  (`_cp_outlines.txt`), --exclude-on-edges. Masks keep the input TIFF's pixel size and unit.
+  Existing outputs are skipped, so re-running a
   stopped batch resumes it; --overwrite redoes everything.
 - Output names never collide, checked before any work: inputs with the same name in different
   folders (`d1/x.tif`, `d2/x.tif`) get the input tree mirrored under --out (`out/d1/x_cp_masks.tif`);
@@ -99,6 +103,10 @@ def run(
     save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible STEM_seg.npy."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write STEM_overlay.png (outlines on the image)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist."),
+    table: Optional[str] = typer.Option(None, "--table", help="Also write STEM_cp_objects.csv (csv) or .parquet (parquet, needs pyarrow): one row per object with area, centroid, box, mean/summed intensity per input channel, touches-edge."),
+    rois: bool = typer.Option(False, "--rois", help="Also write STEM_rois.zip: one polygon ROI per object for Fiji's ROI Manager."),
+    outlines: bool = typer.Option(False, "--outlines", help="Also write STEM_cp_outlines.txt (one x,y,x,y... line per object; ImageJ/QuPath import)."),
+    exclude_on_edges: bool = typer.Option(False, "--exclude-on-edges", help="Drop objects touching the image border and renumber the rest (before every output)."),
     do_3d: bool = typer.Option(False, "--do-3d", help="Segment each file as a volume: the net on YX, ZX and ZY planes, 3-D dynamics."),
     anisotropy: Optional[float] = typer.Option(None, "--anisotropy", help="With --do-3d: Z step / XY pixel size (Z is resized by it; aniso_* restore models restore the axial planes)."),
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
@@ -118,10 +126,20 @@ def run(
     pipe_cfg = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
                               precision=precision, compile=compile_nets)
     outputs = OutputOptions(out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
-                            overlay=overlay, overwrite=overwrite)
+                            overlay=overlay, overwrite=overwrite, table=_table_format(table), rois=rois,
+                            outlines=outlines, exclude_on_edges=exclude_on_edges)
     _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
              lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
              cluster)
+
+
+def _table_format(value: str | None) -> str | None:
+    from cp3rt.errors import ConfigError
+    from cp3rt.runtime.batch.object_outputs import TABLE_FORMATS
+
+    if value is not None and value.lower() not in TABLE_FORMATS:
+        raise ConfigError(f"--table {value!r} is not allowed; allowed: {', '.join(TABLE_FORMATS)}.")
+    return value.lower() if value else None
 
 
 def _execute(route, go, cluster: str | None) -> None:

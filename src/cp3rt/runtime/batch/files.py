@@ -35,6 +35,9 @@ SEG_SUFFIX = "_seg.npy"
 FLOWS_SUFFIX = "_flows.tif"
 RESTORED_SUFFIX = "_restored.tif"
 OVERLAY_SUFFIX = "_overlay.png"
+OBJECTS_SUFFIX = "_cp_objects"  # + .csv / .parquet: the per-object table (io.objects_table)
+ROIS_SUFFIX = "_rois.zip"  # Cellpose's save_rois name: an ImageJ/Fiji ROI set
+OUTLINES_SUFFIX = "_cp_outlines.txt"  # Cellpose's --save_txt name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,10 @@ class OutputOptions:
     save_seg: bool = False
     overlay: bool = False
     overwrite: bool = False
+    table: str | None = None  # 'csv' | 'parquet': a per-object table (io.objects_table)
+    rois: bool = False  # <stem>_rois.zip for Fiji's ROI Manager
+    outlines: bool = False  # <stem>_cp_outlines.txt for ImageJ / QuPath
+    exclude_on_edges: bool = False  # drop objects touching the border before writing anything
 
     def paths_for(self, image: Path) -> dict[str, Path]:
         """Output kind -> final path for one input image (masks always included)."""
@@ -66,6 +73,12 @@ class OutputOptions:
             out["restored"] = folder / f"{stem}{RESTORED_SUFFIX}"
         if self.overlay:
             out["overlay"] = folder / f"{stem}{OVERLAY_SUFFIX}"
+        if self.table:
+            out["table"] = folder / f"{stem}{OBJECTS_SUFFIX}.{self.table}"
+        if self.rois:
+            out["rois"] = folder / f"{stem}{ROIS_SUFFIX}"
+        if self.outlines:
+            out["outlines"] = folder / f"{stem}{OUTLINES_SUFFIX}"
         return out
 
     def _folder(self, image: Path) -> Path:
@@ -247,7 +260,12 @@ def _compute(pipeline: Pipeline, image: Path, run: RunConfig, outputs: OutputOpt
     t_read = time.perf_counter() - t
     result = pipeline.run(raw, run=run, progress=progress)
     t = time.perf_counter()
-    written = write_outputs(image, raw, result, finals, run=run, restore_type=pipeline.config.restore)
+    if outputs.exclude_on_edges:
+        from cp3rt.runtime.batch.object_outputs import without_edge_objects
+
+        result = without_edge_objects(result)
+    written = write_outputs(image, raw, result, finals, run=run, restore_type=pipeline.config.restore,
+                            model=pipeline.config.segment)
     timings = dict(result.timings)
     timings["read"] = t_read
     timings["write"] = time.perf_counter() - t

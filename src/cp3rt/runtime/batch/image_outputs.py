@@ -23,13 +23,16 @@ def write_outputs(
     *,
     run: RunConfig,
     restore_type: str | None = None,
+    model: str | None = None,
 ) -> tuple[Path, ...]:
     """Write the outputs named in ``finals`` (each atomically, by cp3rt.runtime.io); masks
     last, so that their presence means the image is complete even if the process dies."""
     from cp3rt.runtime import io as cio
+    from cp3rt.runtime.batch.object_outputs import EXTRA_KINDS, write_extra
+    from cp3rt.runtime.io.pixel_size import read_pixel_size
 
     order = [k for k in finals if k != "masks"] + ["masks"]
-    flat_only = sorted(k for k in ("overlay", "seg") if k in finals)
+    flat_only = sorted(k for k in ("overlay", "seg", "rois", "outlines") if k in finals)
     if result.masks.ndim == 3 and flat_only:
         raise ConfigError(
             f"{image}: --{' and --'.join('save-seg' if k == 'seg' else k for k in flat_only)} "
@@ -39,7 +42,7 @@ def write_outputs(
     for kind in order:
         final = finals[kind]
         if kind == "masks":
-            cio.write_masks_tif(final, result.masks)
+            cio.write_masks_tif(final, result.masks, read_pixel_size(image))
         elif kind == "seg":
             cio.write_seg_npy(final, result, image_path=image, channels=run.channels,
                               restore_type=restore_type)
@@ -49,18 +52,8 @@ def write_outputs(
             if result.restored is None:
                 continue
             cio.write_image_tif(final, result.restored)
-        elif kind == "overlay":
-            cio.write_overlay_png(final, _overlay_base(result, raw, run), result.masks)
+        elif kind in EXTRA_KINDS:  # tables, ROI sets, outlines, the captioned overlay
+            write_extra(kind, final, image, raw, result, run=run, model=model, restore_type=restore_type)
         written.append(final)
     return tuple(written)
 
-
-def _overlay_base(result: Result, raw: np.ndarray, run: RunConfig) -> np.ndarray:
-    """The image the outlines are drawn on: the restored image if any, else the segmented
-    (first) channel of the input as the pipeline read it."""
-    if result.restored is not None:
-        return result.restored[0]
-    from cp3rt.runtime.prep.axes import to_cyx
-
-    return to_cyx(raw, channels=run.channels, channel_axis=run.channel_axis, z_axis=run.z_axis,
-                  nchan=None)[0]
