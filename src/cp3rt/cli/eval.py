@@ -16,6 +16,7 @@ _EPILOG = """
     cp3rt eval --pred masks/ --gt ground_truth/
     cp3rt eval --pred masks/ --gt gt/ --thresholds 0.5,0.75,0.9 --json scores.json
     cp3rt eval --pred masks/ --gt gt/ -t 0.5 -t 0.8
+    cp3rt eval --pred masks/ --gt gt/ --pictures eval_pictures/
 
 **Pairing**: files are paired by image name. A prediction `X_cp_masks.tif`, `X_masks.tif`,
 `X_seg.npy` or `X.tif` pairs with ground truth `X_masks.tif`, `X_seg.npy` or `X.tif` (or
@@ -73,6 +74,10 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(
         None, "--json", help="Also write all scores to this JSON file."
     ),
+    pictures: Optional[Path] = typer.Option(
+        None, "--pictures", help="Also write IMAGE_eval.png per image into this folder: matched objects green, "
+        "missed (false negatives) magenta, extra (false positives) yellow, at the first threshold.",
+    ),
 ) -> None:
     from rich import box
     from rich.console import Console
@@ -121,3 +126,8 @@ def eval_command(
     if json_out is not None:
         write_json(json_out, report.to_dict())
         console.print(f"wrote {json_out}", markup=False)
+    if pictures is not None:
+        from cp3rt.runtime.quality.eval_pictures import write_eval_pictures
+
+        written = write_eval_pictures(pred, gt, pictures, ths[0])
+        console.print(f"wrote {len(written)} picture(s) into {pictures}", markup=False)

@@ -160,6 +160,6 @@ def write_match_picture(path: str | os.PathLike[str], gt: Any, pred: Any, matche
                           "picture needs two 2-D label images of one shape.")
     rgb = match_picture(gt, pred, np.asarray(matched), np.asarray(missed), np.asarray(extra), image)
     caption = [f"{title} (IoU >= {threshold:g})",
-               (f"matched {len(matched)}", MATCHED), (f"missed (false negatives) {len(missed)}", MISSED),
+               (f"matched (true positives) {len(matched)}", MATCHED), (f"missed (false negatives) {len(missed)}", MISSED),
                (f"extra (false positives) {len(extra)}", EXTRA)]
     return save_png(path, compose([rgb], caption))
