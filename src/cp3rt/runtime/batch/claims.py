@@ -9,11 +9,14 @@ an output (they can only be a dead run's leftovers then), and the lock file goes
 claim is released. An image whose claim another live run holds is reported as "claimed", not
 done and not failed; ``run_inputs`` waits for such images at the end and checks them again.
 
-Where ``fcntl`` is missing (Windows) every claim is granted: two runs there are not kept apart.
+Where ``fcntl`` is missing (Windows), or the filesystem has no locks (some FUSE/SMB mounts
+answer ENOLCK / EOPNOTSUPP), every claim is granted: two runs there are not kept apart, but one
+run works as before.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -28,6 +31,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 POLL_SECONDS = 0.25  # how often a run waiting on another run's claim looks again
 
 
@@ -75,6 +79,10 @@ def try_claim(key: Path) -> Claim | None:
             except BlockingIOError:
                 os.close(fd)
                 return None
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS:
+                    raise
+                return Claim(lock, fd)  # no locks on this filesystem: one run works as before
             if _same_file(lock, fd):
                 os.ftruncate(fd, 0)
                 os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
@@ -92,6 +100,18 @@ def _same_file(lock: Path, fd: int) -> bool:
         return os.stat(lock).st_ino == os.fstat(fd).st_ino
     except FileNotFoundError:
         return False
+
+
+def clear_stale_lock(key: Path) -> None:
+    """Remove the lock file of a finished output that a killed run left behind (it holds no
+    lock any more); a lock a live run holds, or an unwritable folder, is left alone."""
+    if lock_path(key).exists():
+        try:
+            claim = try_claim(key)
+        except OutputError:
+            return
+        if claim is not None:
+            claim.release()
 
 
 def holder(key: Path) -> str:
