@@ -87,3 +87,13 @@ def test_overlay_shows_raw_beside_restored_under_a_caption(run_out) -> None:
     with Image.open(out / "nuclei_overlay.png") as im:
         width, height = im.size
     assert width >= 2 * 256 and height > 192  # two panels side by side, a caption strip on top
+
+
+def test_block_runs_refuse_the_per_object_outputs_rather_than_skip_them(tmp_path) -> None:
+    from cp3rt.errors import ConfigError
+    from cp3rt.runtime.batch.blocks.file_outputs import refuse_extra_outputs
+    from cp3rt.runtime.batch.files import OutputOptions
+
+    with pytest.raises(ConfigError, match="--table, --rois, --outlines, --exclude-on-edges"):
+        refuse_extra_outputs(tmp_path / "huge.tif", OutputOptions(table="csv", rois=True, outlines=True,
+                                                                  exclude_on_edges=True), "huge images")

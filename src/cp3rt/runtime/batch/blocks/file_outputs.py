@@ -24,7 +24,9 @@ from cp3rt.runtime.config import RunConfig
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.pipeline import Pipeline
 
-_EXTRA_OUTPUTS = ("save_flows", "save_restored", "save_seg", "overlay")
+# The per-object outputs need the whole label image in memory: refused too, not silently skipped.
+_EXTRA_OUTPUTS = ("save_flows", "save_restored", "save_seg", "overlay", "table", "rois", "outlines",
+                  "exclude_on_edges")
 
 
 def is_ome_zarr(path: Path) -> bool:
