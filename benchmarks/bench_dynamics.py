@@ -99,14 +99,14 @@ def _cold_compile_seconds() -> float:
 def _stages(dP: np.ndarray, cellprob: np.ndarray, flow_threshold: float) -> dict:
     """cp3rt's internal stages, timed once (same calls as compute_masks_with)."""
     from cp3rt.runtime.dynamics._euler import follow
-    from cp3rt.runtime.dynamics._prepare import _prepare
+    from cp3rt.runtime.dynamics._prepare import prepare
     from cp3rt.runtime.dynamics.assemble import get_masks
     from cp3rt.runtime.dynamics.cleanup import fill_holes_int32
     from cp3rt.runtime.dynamics.qc import drop_bad_labels
 
     out = {}
     t = time.perf_counter()
-    flow5, field, ys, xs = _prepare(dP, cellprob, np.float32(0.0))
+    flow5, field, ys, xs = prepare(dP, cellprob, np.float32(0.0))
     out["prepare"], t = time.perf_counter() - t, time.perf_counter()
     ends = follow(field, ys, xs, SETTINGS["niter"], True).astype(np.int32)
     out["integrate"], t = time.perf_counter() - t, time.perf_counter()

@@ -20,7 +20,7 @@ from cp3rt.runtime.batch.blocks.merge import FrameStore
 from cp3rt.runtime.batch.blocks.plan import BlockGrid, box_slices, intersection
 from cp3rt.runtime.batch.blocks.volume import segment_volume_blocks, volume_lowhigh
 from cp3rt.runtime.config import RunConfig
-from cp3rt.runtime.io.zarr_io import _zarr, open_lazy
+from cp3rt.runtime.io.zarr_io import open_lazy, zarr_module
 from cp3rt.runtime.prep.normalize import NormalizeConfig
 from cp3rt.runtime.quality.metrics import average_precision
 
@@ -189,10 +189,10 @@ def test_zarr_zcyx_input_and_memmap_input_and_zarr_output(tmp_path):
     got, _ = _blocks(mm, run, block_z=block_z)
     assert _ap(reference, got, 0.9) == 1.0  # same blocks, same engine: the container changes nothing
     zcyx = np.stack([vol, vol // 3], axis=1)  # (Z, C, Y, X), 2-channel net
-    zin = _zarr().open_array(str(tmp_path / "in.zarr"), mode="w", shape=zcyx.shape, chunks=(5, 1, 32, 32),
+    zin = zarr_module().open_array(str(tmp_path / "in.zarr"), mode="w", shape=zcyx.shape, chunks=(5, 1, 32, 32),
                              dtype=zcyx.dtype)
     zin[...] = zcyx
-    zout = _zarr().open_array(str(tmp_path / "out.zarr"), mode="w", shape=vol.shape, chunks=(5, 32, 32),
+    zout = zarr_module().open_array(str(tmp_path / "out.zarr"), mode="w", shape=vol.shape, chunks=(5, 32, 32),
                               dtype="uint32")
     with Pipeline.from_engines(SoftEngine(nchan=2, diam_mean=DIAM)) as p:
         s2 = segment_volume_blocks(p, zin, zout, diameter=DIAM, run=run, block_size=BLOCK, block_size_z=10)

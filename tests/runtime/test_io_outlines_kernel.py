@@ -68,9 +68,9 @@ def test_dtypes_agree():
 
 
 def test_jit_state_is_as_requested():
-    from cp3rt.runtime.io._outlines import _outer_contours
+    from cp3rt.runtime.io._outlines import outer_contours
 
-    is_python = type(_outer_contours).__name__ == "function"
+    is_python = type(outer_contours).__name__ == "function"
     assert is_python == (os.environ.get("NUMBA_DISABLE_JIT") == "1")
 
 

@@ -35,10 +35,10 @@ _FRAMES = "frames"
 def _block_task(config: PipelineConfig, run: RunConfig, image_path: str, job: BlockJob, block: Block,
                 scratch: str) -> tuple[int, np.ndarray]:
     from cp3rt.runtime.batch.blocks.lazy import open_plane
-    from cp3rt.runtime.io.zarr_io import _zarr
+    from cp3rt.runtime.io.zarr_io import zarr_module
 
     labels = segment_block(pipeline_for(config, run), open_plane(image_path), job, block)
-    local = _zarr().open_array(str(Path(scratch) / _LOCAL), mode="r+")
+    local = zarr_module().open_array(str(Path(scratch) / _LOCAL), mode="r+")
     return keep_block(block, labels, FrameStore(Path(scratch) / _FRAMES, job.grid.halo), local)
 
 
@@ -61,7 +61,7 @@ def segment_blocks_on_cluster(
     progress: Callable[[int, int], None] | None = None,
 ) -> BlockSummary:
     """``segment_blocks`` with one Dask task per block (see the module docstring)."""
-    from cp3rt.runtime.io.zarr_io import _zarr
+    from cp3rt.runtime.io.zarr_io import zarr_module
 
     job = plan_job(image, nchan=nchan, diameter=diameter, run=run, block_size=block_size,
                    halo_diameters=halo_diameters)
@@ -70,7 +70,7 @@ def segment_blocks_on_cluster(
     steps = Steps(2 * len(grid.blocks), progress)
     with tempfile.TemporaryDirectory(prefix=".cp3rt_blocks_", dir=scratch_parent) as scratch:
         (Path(scratch) / _FRAMES).mkdir()
-        local = _zarr().open_array(str(Path(scratch) / _LOCAL), mode="w", shape=grid.shape,
+        local = zarr_module().open_array(str(Path(scratch) / _LOCAL), mode="w", shape=grid.shape,
                                    chunks=grid.sizes, dtype="uint32", fill_value=0)
         results = map_ordered(
             client, _block_task,

@@ -22,8 +22,8 @@ from cp3rt.runtime.dynamics import DynamicsConfig, compute_masks_with  # noqa: E
 from cp3rt.runtime.dynamics._euler import follow  # noqa: E402
 from cp3rt.runtime.dynamics._heat import flow_errors  # noqa: E402
 from cp3rt.runtime.dynamics._labels import label_boxes  # noqa: E402
-from cp3rt.runtime.dynamics._prepare import _prepare  # noqa: E402
-from cp3rt.runtime.dynamics._seeds import _find_seeds, _histogram  # noqa: E402
+from cp3rt.runtime.dynamics._prepare import prepare  # noqa: E402
+from cp3rt.runtime.dynamics._seeds import find_seeds, histogram  # noqa: E402
 from cp3rt.runtime.dynamics.assemble import get_masks  # noqa: E402
 from cp3rt.runtime.dynamics.cleanup import fill_holes_int32  # noqa: E402
 from cp3rt.runtime.dynamics.cuda import _cleanup  # noqa: E402
@@ -44,7 +44,7 @@ def scene():
 
 
 def _cpu_end_points(dP, prob, niter, interp):
-    _, field, ys, xs = _prepare(dP, prob, np.float32(0.0))
+    _, field, ys, xs = prepare(dP, prob, np.float32(0.0))
     return ys, xs, follow(field, ys, xs, niter, interp)
 
 
@@ -59,7 +59,7 @@ def test_end_points_are_bit_identical(scene, interp):
     np.testing.assert_array_equal(ends, cends)  # bits: same float32 values, no tolerance
     # and the plain every-step reference (no cycle shortcut) agrees as well
     np.testing.assert_array_equal(ends, naive.follow_flows(
-        _prepare(dP, prob, np.float32(0.0))[1], (cys, cxs), NITER, interp))
+        prepare(dP, prob, np.float32(0.0))[1], (cys, cxs), NITER, interp))
 
 
 def test_zero_steps_end_where_they_start(scene):
@@ -79,19 +79,19 @@ def test_histogram_seeds_and_regions_match_the_cpu_kernels(scene):
     ys, xs, ends = _cpu_end_points(dP, prob, NITER, True)
     seeded, _ = _device_seed_stage(ends, shape)
     pts = ends.astype(np.int32).astype(np.int64)
-    hist, qy, qx = _histogram(pts[0], pts[1], *shape)
+    hist, qy, qx = histogram(pts[0], pts[1], *shape)
     np.testing.assert_array_equal(seeded.hist.copy_to_host(), hist)
     np.testing.assert_array_equal(seeded.qy.copy_to_host(), qy)
     np.testing.assert_array_equal(seeded.qx.copy_to_host(), qx)
-    sy, sx, cnt = _find_seeds(hist)
+    sy, sx, cnt = find_seeds(hist)
     assert seeded.count == sy.size > 0
     np.testing.assert_array_equal(seeded.sy.copy_to_host()[:sy.size], sy)
     np.testing.assert_array_equal(seeded.sx.copy_to_host()[:sx.size], sx)
     # The device canvas holds (count, seed index) keys; the CPU canvas holds paint ranks.
-    from cp3rt.runtime.dynamics._seeds import _paint, _seed_regions
+    from cp3rt.runtime.dynamics._seeds import paint, seed_regions
 
     order = np.argsort(cnt, kind="stable")
-    cpu_canvas = _paint(hist.shape, sy, sx, _seed_regions(hist, sy, sx), order)
+    cpu_canvas = paint(hist.shape, sy, sx, seed_regions(hist, sy, sx), order)
     cpu_seed = np.where(cpu_canvas > 0, order[np.maximum(cpu_canvas, 1) - 1] + 1, 0)
     keys = seeded.canvas.copy_to_host()
     np.testing.assert_array_equal(np.where(keys > 0, keys % 2**32 + 1, 0), cpu_seed)

@@ -79,14 +79,14 @@ def test_device_matches_the_cpu_path_on_a_1024_scene():
     cuda = _real_device()
     from cp3rt.runtime.dynamics import DynamicsConfig, compute_masks_with
     from cp3rt.runtime.dynamics._euler import follow
-    from cp3rt.runtime.dynamics._prepare import _prepare
+    from cp3rt.runtime.dynamics._prepare import prepare
     from cp3rt.runtime.dynamics.cuda import compute_masks_cuda, end_points_cuda
 
     lab = synth.with_small_cells(synth.ellipse_cells((1024, 1024), 1500, seed=5), 40, seed=5)
     dP, prob = synth.net_outputs(lab, seed=5, weak_fraction=0.1)
     for interp in (True, False):
         ys, xs, ends = end_points_cuda(dP, prob, DynamicsConfig(niter=200, interp=interp))
-        _, field, cys, cxs = _prepare(dP, prob, np.float32(0.0))
+        _, field, cys, cxs = prepare(dP, prob, np.float32(0.0))
         np.testing.assert_array_equal(ys, cys)
         np.testing.assert_array_equal(ends, follow(field, cys, cxs, 200, interp))
     for config in (DynamicsConfig(niter=200), DynamicsConfig(niter=200, flow_threshold=0),

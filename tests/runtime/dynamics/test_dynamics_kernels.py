@@ -21,7 +21,7 @@ from cp3rt.runtime.dynamics import (
     remove_bad_flow_masks,
     resize_nearest,
 )
-from cp3rt.runtime.dynamics._prepare import _prepare
+from cp3rt.runtime.dynamics._prepare import prepare
 
 from . import naive
 
@@ -284,7 +284,7 @@ def test_prepare_foreground_field_and_pixel_order():
     cellprob = rng.normal(0, 1, (9, 11)).astype(np.float32)
     dP[0, 1, 2], dP[1, 3, 3], dP[0, 4, 4] = np.nan, np.inf, -np.inf
     cellprob[2, 2], cellprob[5, 5], cellprob[6, 6] = np.nan, np.inf, -np.inf
-    flow5, field, ys, xs = _prepare(dP, cellprob, np.float32(0.1))
+    flow5, field, ys, xs = prepare(dP, cellprob, np.float32(0.1))
     fg = np.isfinite(cellprob) & (cellprob > np.float32(0.1))
     clean = np.where(np.isfinite(dP), dP, 0).astype(np.float32) / np.float32(5)
     assert np.array_equal(flow5, clean)

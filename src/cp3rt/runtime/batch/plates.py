@@ -1,7 +1,10 @@
-"""OME-Zarr HCS plates (NGFF 0.4 'plate' / 'well' metadata): every field segmented, labels
-written back into each field's ``labels/cp3rt`` group, a per-well summary CSV.
+"""OME-Zarr HCS plates (NGFF 0.4 or 0.5 'plate' / 'well' metadata, read through ome-zarr-py):
+every field segmented, labels written into each field's ``labels/cp3rt`` group, a per-well
+summary CSV. With an output folder (``--out``) the plate is only read: the labels go to an
+output plate store ``OUT/<plate name>`` that mirrors the plate's layout (plate, wells, fields),
+so a read-only plate can be segmented; without one, into the plate itself.
 
-Layout read: ``PLATE/.zattrs`` ``plate.wells[].path`` ('A/1') -> ``PLATE/A/1/.zattrs``
+Layout read: plate metadata ``plate.wells[].path`` ('A/1') -> well metadata
 ``well.images[].path`` ('0') -> the field, an OME-Zarr image. Each field goes through
 ``blocks.files.segment_file`` (blocks bound the memory whatever the field size), whose
 completion marker (``cp3rt`` attributes on the label array, written last) makes a re-run skip
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from cp3rt import defaults as D
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.errors import InputError
+from cp3rt.errors import InputError, OutputError
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
 from cp3rt.runtime.config import RunConfig
 
@@ -49,11 +52,10 @@ class PlateSummary:
 
 
 def _attrs(path: Path) -> dict:
-    from cp3rt.runtime.io.zarr_io import _zarr, is_zarr
+    """The plate / well metadata at ``path`` whatever the NGFF version ({} for other inputs)."""
+    from cp3rt.runtime.io.ngff import plate_attrs
 
-    if not is_zarr(path):
-        return {}
-    return dict(_zarr().open(str(path), mode="r").attrs)
+    return plate_attrs(path)
 
 
 def is_plate(path: str | os.PathLike[str]) -> bool:
@@ -71,7 +73,7 @@ def plate_fields(root: str | os.PathLike[str]) -> list[Field]:
     root = Path(root)
     plate = _attrs(root).get("plate")
     if not plate or not plate.get("wells"):
-        raise InputError(f"{root}: no NGFF 'plate' metadata with wells in .zattrs.")
+        raise InputError(f"{root}: no NGFF 'plate' metadata with wells.")
     rows = [r["name"] for r in plate.get("rows", [])]
     cols = [c["name"] for c in plate.get("columns", [])]
     fields = []
@@ -82,7 +84,7 @@ def plate_fields(root: str | os.PathLike[str]) -> list[Field]:
             row, col = rows[well["rowIndex"]], cols[well["columnIndex"]]
         meta = _attrs(root / wpath).get("well")
         if not meta or not meta.get("images"):
-            raise InputError(f"{root / wpath}: no NGFF 'well' metadata with images in .zattrs.")
+            raise InputError(f"{root / wpath}: no NGFF 'well' metadata with images.")
         fields += [Field(wpath, row, col, root / wpath / str(img["path"])) for img in meta["images"]]
     return fields
 
@@ -91,27 +93,69 @@ def _plate_stem(root: Path) -> str:
     return root.name.removesuffix(".zarr").removesuffix(".ome")
 
 
-def well_table(fields: Sequence[Field]) -> tuple[dict[str, object], ...]:
-    """Per-well rows from the fields' completion markers (done fields only are counted)."""
-    from cp3rt.runtime.io.zarr_io import _zarr, is_complete
+def output_plate(root: str | os.PathLike[str], outputs: OutputOptions) -> Path | None:
+    """Where a plate's labels go: ``out_dir/<plate name>`` with an output folder, None (into
+    the plate itself) without one or when that is the plate."""
+    if outputs.out_dir is None:
+        return None
+    out = Path(outputs.out_dir) / Path(root).name
+    return None if out.resolve() == Path(root).resolve() else out
 
-    rows: dict[str, dict[str, object]] = {}
-    for f in fields:
-        r = rows.setdefault(f.well, {"well": f.well, "row": f.row, "column": f.column, "fields": 0,
-                                     "fields_done": 0, "objects": 0, "_area": 0})
-        r["fields"] += 1  # type: ignore[operator]
-        if is_complete(f.path):
-            info = _zarr().open(str(f.path / "labels" / D.LABELS_NAME / "0"), mode="r").attrs["cp3rt"]
-            r["fields_done"] += 1  # type: ignore[operator]
-            r["objects"] += int(info.get("n_objects", 0))  # type: ignore[operator]
-            r["_area"] += int(info.get("foreground_px", 0))  # type: ignore[operator]
-    out = []
-    for r in rows.values():
-        n, done, area = int(r["objects"]), int(r["fields_done"]), int(r.pop("_area"))  # type: ignore[arg-type]
-        r["mean_area_px"] = round(area / n, 3) if n else 0.0
-        r["objects_per_field"] = round(n / done, 3) if done else 0.0
-        out.append(r)
-    return tuple(out)
+
+def labels_root(field: Field, root: str | os.PathLike[str], out_plate: Path | None) -> Path:
+    """The group that holds ``field``'s ``labels/``: the field, or its mirror in ``out_plate``."""
+    return field.path if out_plate is None else out_plate / field.path.relative_to(Path(root))
+
+
+def prepare_output(root: Path, outputs: OutputOptions) -> Path | None:
+    """Mirror the plate's layout into its output store (see ``output_plate``); without one,
+    refuse a plate that cannot be written to, saying how to segment it."""
+    from cp3rt.runtime.io.ngff import mirror_plate
+
+    out_plate = output_plate(root, outputs)
+    if out_plate is not None:
+        mirror_plate(root, out_plate)
+    elif not os.access(root, os.W_OK):
+        raise OutputError(f"{root}: the plate is read-only; pass an output folder (--out DIR) to write its "
+                          "labels to an output plate store there.")
+    return out_plate
+
+
+@dataclasses.dataclass
+class _WellCounts:
+    """Running totals of one well over its fields' completion markers."""
+
+    well: str
+    row: str
+    column: str
+    fields: int = 0
+    fields_done: int = 0
+    objects: int = 0
+    area_px: int = 0
+
+    def as_row(self) -> dict[str, object]:
+        """The CSV row (``CSV_COLUMNS``)."""
+        n, done = self.objects, self.fields_done
+        return {"well": self.well, "row": self.row, "column": self.column, "fields": self.fields,
+                "fields_done": done, "objects": n, "mean_area_px": round(self.area_px / n, 3) if n else 0.0,
+                "objects_per_field": round(n / done, 3) if done else 0.0}
+
+
+def well_table(fields: Sequence[Field], roots: Sequence[Path] | None = None) -> tuple[dict[str, object], ...]:
+    """Per-well rows from the fields' completion markers (done fields only are counted);
+    ``roots``: the groups holding each field's labels (default: the fields)."""
+    from cp3rt.runtime.io.zarr_io import is_complete, zarr_module
+
+    wells: dict[str, _WellCounts] = {}
+    for f, where in zip(fields, roots or [f.path for f in fields]):
+        w = wells.setdefault(f.well, _WellCounts(f.well, f.row, f.column))
+        w.fields += 1
+        if is_complete(where):
+            info = zarr_module().open(str(where / "labels" / D.LABELS_NAME / "0"), mode="r").attrs["cp3rt"]
+            w.fields_done += 1
+            w.objects += int(info.get("n_objects", 0))
+            w.area_px += int(info.get("foreground_px", 0))
+    return tuple(w.as_row() for w in wells.values())
 
 
 def _csv_bytes(rows: Sequence[dict[str, object]]) -> bytes:
@@ -140,11 +184,13 @@ def run_plate(
     outputs = outputs or OutputOptions()
     emit = on_event or (lambda _event: None)
     fields = plate_fields(root)
+    out_plate = prepare_output(root, outputs)
     t0 = time.perf_counter()
     outcomes = []
     for i, f in enumerate(fields):
         emit(BatchEvent("start", i, len(fields), f.path))
         outcome = segment_file(pipeline, f.path, run, outputs, block_size=block_size,
+                               labels_root=labels_root(f, root, out_plate),
                                progress=lambda d, n, i=i, f=f: emit(
                                    BatchEvent("tiles", i, len(fields), f.path, d, n)))
         outcomes.append(outcome)
@@ -156,7 +202,8 @@ def finish_plate(root: Path, fields: Sequence[Field], outcomes: Sequence[ImageOu
                  outputs: OutputOptions, seconds: float) -> PlateSummary:
     """Write ``<plate>_wells.csv`` into ``outputs.out_dir`` (default: next to the plate) from
     the fields' completion markers, once every field has been tried."""
-    wells = well_table(fields)
+    out_plate = output_plate(root, outputs)
+    wells = well_table(fields, [labels_root(f, root, out_plate) for f in fields])
     folder = Path(outputs.out_dir) if outputs.out_dir is not None else Path(root).parent
     csv_path = folder / f"{_plate_stem(Path(root))}{CSV_SUFFIX}"
     atomic_write_bytes(csv_path, _csv_bytes(wells))

@@ -49,7 +49,7 @@ def _fill_label(lab, k, y0, y1, x0, x1, value):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_all(lab, boxes, keep_numbering_of_vanished):  # pragma: no cover - compiled
+def fill_all(lab, boxes, keep_numbering_of_vanished):  # pragma: no cover - compiled
     """Fill holes label by label in increasing order, relabelling to 1, 2, ... in place.
 
     Sequential on purpose: a label's fill may swallow pixels of labels processed later, which
@@ -72,7 +72,7 @@ _COUNT_BLOCKS = 16  # row blocks counted in parallel, then summed
 
 
 @numba.njit(parallel=True, cache=True)
-def _counts(lab, nlab):  # pragma: no cover - compiled
+def label_counts(lab, nlab):  # pragma: no cover - compiled
     """Pixel count per label value 0..nlab (partial counts per row block, then summed)."""
     ly, lx = lab.shape
     partial = np.zeros((_COUNT_BLOCKS, nlab + 1), np.int64)

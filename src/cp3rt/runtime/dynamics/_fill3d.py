@@ -10,7 +10,7 @@ BOX3_COLS = 7
 
 
 @numba.njit(cache=True, nogil=True)
-def _label_boxes3d(lab, nlab):  # pragma: no cover - compiled
+def label_boxes3d(lab, nlab):  # pragma: no cover - compiled
     lz, ly, lx = lab.shape
     boxes = np.zeros((nlab + 1, BOX3_COLS), np.int64)
     for k in range(nlab + 1):
@@ -83,7 +83,7 @@ def _fill_label3d(lab, k, box, value):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _fill_all3d(lab, boxes, keep_numbering_of_vanished):  # pragma: no cover - compiled
+def fill_all3d(lab, boxes, keep_numbering_of_vanished):  # pragma: no cover - compiled
     """Fill holes label by label in increasing order, relabelling to 1, 2, ... in place
     (sequential: a fill may swallow labels processed later). Returns the labels used."""
     j = 0

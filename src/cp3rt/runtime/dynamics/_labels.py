@@ -90,7 +90,7 @@ def _first_appearance_map(flat, nlab):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _apply_map(lab, remap):  # pragma: no cover - compiled
+def apply_map(lab, remap):  # pragma: no cover - compiled
     ly, lx = lab.shape
     out = np.empty_like(lab)
     for y in numba.prange(ly):
@@ -105,7 +105,7 @@ def renumber_raster(lab: np.ndarray) -> tuple[np.ndarray, int]:
     if nlab == 0:
         return lab.copy(), 0
     remap, n = _first_appearance_map(lab.ravel(), nlab)
-    return _apply_map(lab, remap), int(n)
+    return apply_map(lab, remap), int(n)
 
 
 def label_dtype(max_label: int) -> type[np.unsignedinteger]:

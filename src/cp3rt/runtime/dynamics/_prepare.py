@@ -11,7 +11,7 @@ _SCALE = np.float32(FLOW_SCALE)
 
 
 @numba.njit(parallel=True, cache=True)
-def _prepare(dP, cellprob, threshold):  # pragma: no cover - compiled
+def prepare(dP, cellprob, threshold):  # pragma: no cover - compiled
     """Return (flow5, field, ys, xs).
 
     flow5 = dP / 5 in float32 everywhere (the QC compares against it), non-finite -> 0;

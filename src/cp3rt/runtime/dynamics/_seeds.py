@@ -19,7 +19,7 @@ _HALF = SEED_WINDOW // 2
 
 
 @numba.njit(cache=True, nogil=True)
-def _histogram(py, px, ly, lx):  # pragma: no cover - compiled
+def histogram(py, px, ly, lx):  # pragma: no cover - compiled
     """End-point counts on the padded grid; returns (hist, padded y, padded x) per point."""
     hist = np.zeros((ly + 2 * HIST_PAD, lx + 2 * HIST_PAD), np.int32)
     n = py.shape[0]
@@ -49,7 +49,7 @@ def _is_seed(hist, y, x):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _find_seeds(hist):  # pragma: no cover - compiled
+def find_seeds(hist):  # pragma: no cover - compiled
     """Seeds in raster order: bins with more than SEED_MIN_COUNT end points that equal the
     maximum of their 5x5 neighbourhood (plateaus included). Returns (ys, xs, counts)."""
     hy, hx = hist.shape
@@ -79,7 +79,7 @@ def _find_seeds(hist):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _seed_regions(hist, sy, sx):  # pragma: no cover - compiled
+def seed_regions(hist, sy, sx):  # pragma: no cover - compiled
     """Per seed, the 11x11 window bins reachable from the centre in <= 5 king moves through
     bins with more than EXPAND_MIN_COUNT end points (5 x [3x3 dilation, then mask])."""
     n = sy.shape[0]
@@ -106,7 +106,7 @@ def _seed_regions(hist, sy, sx):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _paint(shape, sy, sx, regions, order):  # pragma: no cover - compiled
+def paint(shape, sy, sx, regions, order):  # pragma: no cover - compiled
     """Label canvas: seeds painted in ``order`` with label rank+1; later seeds overwrite."""
     canvas = np.zeros(shape, np.int32)
     for r in range(order.shape[0]):
@@ -119,7 +119,7 @@ def _paint(shape, sy, sx, regions, order):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _lookup(canvas, qy, qx):  # pragma: no cover - compiled
+def lookup(canvas, qy, qx):  # pragma: no cover - compiled
     n = qy.shape[0]
     out = np.empty(n, np.int32)
     for j in numba.prange(n):
@@ -128,7 +128,7 @@ def _lookup(canvas, qy, qx):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _drop_big_and_renumber(labels, nseeds, max_count):  # pragma: no cover - compiled
+def drop_big_and_renumber(labels, nseeds, max_count):  # pragma: no cover - compiled
     """Zero labels with more than ``max_count`` points, then renumber 1..N by first appearance
     (points are in raster order, so this is raster order on the image)."""
     counts = np.zeros(nseeds + 1, np.int64)
@@ -149,7 +149,7 @@ def _drop_big_and_renumber(labels, nseeds, max_count):  # pragma: no cover - com
 
 
 @numba.njit(parallel=True, cache=True)
-def _scatter(shape, ys, xs, labels):  # pragma: no cover - compiled
+def scatter(shape, ys, xs, labels):  # pragma: no cover - compiled
     out = np.zeros(shape, np.int32)
     for j in numba.prange(ys.shape[0]):
         out[ys[j], xs[j]] = labels[j]

@@ -2,7 +2,7 @@
 seeds at 5x5x5 local maxima, 11x11x11 seed regions grown by 3x3x3 dilation, lookup, scatter.
 
 The per-point label clean-up (big-mask removal, first-appearance renumbering) is the 2-D
-``_seeds._drop_and_renumber``, which works on the flat point list whatever the dimension.
+``_seeds.drop_big_and_renumber``, which works on the flat point list whatever the dimension.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ _HALF = SEED_WINDOW // 2
 
 
 @numba.njit(cache=True, nogil=True)
-def _histogram3d(pts, shape):  # pragma: no cover - compiled
+def histogram3d(pts, shape):  # pragma: no cover - compiled
     """End-point counts on the padded grid; returns (hist, padded (3, N) bin of every point)."""
     hist = np.zeros((shape[0] + 2 * HIST_PAD, shape[1] + 2 * HIST_PAD, shape[2] + 2 * HIST_PAD),
                     np.int32)
@@ -53,7 +53,7 @@ def _is_seed3d(hist, z, y, x):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _find_seeds3d(hist):  # pragma: no cover - compiled
+def find_seeds3d(hist):  # pragma: no cover - compiled
     """Seeds in raster order: bins with more than SEED_MIN_COUNT end points equal to the
     maximum of their 5x5x5 neighbourhood. Returns (seeds (3, S) int64, counts (S,))."""
     hz, hy, hx = hist.shape
@@ -85,7 +85,7 @@ def _find_seeds3d(hist):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _seed_regions3d(hist, seeds):  # pragma: no cover - compiled
+def seed_regions3d(hist, seeds):  # pragma: no cover - compiled
     """Per seed, the 11^3 window bins reachable from the centre in <= 5 moves to any of the
     26 neighbours through bins with more than EXPAND_MIN_COUNT end points."""
     n = seeds.shape[1]
@@ -117,7 +117,7 @@ def _seed_regions3d(hist, seeds):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _paint3d(shape, seeds, regions, order):  # pragma: no cover - compiled
+def paint3d(shape, seeds, regions, order):  # pragma: no cover - compiled
     """Label canvas: seeds painted in ``order`` with label rank+1; later seeds overwrite."""
     canvas = np.zeros(shape, np.int32)
     r = EXPAND_RADIUS
@@ -132,7 +132,7 @@ def _paint3d(shape, seeds, regions, order):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _lookup3d(canvas, q):  # pragma: no cover - compiled
+def lookup3d(canvas, q):  # pragma: no cover - compiled
     n = q.shape[1]
     out = np.empty(n, np.int32)
     for j in numba.prange(n):
@@ -141,7 +141,7 @@ def _lookup3d(canvas, q):  # pragma: no cover - compiled
 
 
 @numba.njit(parallel=True, cache=True)
-def _scatter3d(shape, inds, labels):  # pragma: no cover - compiled
+def scatter3d(shape, inds, labels):  # pragma: no cover - compiled
     out = np.zeros(shape, np.int32)
     for j in numba.prange(inds.shape[1]):
         out[inds[0, j], inds[1, j], inds[2, j]] = labels[j]

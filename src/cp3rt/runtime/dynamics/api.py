@@ -15,7 +15,7 @@ import numpy as np
 from cp3rt.errors import InputError
 from cp3rt.runtime.dynamics._euler import follow
 from cp3rt.runtime.dynamics._labels import label_dtype
-from cp3rt.runtime.dynamics._prepare import _prepare
+from cp3rt.runtime.dynamics._prepare import prepare
 from cp3rt.runtime.dynamics.assemble import get_masks
 from cp3rt.runtime.dynamics.cleanup import fill_holes_int32
 from cp3rt.runtime.dynamics.config import DynamicsConfig
@@ -54,7 +54,7 @@ def compute_masks_with(dP: np.ndarray, cellprob: np.ndarray, config: DynamicsCon
     if cellprob.size == 0:
         return np.zeros(out_shape, np.uint16)
     # The reference compares float32 cellprob with the threshold in float32.
-    flow5, field, ys, xs = _prepare(dP, cellprob, np.float32(config.cellprob_threshold))
+    flow5, field, ys, xs = prepare(dP, cellprob, np.float32(config.cellprob_threshold))
     if ys.size == 0:
         return np.zeros(out_shape, np.uint16)
     ends = follow(field, ys, xs, config.steps, config.interp).astype(np.int32)  # truncation

@@ -7,13 +7,13 @@ import numpy as np
 from cp3rt.defaults import MAX_SIZE_FRACTION
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.dynamics._seeds import (
-    _drop_big_and_renumber,
-    _find_seeds,
-    _histogram,
-    _lookup,
-    _paint,
-    _scatter,
-    _seed_regions,
+    drop_big_and_renumber,
+    find_seeds,
+    histogram,
+    lookup,
+    paint,
+    scatter,
+    seed_regions,
 )
 
 
@@ -56,14 +56,14 @@ def get_masks(
         ys, xs, pts = ys[order], xs[order], pts[:, order]
     py = np.ascontiguousarray(pts[0], dtype=np.int64)
     px = np.ascontiguousarray(pts[1], dtype=np.int64)
-    hist, qy, qx = _histogram(py, px, ly, lx)
-    sy, sx, cnt = _find_seeds(hist)
+    hist, qy, qx = histogram(py, px, ly, lx)
+    sy, sx, cnt = find_seeds(hist)
     if sy.size == 0:
         return np.zeros((ly, lx), np.int32)
-    regions = _seed_regions(hist, sy, sx)
+    regions = seed_regions(hist, sy, sx)
     order = np.argsort(cnt, kind="stable")  # ascending; ties keep raster order
-    canvas = _paint(hist.shape, sy, sx, regions, order)
-    labels = _lookup(canvas, qy, qx)
-    _drop_big_and_renumber(labels, int(sy.size), float(ly * lx) * float(max_size_fraction))
-    return _scatter((ly, lx), ys, xs, labels)
+    canvas = paint(hist.shape, sy, sx, regions, order)
+    labels = lookup(canvas, qy, qx)
+    drop_big_and_renumber(labels, int(sy.size), float(ly * lx) * float(max_size_fraction))
+    return scatter((ly, lx), ys, xs, labels)
 

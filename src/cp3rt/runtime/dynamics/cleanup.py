@@ -14,19 +14,19 @@ import numpy as np
 
 from cp3rt.defaults import MIN_SIZE
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.dynamics._fill import _counts, _fill_all
+from cp3rt.runtime.dynamics._fill import fill_all, label_counts
 from cp3rt.runtime.dynamics._labels import (
-    _apply_map,
+    apply_map,
     as_label_image,
     label_boxes,
     renumber_raster,
 )
 
 
-def _labels_to_drop(lab: np.ndarray, min_size: int, reference_bugs: bool) -> np.ndarray:
+def labels_to_drop(lab: np.ndarray, min_size: int, reference_bugs: bool) -> np.ndarray:
     """Label values the size filter removes (see the module docstring for the bug)."""
     nmax = int(lab.max()) if lab.size else 0
-    counts = _counts(lab, nmax)
+    counts = label_counts(lab, nmax)
     if not reference_bugs:
         small = np.nonzero(counts < min_size)[0]
         return small[small > 0]
@@ -35,28 +35,28 @@ def _labels_to_drop(lab: np.ndarray, min_size: int, reference_bugs: bool) -> np.
     return np.nonzero(listed < min_size)[0] + 1
 
 
-def _drop_and_renumber(lab: np.ndarray, drop: np.ndarray) -> np.ndarray:
+def drop_and_renumber(lab: np.ndarray, drop: np.ndarray) -> np.ndarray:
     nmax = int(lab.max()) if lab.size else 0
     if nmax == 0:
         return lab
     if drop.size:
         remap = np.arange(nmax + 1, dtype=np.int32)
         remap[drop[drop <= nmax]] = 0
-        lab = _apply_map(lab, remap)
+        lab = apply_map(lab, remap)
     return renumber_raster(lab)[0]
 
 
 def fill_holes_int32(lab: np.ndarray, min_size: int, reference_bugs: bool) -> np.ndarray:
     """Clean-up on an int32 label image (modified copy returned). See ``fill_holes_and_remove_small_masks``."""
     if min_size > 0:
-        lab = _drop_and_renumber(lab, _labels_to_drop(lab, min_size, reference_bugs))
+        lab = drop_and_renumber(lab, labels_to_drop(lab, min_size, reference_bugs))
     else:
         lab = lab.copy()
     if lab.size == 0 or lab.max() == 0:
         return lab
-    _fill_all(lab, label_boxes(lab), reference_bugs)
+    fill_all(lab, label_boxes(lab), reference_bugs)
     if min_size > 0:
-        lab = _drop_and_renumber(lab, _labels_to_drop(lab, min_size, reference_bugs))
+        lab = drop_and_renumber(lab, labels_to_drop(lab, min_size, reference_bugs))
     return lab
 
 

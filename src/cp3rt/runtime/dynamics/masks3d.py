@@ -14,18 +14,18 @@ import numpy as np
 
 from cp3rt.defaults import FLOW_SCALE, MAX_SIZE_FRACTION, MIN_SIZE, NITER_AT_RESCALE_1
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.dynamics._fill3d import _fill_all3d, _label_boxes3d
+from cp3rt.runtime.dynamics._fill3d import fill_all3d, label_boxes3d
 from cp3rt.runtime.dynamics._labels import label_dtype
-from cp3rt.runtime.dynamics._seeds import _drop_big_and_renumber
+from cp3rt.runtime.dynamics._seeds import drop_big_and_renumber
 from cp3rt.runtime.dynamics._seeds3d import (
-    _find_seeds3d,
-    _histogram3d,
-    _lookup3d,
-    _paint3d,
-    _scatter3d,
-    _seed_regions3d,
+    find_seeds3d,
+    histogram3d,
+    lookup3d,
+    paint3d,
+    scatter3d,
+    seed_regions3d,
 )
-from cp3rt.runtime.dynamics.cleanup import _drop_and_renumber, _labels_to_drop
+from cp3rt.runtime.dynamics.cleanup import drop_and_renumber, labels_to_drop
 from cp3rt.runtime.dynamics.integrate3d import Sampling, check_sampling, follow_flows_3d
 from cp3rt.runtime.dynamics.resize import nearest_source_index
 
@@ -44,18 +44,18 @@ def get_masks_3d(points: np.ndarray, inds: np.ndarray, shape: tuple[int, int, in
         raise InputError(f"points must have shape (3, N) matching inds; got {pts.shape} and {idx.shape}.")
     if idx.shape[1] == 0:
         return np.zeros(shape3, np.int32)
-    hist, q = _histogram3d(pts, shape3)
-    seeds, cnt = _find_seeds3d(hist)
+    hist, q = histogram3d(pts, shape3)
+    seeds, cnt = find_seeds3d(hist)
     if cnt.size == 0:
         return np.zeros(shape3, np.int32)
-    regions = _seed_regions3d(hist, seeds)
+    regions = seed_regions3d(hist, seeds)
     order = np.argsort(cnt, kind="stable")  # ascending; ties keep raster order
-    canvas = _paint3d(hist.shape, seeds, regions, order)
+    canvas = paint3d(hist.shape, seeds, regions, order)
     del hist
-    labels = _lookup3d(canvas, q)
+    labels = lookup3d(canvas, q)
     del canvas
-    _drop_big_and_renumber(labels, int(cnt.size), float(np.prod(shape3)) * float(max_size_fraction))
-    return _scatter3d(shape3, idx, labels)
+    drop_big_and_renumber(labels, int(cnt.size), float(np.prod(shape3)) * float(max_size_fraction))
+    return scatter3d(shape3, idx, labels)
 
 
 def resize_nearest_3d(lab: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -72,16 +72,16 @@ def fill_holes_3d(lab: np.ndarray, min_size: int, reference_bugs: bool = False) 
     nz, ny, nx = lab.shape
     flat = lab.reshape(nz * ny, nx)  # raster order of the volume == raster order of this view
     if min_size > 0:
-        flat = _drop_and_renumber(flat, _labels_to_drop(flat, min_size, reference_bugs))
+        flat = drop_and_renumber(flat, labels_to_drop(flat, min_size, reference_bugs))
     else:
         flat = flat.copy()
     vol = np.ascontiguousarray(flat.reshape(nz, ny, nx))
     if vol.size == 0 or vol.max() == 0:
         return vol
-    _fill_all3d(vol, _label_boxes3d(vol, int(vol.max())), reference_bugs)
+    fill_all3d(vol, label_boxes3d(vol, int(vol.max())), reference_bugs)
     if min_size > 0:
         flat = vol.reshape(nz * ny, nx)
-        vol = _drop_and_renumber(flat, _labels_to_drop(flat, min_size, reference_bugs)).reshape(nz, ny, nx)
+        vol = drop_and_renumber(flat, labels_to_drop(flat, min_size, reference_bugs)).reshape(nz, ny, nx)
     return vol
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from cp3rt.defaults import FLOW_SCALE, FLOW_THRESHOLD
 from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.dynamics._heat import flow_errors
-from cp3rt.runtime.dynamics._labels import _apply_map, as_label_image, label_boxes
+from cp3rt.runtime.dynamics._labels import apply_map, as_label_image, label_boxes
 
 
 def flow_over_5(dP: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -70,4 +70,4 @@ def drop_bad_labels(lab: np.ndarray, flow5: np.ndarray, threshold: float) -> np.
     err = flow_errors(lab, label_boxes(lab), flow5)
     remap = np.arange(nmax + 1, dtype=np.int32)
     remap[1:][err > threshold] = 0  # NaN (absent label) compares False: kept, like the reference
-    return _apply_map(lab, remap)
+    return apply_map(lab, remap)

@@ -8,7 +8,7 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _outer_contours(masks: np.ndarray, boxes: np.ndarray, out: np.ndarray) -> None:
+def outer_contours(masks: np.ndarray, boxes: np.ndarray, out: np.ndarray) -> None:
     """Mark in ``out`` the pixels of label k+1 (box ``boxes[k]`` = y0, y1, x0, x1) that have a
     4-neighbour in the background component reaching the box border.
 

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from cp3rt.defaults import MIN_PERCENTILE_RANGE, PERCENTILES
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.io._outlines import _outer_contours
+from cp3rt.runtime.io._outlines import outer_contours
 from cp3rt.runtime.io.write import output_path
 
 def _outlines_2d(masks: np.ndarray) -> np.ndarray:
@@ -21,7 +21,7 @@ def _outlines_2d(masks: np.ndarray) -> np.ndarray:
         if box is not None:
             boxes[k] = (box[0].start, box[0].stop, box[1].start, box[1].stop)
     out = np.zeros(masks.shape, dtype=bool)
-    _outer_contours(np.ascontiguousarray(masks), boxes, out)
+    outer_contours(np.ascontiguousarray(masks), boxes, out)
     return out
 
 
@@ -43,7 +43,7 @@ def masks_to_outlines(masks: Any) -> np.ndarray:
     return _outlines_2d(m)
 
 
-def _normalize99(x: np.ndarray) -> np.ndarray:
+def normalize99(x: np.ndarray) -> np.ndarray:
     """1/99 percentile scaling in the input's float precision; flat data (range <= 1e-3) -> 0."""
     x = np.array(x, dtype=x.dtype if x.dtype in (np.float32, np.float64) else np.float32)
     lo = np.percentile(x, PERCENTILES[0])
@@ -68,7 +68,7 @@ def flows_to_rgb(dP: Any) -> np.ndarray:
         raise ConfigError(f"dP has shape {d.shape}; flows need a leading axis of >= 2 components.")
     if d.dtype not in (np.float32, np.float64):
         d = d.astype(np.float32)
-    mag = np.clip(_normalize99(np.sqrt(np.sum(d**2, axis=0))), 0, 1.0) * 255
+    mag = np.clip(normalize99(np.sqrt(np.sum(d**2, axis=0))), 0, 1.0) * 255
     angle = np.arctan2(d[1], d[0]) + np.pi
     mag /= 2  # cos(.) + 1 spans [0, 2]: halve so full magnitude maps to [0, 255]
     rgb = np.zeros((*d.shape[1:], 3), dtype=np.uint8)
@@ -81,7 +81,7 @@ def _display_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = image[..., None]
     # Channels beyond the third are not shown (an RGBA file keeps its colours).
-    planes = [np.clip(_normalize99(image[..., c].astype(np.float32)), 0, 1)
+    planes = [np.clip(normalize99(image[..., c].astype(np.float32)), 0, 1)
               for c in range(min(3, image.shape[-1]))]
     if len(planes) == 1:
         planes = planes * 3
@@ -118,4 +118,20 @@ def write_overlay_png(
     rgb[masks_to_outlines(m)] = np.asarray(color, dtype=np.uint8)
     with output_path(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
+    return Path(path)
+
+
+def write_flow_picture_tif(path: str | os.PathLike[str], dP: Any) -> Path:
+    """Write Cellpose's ``_flows.tif``: the colour flow picture of ``dP`` as a uint8 RGB TIFF.
+
+    2-D ``dP (2, Y, X)`` gives one (Y, X, 3) page; 3-D ``dP (3, Z, Y, X)`` one picture of
+    (dY, dX) per plane, (Z, Y, X, 3). The reference scales the uint8 picture by 65535 first,
+    which wraps around (NumPy 1) or raises (NumPy 2): cp3rt keeps the picture as it is.
+    """
+    import tifffile
+
+    d = np.asarray(dP)
+    rgb = flows_to_rgb(d) if d.ndim == 3 else np.stack([flows_to_rgb(d[1:, z]) for z in range(d.shape[1])])
+    with output_path(path) as tmp:
+        tifffile.imwrite(tmp, rgb, compression="zlib", photometric="rgb")
     return Path(path)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.io.render import _normalize99, flows_to_rgb, masks_to_outlines
+from cp3rt.runtime.io.render import flows_to_rgb, masks_to_outlines, normalize99
 from cp3rt.runtime.io.write import output_path
 
 SEG_SUFFIX = "_seg.npy"
@@ -35,7 +35,7 @@ def _nearest(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _uint8_prob(cellprob: np.ndarray) -> np.ndarray:
-    return (np.clip(_normalize99(cellprob), 0, 1) * 255).astype(np.uint8)
+    return (np.clip(normalize99(cellprob), 0, 1) * 255).astype(np.uint8)
 
 
 def seg_dict(
@@ -50,7 +50,8 @@ def seg_dict(
     restore_type: str | None = None,
     ratio: float = 1.0,
 ) -> dict[str, Any]:
-    """The dict stored in a ``_seg.npy``: GUI flow layout, outlines, manual flags, metadata.
+    """The dict stored in a ``_seg.npy``: GUI flow layout, outlines, manual flags, metadata;
+    ``filename`` (the image) is stored as an absolute path, which the GUI opens first.
 
     2-D: ``masks (Ly, Lx)``, ``flows_dp (2, Ly', Lx')`` (dY, dX), ``cellprob (Ly', Lx')``;
     3-D: ``masks (Lz, Ly, Lx)``, ``flows_dp (3, Lz, Ly, Lx)``, ``cellprob (Lz, Ly, Lx)``.
@@ -86,7 +87,9 @@ def seg_dict(
         "masks": m.astype(dtype),
         "chan_choose": [int(c) for c in channels],
         "ismanual": np.zeros(int(m.max(initial=0)), dtype=bool),
-        "filename": os.fspath(filename),
+        # Absolute: the GUI opens the image at `filename`, else next to the _seg.npy; a path
+        # as typed (relative to where cp3rt ran) is found by neither once --out is elsewhere.
+        "filename": os.path.abspath(os.fspath(filename)),
         "flows": flows,
         "diameter": float(diameter),
     }

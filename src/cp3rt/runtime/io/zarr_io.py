@@ -1,9 +1,10 @@
 """Huge images on disk: lazy readers for OME-Zarr / zarr and BigTIFF (memory-mapped), and
 label writers, (Y, X) or (Z, Y, X) (NGFF ``labels/`` group inside an OME-Zarr, or a BigTIFF memmap).
 
-zarr is an optional dependency (``pip install cp3rt[scale]``), imported only here. OME-Zarr
-is written as NGFF 0.4 (zarr format 2): ``labels/.zattrs`` lists the label images, each one a
-multiscales group with a single level ``0`` and ``image-label`` metadata.
+zarr is an optional dependency (``pip install cp3rt[scale]``), imported only here; OME-Zarr
+metadata (NGFF 0.4 on zarr v2, 0.5 on zarr v3) go through ome-zarr-py in ``ngff`` (the ``zarr``
+extra). Labels are written in the image's NGFF version: ``labels/`` lists them, each one a
+multiscale label image with the image's levels, scales and units, and ``image-label`` metadata.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from cp3rt import defaults as D
 from cp3rt._lazy import require
 from cp3rt.errors import InputError, OutputError
 
-NGFF_VERSION = "0.4"
 LABEL_CHUNK = 1024
 LABEL_CHUNK_3D = (64, 256, 256)  # 16 MB uint32 chunks; volume blocks are written core by core
-_AXIS_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+_AXES = "tczyx"
 
 
-def _zarr():
+def zarr_module() -> Any:
+    """The ``zarr`` package, imported on first use (the ``scale`` extra; a missing one is an
+    error that says what to install). Every module that opens zarr stores gets it here."""
     return require("zarr", "reading and writing zarr / OME-Zarr images (pip install cp3rt[scale])")
 
 
@@ -40,14 +42,16 @@ def open_lazy(path: str | os.PathLike[str]) -> Any:
     if not p.exists():
         raise InputError(f"{p} does not exist.")
     if is_zarr(p):
-        zarr = _zarr()
+        zarr = zarr_module()
         node = zarr.open(str(p), mode="r")
         if hasattr(node, "shape"):
             return node
-        ms = node.attrs.get("multiscales")
-        if not ms:
+        from cp3rt.runtime.io.ngff import read_image
+
+        image = read_image(p)
+        if image is None:
             raise InputError(f"{p} is a zarr group without NGFF 'multiscales' metadata; give the array inside it.")
-        return node[ms[0]["datasets"][0]["path"]]
+        return node[image.datasets[0]]
     if p.suffix.lower() in (".tif", ".tiff"):
         import tifffile
 
@@ -55,45 +59,39 @@ def open_lazy(path: str | os.PathLike[str]) -> Any:
             return tifffile.memmap(p, mode="r")
         except ValueError:  # compressed or tiled: read through tifffile's zarr store
             store = tifffile.imread(p, aszarr=True)
-            return _zarr().open(store, mode="r")
+            return zarr_module().open(store, mode="r")
     raise InputError(f"{p} is neither a zarr/OME-Zarr folder nor a (Big)TIFF file.")
 
 
-def _multiscales(name: str, ndim: int = 2, axes_names: str = "yx") -> list[dict]:
-    axes = [{"name": a, "type": _AXIS_TYPES[a]} for a in axes_names]
-    return [{"version": NGFF_VERSION, "name": name, "axes": axes,
-             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1.0] * ndim}]}]}]
-
-
 def create_ngff_labels(root: str | os.PathLike[str], shape: tuple[int, ...], name: str = D.LABELS_NAME,
-                       *, overwrite: bool = False) -> Any:
-    """Create ``root/labels/<name>/0`` (uint32, zero-filled, (Y, X) or (Z, Y, X)) in an
-    OME-Zarr (or a new one at ``root``) and register it in ``labels/.zattrs``; returns the
-    writable array."""
+                       *, overwrite: bool = False, image: str | os.PathLike[str] | None = None) -> Any:
+    """Create ``root/labels/<name>`` (uint32, zero-filled, (Y, X) or (Z, Y, X)) for the
+    OME-Zarr image at ``image`` (default ``root`` itself) with the image's levels, scales,
+    units and NGFF version, registered in ``labels``; returns level 0, writable. The lower
+    levels are filled by ``mark_complete``."""
+    from cp3rt.runtime.io import ngff
+
     if len(shape) not in (2, 3):
         raise OutputError(f"{root}: labels are (Y, X) or (Z, Y, X), not shape {tuple(shape)}.")
-    volume = len(shape) == 3
-    zarr = _zarr()
+    source = Path(image if image is not None else root)
+    meta = ngff.read_image(source)
+    if meta is None:
+        raise OutputError(f"{source}: not an OME-Zarr image (no NGFF 'multiscales'); labels need one.")
+    if (Path(root) / "labels" / name).exists() and not overwrite:
+        raise OutputError(f"{root}/labels/{name} exists already; pass overwrite to replace it.")
+    chunks = tuple(min(c, int(n)) for c, n in zip(LABEL_CHUNK_3D, shape)) if len(shape) == 3 else (LABEL_CHUNK,) * 2
     try:
-        group = zarr.open_group(str(root), mode="a", zarr_format=2)
-        labels = group.require_group("labels")
-        names = list(labels.attrs.get("labels", []))
-        if name in labels and not overwrite:
-            raise OutputError(f"{root}/labels/{name} exists already; pass overwrite to replace it.")
-        lab = labels.create_group(name, overwrite=True)
-        lab.attrs["multiscales"] = _multiscales(name, len(shape), "zyx" if volume else "yx")
-        lab.attrs["image-label"] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
-        chunks = tuple(min(c, int(n)) for c, n in zip(LABEL_CHUNK_3D, shape)) if volume else (LABEL_CHUNK,) * 2
-        arr = lab.create_array("0", shape=tuple(shape), chunks=chunks, dtype="uint32", fill_value=0)
-        if name not in names:
-            labels.attrs["labels"] = [*names, name]
-        return arr
+        return ngff.create_labels(root, meta, tuple(int(n) for n in shape), name, chunks)
     except OSError as exc:
         raise OutputError(f"{root}: cannot write labels ({exc.strerror or exc}).") from exc
 
 
 def mark_complete(arr: Any, **info: Any) -> None:
-    """Set ``cp3rt`` attributes on a written label array (its presence means 'done')."""
+    """Fill the lower levels of written NGFF labels from level 0 ``arr`` (nearest neighbour),
+    then set ``cp3rt`` attributes on it (their presence means 'done', so they come last)."""
+    from cp3rt.runtime.io.ngff import fill_lower_levels
+
+    fill_lower_levels(arr)
     arr.attrs["cp3rt"] = {"complete": True, **info}
 
 
@@ -101,7 +99,7 @@ def is_complete(root: str | os.PathLike[str], name: str = D.LABELS_NAME) -> bool
     p = Path(root) / "labels" / name / "0"
     if not is_zarr(p):
         return False
-    return bool(_zarr().open(str(p), mode="r").attrs.get("cp3rt", {}).get("complete"))
+    return bool(zarr_module().open(str(p), mode="r").attrs.get("cp3rt", {}).get("complete"))
 
 
 def create_bigtiff_labels(path: str | os.PathLike[str], shape: tuple[int, ...]) -> np.memmap:
@@ -117,16 +115,22 @@ def create_bigtiff_labels(path: str | os.PathLike[str], shape: tuple[int, ...]) 
 
 
 def write_ngff_image(root: str | os.PathLike[str], image: np.ndarray, chunks: int = LABEL_CHUNK,
-                     axes: str | None = None) -> Any:
-    """Write an array as a single-level OME-Zarr image (tests, benchmarks); ``axes`` names
-    its axes (``"zyx"``, ``"czyx"``...), default ``"yx"`` / ``"cyx"``."""
-    zarr = _zarr()
+                     axes: str | None = None, *, version: str = "0.4", scale_factors: tuple[int, ...] = (),
+                     scale: dict[str, float] | None = None, units: dict[str, str] | None = None) -> Any:
+    """Write an array as an OME-Zarr image with ome-zarr-py (tests, benchmarks): NGFF
+    ``version`` 0.4 (zarr v2) or 0.5 (zarr v3), one level plus one per ``scale_factors``;
+    ``axes`` names its axes (``"zyx"``, ``"czyx"``...), default ``"yx"`` / ``"cyx"``;
+    ``scale`` / ``units``: level 0's pixel size and unit per axis name."""
+    from cp3rt.runtime.io.ngff import ome_zarr
+
+    oz = ome_zarr()
     axes = (axes or ("cyx" if image.ndim == 3 else "yx")).lower()
-    if len(axes) != image.ndim or set(axes) - set(_AXIS_TYPES):
+    if len(axes) != image.ndim or set(axes) - set(_AXES):
         raise InputError(f"axes={axes!r} does not name the {image.ndim} axes of the image (letters tczyx).")
-    group = zarr.open_group(str(root), mode="w", zarr_format=2)
-    group.attrs["multiscales"] = _multiscales("image", image.ndim, axes)
-    arr = group.create_array("0", shape=image.shape, chunks=(*image.shape[:-2], chunks, chunks),
-                             dtype=image.dtype, fill_value=0)
-    arr[...] = image
-    return arr
+    fmt = oz.format.format_from_version(version)
+    group = zarr_module().open_group(str(root), mode="w", zarr_format=fmt.zarr_format)
+    full = dict.fromkeys(axes, 1.0) | (scale or {})
+    oz.writer.write_image(image, group, scale_factors=list(scale_factors), fmt=fmt, axes=axes,
+                          scale=full, axes_units=units,
+                          storage_options={"chunks": (*image.shape[:-2], chunks, chunks)})
+    return group[oz.writer.get_metadata(group)["multiscales"][0]["datasets"][0]["path"]]

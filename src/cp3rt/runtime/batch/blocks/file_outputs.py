@@ -30,10 +30,11 @@ _EXTRA_OUTPUTS = ("save_flows", "save_restored", "save_seg", "overlay", "table",
 
 
 def is_ome_zarr(path: Path) -> bool:
-    from cp3rt.runtime.io.zarr_io import _zarr
+    from cp3rt.runtime.io.ngff import read_image
+    from cp3rt.runtime.io.zarr_io import zarr_module
 
-    node = _zarr().open(str(path), mode="r")
-    return not hasattr(node, "shape") and bool(node.attrs.get("multiscales"))
+    node = zarr_module().open(str(path), mode="r")
+    return not hasattr(node, "shape") and read_image(path) is not None  # NGFF 0.4 or 0.5
 
 
 def block_diameter(pipeline: Pipeline, run: RunConfig) -> float:
@@ -50,18 +51,22 @@ def refuse_extra_outputs(path: Path, outputs: OutputOptions, what: str) -> None:
 def write_block_labels(
     path: Path, outputs: OutputOptions, shape: tuple[int, ...],
     segment: Callable[[Any, Path], Any], marker: Callable[[Any, Any], dict[str, Any]],
+    labels_root: Path | None = None,
 ) -> tuple[tuple[Path, ...], Any]:
     """Create the labels of a huge input, fill them with ``segment(out, scratch_parent)`` and
     mark them complete: an OME-Zarr input gets ``labels/cp3rt`` (``marker`` gives the attributes
     written last), anything else an atomically renamed BigTIFF. (outputs, None) when already done
-    and not ``outputs.overwrite``."""
+    and not ``outputs.overwrite``. ``labels_root``: the group that gets an OME-Zarr input's
+    ``labels/`` (a read-only plate's mirror), default the input itself; the labels copy the
+    input's levels, scales, units and NGFF version."""
     from cp3rt.runtime.io import zarr_io
 
     if path.is_dir() and is_ome_zarr(path):
-        label_path = path / "labels" / D.LABELS_NAME
-        if zarr_io.is_complete(path) and not outputs.overwrite:
+        root = labels_root or path
+        label_path = root / "labels" / D.LABELS_NAME
+        if zarr_io.is_complete(root) and not outputs.overwrite:
             return (label_path,), None
-        out = zarr_io.create_ngff_labels(path, shape, overwrite=True)
+        out = zarr_io.create_ngff_labels(root, shape, overwrite=True, image=path)
         summary = segment(out, path.parent)
         zarr_io.mark_complete(out, **marker(out, summary))
         return (label_path,), summary

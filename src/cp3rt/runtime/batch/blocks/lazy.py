@@ -79,14 +79,16 @@ def ngff_axes(meta: list[Any] | None, ndim: int) -> str:
 
 def open_plane(path: str | os.PathLike[str]) -> PlaneView:
     """Open a zarr / OME-Zarr / (Big)TIFF lazily as a (Y, X) or (C, Y, X) view."""
-    from cp3rt.runtime.io.zarr_io import _zarr, is_zarr, open_lazy
+    from cp3rt.runtime.io.zarr_io import is_zarr, open_lazy, zarr_module
 
     p = Path(path)
     arr = open_lazy(p)
     if is_zarr(p):
-        node = _zarr().open(str(p), mode="r")
-        ms = node.attrs.get("multiscales") if not hasattr(node, "shape") else None
-        axes = ngff_axes(ms[0].get("axes"), len(arr.shape)) if ms else guess_axes(tuple(arr.shape))
+        from cp3rt.runtime.io.ngff import read_image
+
+        node = zarr_module().open(str(p), mode="r")
+        image = read_image(p) if not hasattr(node, "shape") else None
+        axes = ngff_axes(list(image.axes), len(arr.shape)) if image else guess_axes(tuple(arr.shape))
     else:
         shape, axes = tiff_axes(p)
         if tuple(arr.shape) != shape:

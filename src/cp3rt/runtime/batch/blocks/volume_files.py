@@ -116,14 +116,16 @@ class VolumeView:
 
 def _stored(path: Path) -> tuple[tuple[int, ...], str, Any]:
     """(shape, axes letters, lazy opener) of a TIFF / zarr / OME-Zarr, from its metadata."""
-    from cp3rt.runtime.io.zarr_io import _zarr, is_zarr, open_lazy
+    from cp3rt.runtime.io.zarr_io import is_zarr, open_lazy, zarr_module
 
     if is_zarr(path):
-        node = _zarr().open(str(path), mode="r")
-        ms = node.attrs.get("multiscales") if not hasattr(node, "shape") else None
+        from cp3rt.runtime.io.ngff import read_image
+
+        node = zarr_module().open(str(path), mode="r")
+        image = read_image(path) if not hasattr(node, "shape") else None
         arr = open_lazy(path)
         shape = tuple(arr.shape)
-        return shape, ngff_axes(ms[0].get("axes"), len(shape)) if ms else "Q" * len(shape), lambda: arr
+        return shape, ngff_axes(list(image.axes), len(shape)) if image else "Q" * len(shape), lambda: arr
     if path.suffix.lower() in (".tif", ".tiff"):
         shape, axes = tiff_axes(path)
         return shape, axes, lambda: open_lazy(path)
@@ -182,8 +184,10 @@ def segment_volume_file(
     block_size: int | None = None,
     block_size_z: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    labels_root: Path | None = None,
 ) -> ImageOutcome:
-    """Segment one huge volume in blocks and write its 3-D labels (see the module docstring);
+    """Segment one huge volume in blocks and write its 3-D labels (see the module docstring;
+    ``labels_root``: see ``file_outputs.write_block_labels``);
     ``block_size`` None: ``defaults.BLOCK_SIZE_3D``. Errors become a failed outcome."""
     path = Path(path)
     try:
@@ -197,7 +201,8 @@ def segment_volume_file(
                 pipeline, volume, out, diameter=diameter, run=run, block_size=block_size or D.BLOCK_SIZE_3D,
                 block_size_z=block_size_z, progress=progress),
             lambda out, s: dict(n_objects=s.n_objects, blocks=s.n_blocks, diameter=diameter, halo=list(s.halo),
-                                anisotropy=run.anisotropy))
+                                anisotropy=run.anisotropy),
+            labels_root=labels_root)
         return outcome_of(path, written, summary, time.perf_counter() - t0)
     except (Cp3rtError, OSError) as err:
         return failed_outcome(path, err)

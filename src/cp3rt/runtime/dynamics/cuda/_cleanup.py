@@ -28,7 +28,7 @@ def resize(cuda: Any, lab: Any, shape: tuple[int, int], stream: Any) -> Any:
 
 
 def labels_to_drop(counts: np.ndarray, min_size: int, reference_bugs: bool) -> np.ndarray:
-    """``cleanup._labels_to_drop`` on a count table (``counts[0]``: background pixels).
+    """``cleanup.labels_to_drop`` on a count table (``counts[0]``: background pixels).
 
     A deliberate copy of that function's last lines: it takes the label image, this takes the
     counts the device has already made; the pipeline tests hold both to the same outputs
@@ -43,7 +43,7 @@ def labels_to_drop(counts: np.ndarray, min_size: int, reference_bugs: bool) -> n
 
 
 def drop_and_renumber_map(counts: np.ndarray, first: np.ndarray, drop: np.ndarray) -> np.ndarray:
-    """Label map of ``cleanup._drop_and_renumber``: ``drop`` -> 0, the other present labels
+    """Label map of ``cleanup.drop_and_renumber``: ``drop`` -> 0, the other present labels
     1..K in raster order of their first pixel."""
     keep = counts > 0
     keep[0] = False

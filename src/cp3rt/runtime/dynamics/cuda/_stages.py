@@ -113,7 +113,7 @@ def seeds(cuda: Any, ends: Any, shape: tuple[int, int], stream: Any) -> Seeds:
 
 
 def raster_numbering(counts: np.ndarray, first: np.ndarray, max_count: float) -> np.ndarray:
-    """Seed -> label map of ``_drop_big_and_renumber``: seeds with more than ``max_count``
+    """Seed -> label map of ``drop_big_and_renumber``: seeds with more than ``max_count``
     points (or none) get 0, the others 1..K in the order of their first point."""
     kept = np.flatnonzero((counts[1:] > 0) & (counts[1:] <= max_count)) + 1
     remap = np.zeros(counts.size, np.int32)
