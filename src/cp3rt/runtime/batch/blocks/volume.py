@@ -54,8 +54,8 @@ class VolumeBlockSummary:
     shape: tuple[int, int, int]
     n_blocks: int
     n_objects: int
-    halo: tuple[int, int, int]        # Z, Y, X halo in voxels
-    block_size: tuple[int, int, int]  # Z, Y, X core size in voxels
+    halo: tuple[int, ...]        # Z, Y, X halo in voxels (a 3-D BlockGrid's halos)
+    block_size: tuple[int, ...]  # Z, Y, X core size in voxels (its sizes)
     lowhigh: Any  # the (low, high) pair(s) the blocks were normalised with; None: not normalised
 
 
@@ -147,5 +147,5 @@ def segment_volume_blocks(
     finally:
         frames.close()
     n_objects = count_objects(tables)
-    return VolumeBlockSummary(shape, n, n_objects, grid.halos, grid.sizes,  # type: ignore[arg-type]
+    return VolumeBlockSummary(shape, n, n_objects, grid.halos, grid.sizes,
                               norm.lowhigh if norm is not None else None)

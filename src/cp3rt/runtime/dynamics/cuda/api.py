@@ -50,6 +50,19 @@ def _on_device(cuda: Any, arr: Any, name: str, stream: Any) -> Any:
     return out
 
 
+def _device_inputs(cuda: Any, dP: Any, cellprob: Any, stream: Any) -> tuple[Any, Any, tuple[int, int]]:
+    """(dP, cellprob) as numba device arrays, checked against each other; and the (Y, X) shape."""
+    d_dP = _on_device(cuda, dP, "dP", stream)
+    d_prob = _on_device(cuda, cellprob, "cellprob", stream)
+    if len(d_prob.shape) != 2:
+        raise InputError(f"cellprob must be a 2-D array (Y, X); got shape {tuple(d_prob.shape)}.")
+    shape = (int(d_prob.shape[0]), int(d_prob.shape[1]))
+    if tuple(d_dP.shape) != (2, *shape):
+        raise InputError(f"dP must have shape (2, {shape[0]}, {shape[1]}) (Y flow, X flow) "
+                         f"to match cellprob; got {tuple(d_dP.shape)}.")
+    return d_dP, d_prob, shape
+
+
 def compute_masks_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream: Any = None,
                        timings: dict[str, float] | None = None) -> np.ndarray:
     """Host label image equal to ``compute_masks_with(dP, cellprob, config)``, computed on the GPU.
@@ -64,18 +77,10 @@ def compute_masks_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream
     (unless numba's simulator is enabled).
     """
     cuda = _env.load()
-    from cp3rt.runtime.dynamics.cuda import _cleanup as cl  # kernels compile on first launch
-    from cp3rt.runtime.dynamics.cuda import _stages as st
+    from cp3rt.runtime.dynamics.cuda import _stages as st  # kernels compile on first launch
 
     stream = _stream(cuda, stream)
-    d_dP = _on_device(cuda, dP, "dP", stream)
-    d_prob = _on_device(cuda, cellprob, "cellprob", stream)
-    if len(d_prob.shape) != 2:
-        raise InputError(f"cellprob must be a 2-D array (Y, X); got shape {tuple(d_prob.shape)}.")
-    shape = (int(d_prob.shape[0]), int(d_prob.shape[1]))
-    if tuple(d_dP.shape) != (2, *shape):
-        raise InputError(f"dP must have shape (2, {shape[0]}, {shape[1]}) (Y flow, X flow) "
-                         f"to match cellprob; got {tuple(d_dP.shape)}.")
+    d_dP, d_prob, shape = _device_inputs(cuda, dP, cellprob, stream)
     out_shape = config.output_shape or shape
     if d_prob.size == 0:
         return np.zeros(out_shape, np.uint16)
@@ -96,6 +101,17 @@ def compute_masks_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream
         err = st.flow_errors(cuda, lab, nlab, flow5, stream)
         st.drop_bad_labels(cuda, lab, err, float(config.flow_threshold), stream)  # type: ignore[arg-type]
         clock("qc")
+    return _clean_up(cuda, lab, nlab, shape, config, stream, clock)
+
+
+def _clean_up(cuda: Any, lab: Any, nlab: int, shape: tuple[int, int], config: DynamicsConfig, stream: Any,
+              clock: Any) -> np.ndarray:
+    """Nearest resize, small-mask removal and hole filling of the device labels; the host label
+    image. When a label encloses another the sequential clean-up decides who swallows whom: that
+    image is copied back as it is and cleaned up on the host."""
+    from cp3rt.runtime.dynamics.cuda import _cleanup as cl
+
+    out_shape = config.output_shape or shape
     if tuple(out_shape) != shape:
         lab = cl.resize(cuda, lab, tuple(out_shape), stream)
     out = cl.finish(cuda, lab, nlab, int(config.min_size), config.reference_bugs, stream)
@@ -105,7 +121,6 @@ def compute_masks_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream
         stream.synchronize()
         clock("copy_back")
         return host
-    # A label encloses another: the sequential clean-up decides who swallows whom.
     host = lab.copy_to_host(stream=stream)
     stream.synchronize()
     clock("copy_back")
@@ -122,8 +137,7 @@ def end_points_cuda(dP: Any, cellprob: Any, config: DynamicsConfig, *, stream: A
     from cp3rt.runtime.dynamics.cuda import _stages as st
 
     stream = _stream(cuda, stream)
-    d_dP = _on_device(cuda, dP, "dP", stream)
-    d_prob = _on_device(cuda, cellprob, "cellprob", stream)
+    d_dP, d_prob, _ = _device_inputs(cuda, dP, cellprob, stream)
     _, field, ys, xs, n = st.prepare(cuda, d_dP, d_prob, config.cellprob_threshold, stream)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((2, 0), np.float32)
