@@ -164,3 +164,30 @@ def test_help_documents_exit_codes_and_output_names(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for needle in ("130", "143", "claimed", "mirror", "same name"):
         assert needle in text, needle
+
+
+# one image's surprise, --out naming a file (items 3 and 9, the batch half) ---------------------
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_an_unexpected_error_is_one_line_and_a_traceback_only_with_v(tmp_path, capsys, monkeypatch, verbose):
+    import cp3rt.runtime.io as cio
+
+    _crops(tmp_path / "in", 3, size=64)
+    real = cio.read_image
+    monkeypatch.setattr(cio, "read_image", lambda p: (_ for _ in ()).throw(MemoryError("56 GiB"))
+                        if Path(p).name == "img01.tif" else real(p))
+    args = ["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "out")]
+    assert main(["-v", *args] if verbose else args) == 1
+    err = capsys.readouterr().err
+    failed = failed_lines(err)
+    assert len(failed) == 1 and "img01.tif" in failed[0] and "MemoryError: 56 GiB" in failed[0], err
+    assert ("Traceback" in err) == verbose
+    assert len(list((tmp_path / "out").glob("*_cp_masks.tif"))) == 2  # the batch went on
+
+
+def test_out_naming_a_file_is_one_error_before_any_image(tmp_path, capsys):
+    _crops(tmp_path / "in", 2, size=64)
+    (tmp_path / "taken").write_text("a file")
+    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "taken")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "taken is a file" in err and len(err.splitlines()) == 1, err
