@@ -97,3 +97,19 @@ def test_block_runs_refuse_the_per_object_outputs_rather_than_skip_them(tmp_path
     with pytest.raises(ConfigError, match="--table, --rois, --outlines, --exclude-on-edges"):
         refuse_extra_outputs(tmp_path / "huge.tif", OutputOptions(table="csv", rois=True, outlines=True,
                                                                   exclude_on_edges=True), "huge images")
+
+
+def test_volume_overlay_is_a_montage_of_planes_and_the_table_has_z(tmp_path) -> None:
+    src = tifffile.imread(DATA / "stardist_dsb2018_nuclei" / "images" / "img2d.tif")
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.stack([src[3 * z: 3 * z + 96, 2 * z: 2 * z + 120] for z in range(8)]))
+    out = tmp_path / "out"
+    assert main(["run", str(stack), "--model", "cp3rt_nuclei", "--backend", "ort", "--diameter", "30",
+                 "--do-3d", "--overlay", "--table", "csv", "--out", str(out)]) == 0
+    masks = tifffile.imread(out / "stack_cp_masks.tif")
+    with open(out / "stack_cp_objects.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == np.unique(masks).size - 1 and "centroid_z" in rows[0]
+    with Image.open(out / "stack_overlay.png") as im:
+        width, height = im.size
+    assert width >= 3 * 120 and height > 2 * 96  # two rows of three planes under a caption

@@ -52,9 +52,10 @@ def test_volume_in_volume_labels_out(onnx_model, stack, tmp_path, flags, setting
     assert np.array_equal(masks, want)
 
 
-def test_overlay_is_refused_for_volumes(onnx_model, stack, tmp_path, capsys):
+def test_seg_npy_is_refused_for_volumes(onnx_model, stack, tmp_path, capsys):
+    # (--overlay works for volumes: a montage of Z planes, tests/cli/test_run_screening_outputs.py)
     code = main(["run", str(stack), "--model", str(onnx_model), "--backend", "ort", "--diameter", "30",
-                 "--out", str(tmp_path), "--do-3d", "--overlay"])
+                 "--out", str(tmp_path), "--do-3d", "--save-seg"])
     assert code == 1
     text = capsys.readouterr()
     assert "only work for 2-D images" in text.out + text.err

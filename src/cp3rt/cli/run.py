@@ -51,7 +51,8 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   abandoned between blocks), no partial file is left, the summary says what was done; a second
   signal stops at once. Re-run the same command to resume.
 - Volumes: `cp3rt run stack.tif --do-3d --anisotropy 2` (or `--stitch-threshold 0.25`) writes a
-  3-D uint16/uint32 `<stem>_cp_masks.tif`; --overlay and --save-seg are 2-D only.
+  3-D uint16/uint32 `<stem>_cp_masks.tif`; --overlay shows a montage of Z planes; --save-seg,
+  --rois and --outlines are 2-D only.
 - Huge images: a zarr/OME-Zarr folder or a TIFF over {D.HUGE_IMAGE_SIDE} px a side (every TIFF with --blocks)
   is segmented in blocks of --block-size with a {D.BLOCK_HALO_DIAMETERS:g}-diameter halo, seams merged; labels go into
   the OME-Zarr's `labels/cp3rt` group or a BigTIFF `<stem>_cp_masks.tif` (masks only; the

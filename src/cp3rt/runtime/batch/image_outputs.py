@@ -32,7 +32,7 @@ def write_outputs(
     from cp3rt.runtime.io.pixel_size import read_pixel_size
 
     order = [k for k in finals if k != "masks"] + ["masks"]
-    flat_only = sorted(k for k in ("overlay", "seg", "rois", "outlines") if k in finals)
+    flat_only = sorted(k for k in ("seg", "rois", "outlines") if k in finals)
     if result.masks.ndim == 3 and flat_only:
         raise ConfigError(
             f"{image}: --{' and --'.join('save-seg' if k == 'seg' else k for k in flat_only)} "

@@ -10,7 +10,8 @@ Each writer takes the input as read (``raw``) and the pipeline's ``Result``; ``w
   the input's size: the table then has no intensity columns (geometry only).
 * rois / outlines: ``<stem>_rois.zip`` (Fiji ROI Manager) and ``<stem>_cp_outlines.txt``.
 * overlay: outlines on the image with the object count, diameter and models written above;
-  with a restoration, the raw image beside the restored one.
+  with a restoration, the raw image beside the restored one; a volume gives a montage of up to
+  six Z planes.
 """
 
 from __future__ import annotations
@@ -77,17 +78,25 @@ def write_overlay(final: Path, image: Path, raw: np.ndarray, result: Result, run
                   model: str | None, restore_type: str | None) -> None:
     """Outlines on the segmented image under a caption (count, diameter, models); with a
     restoration of the same size, the raw channel on the left and the restored on the right."""
-    from cp3rt.runtime.io.pictures import result_caption, write_result_picture
+    from cp3rt.runtime.io.pictures import result_caption, write_result_picture, write_volume_picture
     from cp3rt.runtime.prep.axes import to_cyx
 
-    plain = to_cyx(raw, channels=run.channels, channel_axis=run.channel_axis, z_axis=run.z_axis, nchan=None)[0]
+    caption = result_caption(result.n_objects, diameter=result.diameter, model=_model_name(model),
+                             restore=_model_name(restore_type), name=image.name)
+    volume = result.masks.ndim == 3
+    plain = to_cyx(raw, channels=run.channels, channel_axis=run.channel_axis, z_axis=run.z_axis, nchan=None,
+                   do_3D=volume)
+    plain = plain[:, 0] if volume else plain[0]
+    if volume:  # a montage of Z planes; the restored stack when it has the masks' planes
+        restored = result.restored[:, 0] if result.restored is not None else None
+        shown = restored if restored is not None and restored.shape == result.masks.shape else plain
+        write_volume_picture(final, shown, result.masks, caption)
+        return
     shown, before = plain, None
     if result.restored is not None:
         shown = result.restored[0]
         if plain.shape == shown.shape:
             before = plain
-    caption = result_caption(result.n_objects, diameter=result.diameter, model=_model_name(model),
-                             restore=_model_name(restore_type), name=image.name)
     write_result_picture(final, shown, result.masks, caption, raw=before)
 
 

@@ -163,3 +163,41 @@ def write_match_picture(path: str | os.PathLike[str], gt: Any, pred: Any, matche
                (f"matched (true positives) {len(matched)}", MATCHED), (f"missed (false negatives) {len(missed)}", MISSED),
                (f"extra (false positives) {len(extra)}", EXTRA)]
     return save_png(path, compose([rgb], caption))
+
+
+def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
+    """``panel`` with ``text`` in its top-left corner on a dark box."""
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(panel)
+    draw = ImageDraw.Draw(im)
+    font = _font(int(np.clip(panel.shape[1] // 16, 12, 24)))
+    box = draw.textbbox((4, 4), text, font=font)
+    draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=BACKGROUND)
+    draw.text((4, 4), text, fill=TEXT, font=font)
+    return np.asarray(im)
+
+
+def volume_planes(n_planes: int, most: int = 6) -> list[int]:
+    """Up to ``most`` Z indices spread evenly over a stack, first and last included."""
+    return sorted({int(round(z)) for z in np.linspace(0, n_planes - 1, min(most, n_planes))})
+
+
+def write_volume_picture(path: str | os.PathLike[str], volume: Any, masks: Any, caption: Caption,
+                         most: int = 6) -> Path:
+    """A 3-D result as a montage of up to ``most`` Z planes (rows of three), each outlined and
+    labelled with its Z index, under ``caption``."""
+    v, m = np.asarray(volume), np.asarray(masks)
+    if m.ndim != 3 or v.shape[:3] != m.shape:
+        raise ConfigError(f"volume has shape {v.shape} and masks {m.shape}; a volume picture needs (Z, Y, X) "
+                          "masks and a volume of the same (Z, Y, X).")
+    zs = volume_planes(m.shape[0], most)
+    factor = enlarge_factor(m.shape[1:]) if len(zs) == 1 else 1
+    panels = [_labelled(outlined(v[z], m[z], factor), f"z={z}") for z in zs]
+    blank = np.full_like(panels[0], BACKGROUND[0])
+    rows = []
+    for i in range(0, len(panels), 3):
+        row = panels[i:i + 3] + [blank] * (min(3, len(panels)) - len(panels[i:i + 3]))
+        rows.append(np.concatenate([np.pad(p, ((0, 4), (0, 4), (0, 0)), constant_values=BACKGROUND[0]) for p in row],
+                                   axis=1))
+    return save_png(path, compose([np.concatenate(rows, axis=0)], caption))
