@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -172,6 +172,16 @@ class Pipeline:
 
 
 RESIDENT_BACKENDS = ("torch-cuda", "torch")  # engines with infer_device
+
+
+class ImageRunner(Protocol):
+    """What runs one image for the batch runners: a Pipeline, or a view of one whose engine
+    calls share batches with other images (``batch.stream.StreamingView``)."""
+
+    config: PipelineConfig
+    restore_net: Net | None
+
+    def run(self, image: np.ndarray, *, progress: Progress | None = None, run: RunConfig | None = None) -> Result: ...
 
 
 def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer | None = None,

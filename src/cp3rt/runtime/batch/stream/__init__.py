@@ -18,8 +18,9 @@ compiled with ``nogil=True``; the ``parallel=True`` ones (prange) are not, but s
 work over numba's own thread pool, so a worker in dynamics still uses the cores.
 """
 
-from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamStats, TileBatcher, streaming_view
+from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamingView, StreamStats, TileBatcher, streaming_view
 from cp3rt.runtime.batch.stream.folder import stream_batch
 from cp3rt.runtime.batch.stream.map import stream_map
 
-__all__ = ["StreamConfig", "StreamStats", "TileBatcher", "stream_batch", "stream_map", "streaming_view"]
+__all__ = ["StreamConfig", "StreamStats", "StreamingView", "TileBatcher", "stream_batch", "stream_map",
+           "streaming_view"]

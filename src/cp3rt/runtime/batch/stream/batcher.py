@@ -145,8 +145,9 @@ class _SharedEngine:
         pass
 
 
-class _StreamingPipeline:
-    """What the batch runners read from a Pipeline, with shared-batch engines."""
+class StreamingView:
+    """A Pipeline as the batch runners use it (``pipeline.ImageRunner``), its nets' engine calls
+    routed through a TileBatcher: the same stages on the same nets, engine batches shared."""
 
     def __init__(self, pipeline: Pipeline, batcher: TileBatcher) -> None:
         self._pipeline = pipeline
@@ -173,8 +174,8 @@ def _shared(net: Net | None, batcher: TileBatcher) -> Net | None:
     return dataclasses.replace(net, engine=_SharedEngine(net.engine, batcher))
 
 
-def streaming_view(pipeline: Pipeline, batcher: TileBatcher) -> _StreamingPipeline:
+def streaming_view(pipeline: Pipeline, batcher: TileBatcher) -> StreamingView:
     """A thread-safe stand-in for ``pipeline`` whose engine calls share batches."""
-    return _StreamingPipeline(pipeline, batcher)
+    return StreamingView(pipeline, batcher)
 
 

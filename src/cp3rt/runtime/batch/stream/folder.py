@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, process_file
-from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamStats
+from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamingView, StreamStats
 from cp3rt.runtime.batch.stream.map import stream_map
 from cp3rt.runtime.config import RunConfig
 
@@ -67,11 +67,11 @@ def stream_batch(
             except queue.Empty:
                 return
 
-    def work(view, item: tuple[int, Path]) -> ImageOutcome:
+    def work(view: StreamingView, item: tuple[int, Path]) -> ImageOutcome:
         i, image = item
         post(BatchEvent("start", i, total, image))
-        return process_file(view, image, run, outputs,  # type: ignore[arg-type]
-                    lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
+        return process_file(view, image, run, outputs,  # type: ignore[arg-type]  # until process_file takes an ImageRunner
+                            lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
 
     outcomes: list[ImageOutcome | None] = [None] * total
     items = ((i, Path(p)) for i, p in enumerate(images) if not is_cancelled(cancel))

@@ -5,15 +5,12 @@ from __future__ import annotations
 import collections
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cp3rt.runtime.batch.stream.batcher import (
-    StreamConfig,
-    StreamStats,
-    TileBatcher,
-    _StreamingPipeline,
-    streaming_view,
-)
+from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamingView, StreamStats, TileBatcher, streaming_view
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.pipeline import Pipeline
 
 _END = object()
 
@@ -21,7 +18,7 @@ _END = object()
 def stream_map(
     pipeline: Pipeline,
     items: Iterable[Any],
-    work: Callable[[_StreamingPipeline, Any], Any],
+    work: Callable[[StreamingView, Any], Any],
     config: StreamConfig | None = None,
     *,
     stats: StreamStats | None = None,
