@@ -15,6 +15,7 @@ _EXTRA_FOR = {
     "polygraphy": "trt",
     "cellpose": "test",
     "pyarrow": "parquet",
+    "ome_zarr": "zarr",
 }
 
 

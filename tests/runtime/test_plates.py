@@ -127,7 +127,9 @@ def test_cli_detects_a_plate(tmp_path, monkeypatch):
     assert is_plate(root) and not is_plate(root / "A" / "1" / "0")
     assert main(["run", str(root), "--diameter", str(DIAM), "--out", str(tmp_path / "o")]) == 0
     assert len(_read_csv(tmp_path / "o" / "p_wells.csv")) == len(WELLS)
-    assert all(is_complete(f.path) for f in plate_fields(root))
+    # with --out the plate is only read: its labels are in the output plate store o/p.zarr
+    assert all(is_complete(tmp_path / "o" / "p.zarr" / f.path.relative_to(root)) for f in plate_fields(root))
+    assert not any(is_complete(f.path) for f in plate_fields(root))
 
 
 def test_bad_plate_metadata_is_one_line_error(tmp_path):

@@ -21,7 +21,7 @@ from cp3rt.runtime.batch.blocks.image_files import BlockRunner, segment_image_fi
 from cp3rt.runtime.batch.blocks.lazy import tiff_axes
 from cp3rt.runtime.batch.blocks.volume_files import is_huge_volume, is_volume_input, segment_volume_file
 from cp3rt.runtime.batch.cancel import Cancel, Cancelled, is_cancelled
-from cp3rt.runtime.batch.claims import try_claim
+from cp3rt.runtime.batch.claims import clear_stale_lock, try_claim
 from cp3rt.runtime.batch.files import (BatchEvent, BatchSummary, ImageOutcome, OutputOptions, claimed_outcome,
                                        collect_inputs, unexpected_outcome)
 from cp3rt.runtime.config import RunConfig
@@ -56,21 +56,24 @@ def segment_file(
     progress: Callable[[int, int], None] | None = None,
     runner: BlockRunner | None = None,
     cancel: Cancel | None = None,
+    labels_root: Path | None = None,
 ) -> ImageOutcome:
     """Segment one huge file in blocks and write its labels: with a volume run config (do_3D /
     stitching) a volume file goes to ``volume_files.segment_volume_file`` (3-D blocks, always
     in this process), anything else to ``image_files.segment_image_file`` (2-D blocks, in this
     process unless ``runner`` says otherwise); ``block_size`` None takes the default of the kind.
     The file's pixel data must be there before any block runs; the work happens under the
-    output's claim (``batch.claims``); ``cancel`` abandons it between blocks (raises Cancelled)."""
+    output's claim (``batch.claims``); ``cancel`` abandons it between blocks (raises Cancelled).
+    ``labels_root``: the group that gets an OME-Zarr input's ``labels/`` (default: the input)."""
     try:
         check_pixel_data(path)
         volume = run.is_volume and is_volume_input(path)
-        key, done = _claim_key(path, outputs)
+        key, final, done = _claim_key(path, outputs, labels_root)
     except (Cp3rtError, OSError) as err:  # an unreadable file is one failed image, as in both runs
         return failed_outcome(path, err)
     if done:
-        return ImageOutcome(path, "skipped", outputs=(key,))
+        clear_stale_lock(key)
+        return ImageOutcome(path, "skipped", outputs=(final,))
     try:
         claim = try_claim(key)
     except Cp3rtError as err:
@@ -84,7 +87,7 @@ def segment_file(
         if progress is not None:
             progress(done, total)
 
-    kw = dict(block_size=block_size, progress=step)
+    kw = dict(block_size=block_size, progress=step, labels_root=labels_root)
     with claim:
         try:
             if volume:
@@ -105,14 +108,16 @@ def check_pixel_data(path: Path) -> None:
         check_tiff_data(path)
 
 
-def _claim_key(path: Path, outputs: OutputOptions) -> tuple[Path, bool]:
-    """(the path whose claim guards this huge input's labels, whether they are already done)."""
+def _claim_key(path: Path, outputs: OutputOptions, labels_root: Path | None = None) -> tuple[Path, Path, bool]:
+    """(the path whose claim guards this huge input's labels, the labels, whether they are done)."""
     if path.is_dir() and is_ome_zarr(path):
         from cp3rt.runtime.io import zarr_io
 
-        return path / f"{D.LABELS_NAME}_labels", zarr_io.is_complete(path) and not outputs.overwrite
+        root = labels_root or path
+        done = zarr_io.is_complete(root) and not outputs.overwrite
+        return root / f"{D.LABELS_NAME}_labels", root / "labels" / D.LABELS_NAME, done
     final = outputs.paths_for(path)["masks"]
-    return final, final.is_file() and not outputs.overwrite
+    return final, final, final.is_file() and not outputs.overwrite
 
 
 def run_huge(

@@ -52,9 +52,10 @@ def segment_image_file(
     block_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     runner: BlockRunner | None = None,
+    labels_root: Path | None = None,
 ) -> ImageOutcome:
     """Segment one huge 2-D image in blocks of ``block_size`` (default ``D.BLOCK_SIZE``) and
-    write its labels (``file_outputs``); a failure is returned as a failed outcome."""
+    write its labels (``file_outputs``; ``labels_root`` there); a failure is returned as a failed outcome."""
     try:
         block_size = block_size or D.BLOCK_SIZE
         refuse_extra_outputs(path, outputs, "huge images")
@@ -67,7 +68,8 @@ def segment_image_file(
             lambda out, scratch: run_blocks(path, image, out, scratch_parent=scratch, diameter=diameter, run=run,
                                             block_size=block_size, progress=progress),
             lambda out, s: dict(n_objects=s.n_objects, blocks=s.n_blocks, diameter=diameter, halo=s.halo,
-                                foreground_px=_foreground(out, block_size)))
+                                foreground_px=_foreground(out, block_size)),
+            labels_root=labels_root)
         return outcome_of(path, written, summary, time.perf_counter() - t0)
     except (Cp3rtError, OSError) as err:
         return failed_outcome(path, err)

@@ -1,0 +1,204 @@
+"""OME-Zarr round trips with the ecosystem's own tools (issue 14, items 1 and 2): images and
+plates WRITTEN BY ome-zarr-py (NGFF 0.4 on zarr v2, 0.5 on zarr v3) go in; the labels cp3rt
+writes are read back by ome-zarr-py's Reader (what napari's OME-Zarr reader builds on) with the
+image's levels, scales and units, and ome-zarr-models (the NGFF 0.4 / 0.5 models) accepts them.
+A read-only plate run with --out is left unchanged and gets an output plate store."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import stat
+
+import numpy as np
+import pytest
+from scale_testutil import NumpyEngine, blob_image
+
+from cp3rt import Pipeline
+from cp3rt.cli.app import main
+from cp3rt.runtime.batch.blocks.files import segment_file
+from cp3rt.runtime.batch.files import OutputOptions
+from cp3rt.runtime.batch.plates import plate_fields
+from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.io.zarr_io import is_complete
+from cp3rt.runtime.quality.metrics import average_precision
+
+ome_zarr = pytest.importorskip("ome_zarr")
+ome_zarr_models = pytest.importorskip("ome_zarr_models")
+zarr = pytest.importorskip("zarr")
+from ome_zarr.format import format_from_version  # noqa: E402
+from ome_zarr.io import parse_url  # noqa: E402
+from ome_zarr.reader import Label, Multiscales, Reader  # noqa: E402
+from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata  # noqa: E402
+
+DIAM, BLOCK = 20.0, 128
+RUN = RunConfig(channels=(0, 0), diameter=DIAM)
+PIXEL_UM = 0.65
+MIN_AP50_TRUTH = 0.9  # the stand-in net finds the drawn (separated) blobs
+VERSIONS = ("0.4", "0.5")
+
+
+def _write_library_image(group, image, version, levels=3):
+    """(C, Y, X) image, ``levels`` levels (x2 each), 0.65 µm pixels, written by ome-zarr-py."""
+    write_image(image, group, scale_factors=[2 ** k for k in range(1, levels)], fmt=format_from_version(version),
+                axes="cyx", scale={"c": 1.0, "y": PIXEL_UM, "x": PIXEL_UM},
+                axes_units={"y": "micrometer", "x": "micrometer"}, storage_options={"chunks": (1, 64, 64)})
+
+
+def _nodes(path):
+    """ome-zarr-py's Reader over ``path``: (image node, label node) as a viewer sees them."""
+    nodes = list(Reader(parse_url(str(path), fmt=format_from_version(_version(path))))())
+    image = next(n for n in nodes if n.load(Multiscales) and not n.load(Label))
+    label = next(n for n in nodes if n.load(Label))
+    return image, label
+
+
+def _version(path):
+    return "0.5" if (path / "zarr.json").is_file() else "0.4"
+
+
+def _layer_scale(node, channel_axis=None):
+    """A napari layer's scale from ome-zarr-py's node metadata, as napari-ome-zarr's reader
+    builds it: level 0's scale transform, without the channel axis (split into layers)."""
+    scale = next(t["scale"] for t in node.metadata["coordinateTransformations"][0] if t["type"] == "scale")
+    return [s for i, s in enumerate(scale) if i != channel_axis]
+
+
+def _check_labels_follow_image(path, version):
+    image, label = _nodes(path)
+    assert len(label.data) == len(image.data) == 3
+    for lev_img, lev_lab in zip(image.data, label.data):  # every level: same (Y, X) grid
+        assert lev_lab.shape == lev_img.shape[-2:]
+    for tr_img, tr_lab in zip(image.metadata["coordinateTransformations"],
+                              label.metadata["coordinateTransformations"]):
+        assert [{**t, **{k: t[k][-2:] for k in ("scale", "translation") if k in t}} for t in tr_img] == tr_lab
+    assert [a for a in label.metadata["axes"]] == [a for a in image.metadata["axes"] if a["name"] in "yx"]
+    assert all(a.get("unit") == "micrometer" for a in label.metadata["axes"])
+    # what a napari user gets: the label layer lies exactly on the image layer
+    channel_axis = [a["name"] for a in image.metadata["axes"]].index("c")
+    assert _layer_scale(label) == _layer_scale(image, channel_axis) == [PIXEL_UM, PIXEL_UM]
+    # label pyramid: nearest neighbour, values never blended
+    lev0 = np.asarray(label.data[0])
+    for lev in label.data[1:]:
+        lev = np.asarray(lev)
+        iy = np.minimum(((np.arange(lev.shape[0]) + 0.5) * lev0.shape[0] / lev.shape[0]).astype(int), lev0.shape[0] - 1)
+        ix = np.minimum(((np.arange(lev.shape[1]) + 0.5) * lev0.shape[1] / lev.shape[1]).astype(int), lev0.shape[1] - 1)
+        np.testing.assert_array_equal(lev, lev0[np.ix_(iy, ix)])
+    # the NGFF models accept the image with its labels, and the label image, in its version
+    group = zarr.open_group(str(path), mode="r")
+    model = ome_zarr_models.open_ome_zarr(group)
+    assert type(model).__module__ == f"ome_zarr_models.v0{version[-1]}.image"
+    label_model = ome_zarr_models.open_ome_zarr(group["labels"]["cp3rt"])
+    assert type(label_model).__name__ == "ImageLabel"
+    assert type(label_model).__module__ == f"ome_zarr_models.v0{version[-1]}.image_label"
+    return lev0
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_library_image_in_library_labels_out(tmp_path, version):
+    img, truth = blob_image((300, 260), 50, 7, radius=7)
+    root = tmp_path / "img.ome.zarr"
+    group = zarr.open_group(str(root), mode="w", zarr_format=format_from_version(version).zarr_format)
+    _write_library_image(group, np.stack([img, img // 2]), version)
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as p:
+        outcome = segment_file(p, root, RUN, OutputOptions(), block_size=BLOCK)
+    assert outcome.status == "done", outcome.error
+    assert is_complete(root)
+    labels = _check_labels_follow_image(root, version)
+    assert average_precision(truth, labels, [0.5])[0][0] >= MIN_AP50_TRUTH
+    if version == "0.5":  # NGFF 0.5 lives under attrs["ome"] on zarr v3, never at the top level
+        attrs = zarr.open_group(str(root / "labels" / "cp3rt"), mode="r").attrs.asdict()
+        assert set(attrs) >= {"ome"} and "multiscales" not in attrs
+
+
+WELLS = (("A", "1"), ("B", "2"))
+
+
+def _write_library_plate(root, version):
+    """A 2-well, 1-field HCS plate written by ome-zarr-py; returns the truth per field."""
+    fmt = format_from_version(version)
+    g = zarr.open_group(str(root), mode="w", zarr_format=fmt.zarr_format)
+    write_plate_metadata(g, ["A", "B"], ["1", "2"], [f"{r}/{c}" for r, c in WELLS], fmt=fmt, name="lib", field_count=1)
+    truth = {}
+    for k, (r, c) in enumerate(WELLS):
+        well = g.require_group(r).require_group(c)
+        write_well_metadata(well, [{"path": "0"}], fmt=fmt)
+        img, lab = blob_image((200, 176), 12 + 6 * k, 30 + k, radius=7)
+        _write_library_image(well.require_group("0"), np.stack([img, img // 2]), version)
+        truth[f"{r}/{c}"] = lab
+    return truth
+
+
+def _ngff_attrs(group, version):
+    attrs = group.attrs.asdict()
+    return attrs["ome"] if version == "0.5" else attrs
+
+
+def _tree_digest(root):
+    """Every file's path, bytes and mode under ``root`` (what 'unchanged' means)."""
+    h = hashlib.sha256()
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            p = os.path.join(folder, name)
+            h.update(os.path.relpath(p, root).encode())
+            h.update(oct(os.stat(p).st_mode).encode())
+            with open(p, "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
+def _chmod_tree(root, writable):
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            p = os.path.join(folder, name)
+            mode = os.stat(p).st_mode
+            os.chmod(p, mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    mode = os.stat(root).st_mode
+    os.chmod(root, mode | stat.S_IWUSR if writable else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_read_only_plate_gets_an_output_plate_store(tmp_path, monkeypatch, version):
+    monkeypatch.setattr(Pipeline, "from_config", classmethod(lambda cls, cfg, run=None: Pipeline.from_engines(
+        NumpyEngine(nchan=2), run=run)))
+    root = tmp_path / "in" / "plate.ome.zarr"
+    truth = _write_library_plate(root, version)
+    _chmod_tree(root, writable=False)
+    before = _tree_digest(root)
+    try:
+        if os.geteuid() != 0:  # root writes through any mode bits: the refusal is for everyone else
+            assert main(["run", str(root), "--diameter", str(DIAM)]) != 0
+        out = tmp_path / "o"
+        assert main(["run", str(root), "--diameter", str(DIAM), "--out", str(out)]) == 0
+        assert _tree_digest(root) == before  # the input plate is left exactly as it was
+    finally:
+        _chmod_tree(root, writable=True)
+    out_plate = out / "plate.ome.zarr"
+    # the output store mirrors the plate: its plate and well metadata are valid NGFF of the plate's
+    # version (its fields hold labels only, so the store as a whole is not an image plate)
+    models = importlib.import_module(f"ome_zarr_models.v0{version[-1]}.hcs"), \
+        importlib.import_module(f"ome_zarr_models.v0{version[-1]}.well")
+    plate_group = zarr.open_group(str(out_plate), mode="r")
+    assert plate_group.info._zarr_format == format_from_version(version).zarr_format
+    models[0].HCSAttrs.model_validate(_ngff_attrs(plate_group, version))
+    for r, c in WELLS:
+        models[1].WellAttrs.model_validate(_ngff_attrs(plate_group[f"{r}/{c}"], version))
+    for f in plate_fields(root):
+        dst = out_plate / f.path.relative_to(root)
+        assert is_complete(dst) and not is_complete(f.path)
+        lab_group = zarr.open_group(str(dst / "labels" / "cp3rt"), mode="r")
+        assert type(ome_zarr_models.open_ome_zarr(lab_group)).__name__ == "ImageLabel"
+        # reading the labels, ome-zarr-py follows their image-label source back into the input plate
+        nodes = list(Reader(parse_url(str(dst / "labels" / "cp3rt"), fmt=format_from_version(version)))())
+        label = next(n for n in nodes if n.load(Label))
+        image = next(n for n in nodes if not n.load(Label))
+        assert os.path.realpath(image.zarr.path) == os.path.realpath(f.path)
+        assert [d.shape for d in label.data] == [d.shape[-2:] for d in image.data]
+        assert _layer_scale(label) == _layer_scale(image, 0) == [PIXEL_UM, PIXEL_UM]
+        source = ome_zarr.writer.get_metadata(lab_group)["image-label"]["source"]["image"]
+        assert (dst / "labels" / "cp3rt" / source).resolve() == f.path.resolve()
+        got = np.asarray(label.data[0])
+        assert average_precision(truth[f.well], got, [0.5])[0][0] >= MIN_AP50_TRUTH
+    assert (out / "plate_wells.csv").is_file()
