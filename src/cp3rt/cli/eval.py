@@ -83,7 +83,6 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    from cp3rt.runtime.io.write import write_json
     from cp3rt.runtime.quality.evaluation import evaluate_folders
 
     report = evaluate_folders(pred, gt, _parse_thresholds(thresholds))
@@ -123,11 +122,17 @@ def eval_command(
     if report.missing_gt:
         console.print(f"no ground truth for {len(report.missing_gt)} prediction(s): "
                       + ", ".join(report.missing_gt), markup=False)
+    _files(report, json_out, pictures, pred, gt, console)
+
+
+def _files(report, json_out: Path | None, pictures: Path | None, pred: Path, gt: Path, console) -> None:  # noqa: ANN001
+    """The files ``--json`` and ``--pictures`` ask for (pictures at the first threshold)."""
+    from cp3rt.runtime.io.write import write_json
+    from cp3rt.runtime.quality.eval_pictures import write_eval_pictures
+
     if json_out is not None:
         write_json(json_out, report.to_dict())
         console.print(f"wrote {json_out}", markup=False)
     if pictures is not None:
-        from cp3rt.runtime.quality.eval_pictures import write_eval_pictures
-
-        written = write_eval_pictures(pred, gt, pictures, ths[0])
+        written = write_eval_pictures(pred, gt, pictures, report.thresholds[0])
         console.print(f"wrote {len(written)} picture(s) into {pictures}", markup=False)
