@@ -4,11 +4,10 @@ size rule, and failures that name the file and the problem."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from volume_testutil import BLOCK, DIAM, SoftEngine, seam_volume
 
 from cp3rt import Pipeline
@@ -26,6 +25,7 @@ from cp3rt.runtime.batch.blocks.volume_files import (
 )
 from cp3rt.runtime.batch.files import OutputOptions
 from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.io.ngff import read_image
 from cp3rt.runtime.io.zarr_io import is_complete, open_lazy, write_ngff_image
 from cp3rt.runtime.quality.metrics import average_precision
 
@@ -92,14 +92,20 @@ def test_a_failing_run_leaves_no_file(tmp_path, scene, monkeypatch):
 def test_ome_zarr_czyx_gets_3d_labels_group_and_rerun_skips(tmp_path, scene):
     vol, reference, block_z = scene
     root = tmp_path / "vol.ome.zarr"
-    write_ngff_image(root, np.stack([vol, vol // 3]), chunks=32, axes="czyx")
+    # NGFF 0.5 (zarr v3), two levels (Y, X halved), anisotropic pixels in micrometres
+    write_ngff_image(root, np.stack([vol, vol // 3]), chunks=32, axes="czyx", version="0.5", scale_factors=(2,),
+                     scale={"z": 2.0, "y": 0.5, "x": 0.5}, units=dict.fromkeys("zyx", "micrometer"))
     outcome = _file(root, run=RUN.replace(channels=None), block_z=block_z)
     assert outcome.status == "done" and is_complete(root)
     got = np.asarray(open_lazy(root / "labels" / "cp3rt")[...])
     assert got.shape == vol.shape and _ap90(reference, got) >= MIN_AP90_SAME
-    meta = json.loads((root / "labels" / "cp3rt" / ".zattrs").read_text())
-    assert [a["name"] for a in meta["multiscales"][0]["axes"]] == ["z", "y", "x"]
-    assert meta["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0] * 3
+    image, labels = read_image(root), read_image(root / "labels" / "cp3rt")
+    assert labels.version == "0.5" and labels.axis_names == "zyx" and labels.units() == image.units()
+    assert [s[1:] for s in image.shapes] == list(labels.shapes) and len(labels.shapes) == 2
+    assert [image.scale(k)[1:] for k in range(2)] == [labels.scale(k) for k in range(2)] == [(2.0, 0.5, 0.5),
+                                                                                             (2.0, 1.0, 1.0)]
+    level1 = np.asarray(zarr.open_array(str(root / "labels" / "cp3rt" / "1"), mode="r")[...])
+    np.testing.assert_array_equal(level1, got[:, 1::2, 1::2])  # nearest neighbour, never blended
     assert _file(root, run=RUN.replace(channels=None), block_z=block_z).status == "skipped"
 
 

@@ -202,3 +202,15 @@ def test_read_only_plate_gets_an_output_plate_store(tmp_path, monkeypatch, versi
         got = np.asarray(label.data[0])
         assert average_precision(truth[f.well], got, [0.5])[0][0] >= MIN_AP50_TRUTH
     assert (out / "plate_wells.csv").is_file()
+
+
+def test_without_ome_zarr_py_an_ome_zarr_input_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    from cp3rt.errors import BackendUnavailableError
+    from cp3rt.runtime.io.zarr_io import open_lazy
+
+    root = tmp_path / "img.ome.zarr"
+    _write_library_image(zarr.open_group(str(root), mode="w", zarr_format=3), np.zeros((1, 64, 64), np.uint16), "0.5")
+    monkeypatch.setitem(__import__("sys").modules, "ome_zarr", None)  # as if not installed
+    with pytest.raises(BackendUnavailableError, match=r"cp3rt\[zarr\]") as err:
+        open_lazy(root)
+    assert "\n" not in str(err.value)
