@@ -191,3 +191,18 @@ def test_out_naming_a_file_is_one_error_before_any_image(tmp_path, capsys):
     assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "taken")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --out") and "taken is a file" in err and len(err.splitlines()) == 1, err
+
+
+def test_sigterm_during_a_block_run_leaves_no_partial_bigtiff(tmp_path):
+    big = tmp_path / "big.tif"
+    tifffile.imwrite(big, np.tile(sample(512), (2, 2)))  # 1024 px, forced through blocks of 256
+    proc = _cp3rt("run", big, *RUN, "--blocks", "--block-size", "256", workdir=tmp_path)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".big_cp_masks.tif.*.part*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in stderr and "1 not done" in stderr, stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("big")) == ["big.tif"]
+    _no_partials(tmp_path)
