@@ -8,6 +8,8 @@ the whole corpus goes through ``cp3rt run``, ``eval`` and ``degrade`` in a few s
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,15 @@ def _header_only_bigtiff(path: Path, side: int = 100_000) -> None:
     tifffile.imwrite(path, shape=(side, side), dtype=np.uint8, bigtiff=True)
     with open(path, "r+b") as fh:
         fh.truncate(8192)
+
+
+def _png_claiming(path: Path, side: int) -> None:
+    """A tiny PNG whose header says side x side pixels (a decompression bomb's claim)."""
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", side, side)  # IHDR width, height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
 
 
 def _cut(path: Path, keep: float = 0.5) -> None:
@@ -73,6 +84,8 @@ def write_corpus(folder: Path) -> dict[str, str]:
     expect["tif_named_jpg.jpg"] = "ok"
     _header_only_bigtiff(folder / "header_only_100k.tif")
     expect["header_only_100k.tif"] = "fail"
+    _png_claiming(folder / "png_claims_100k.png", 100_000)
+    expect["png_claims_100k.png"] = "fail"
     (folder / "notes.txt").write_text("not an image; a folder run must ignore it")
     return expect
 
