@@ -159,7 +159,7 @@ def test_grid_sampling_default_is_replaced_by_exact_unless_asked(monkeypatch):
 
     monkeypatch.setattr(Pipeline, "run", spy)
     vol, _, block_z = seam_volume(2.0, seed=1)
-    run = RunConfig(do_3D=True, anisotropy=2.0, min_size=10)  # sampling_3d="grid" (the reference's)
+    run = RunConfig(do_3D=True, anisotropy=2.0, min_size=10, sampling_3d="grid")  # the reference's
     _blocks(vol, run, block_z=block_z)
     assert {s for s, _ in seen} == {"exact"}
     # peak memory follows the block: no block read is bigger than core + 2 halos

@@ -106,6 +106,23 @@ def test_do_3d_pipeline_finds_blobs_and_resizes_z():
     assert any(c[2] == 48 for c in eng.calls)
 
 
+@pytest.mark.parametrize("kw,want", [
+    ({}, "exact"), ({"reference_bugs": True}, "grid"),
+    ({"sampling_3d": "grid"}, "grid"), ({"reference_bugs": True, "sampling_3d": "exact"}, "exact"),
+])
+def test_do_3d_sampling_is_exact_unless_the_reference_is_asked_for(monkeypatch, kw, want):
+    """deviations.md row 11: the reference's half-voxel-off "grid" reading only on request."""
+    import cp3rt.runtime.stages.volume as stage
+
+    seen = []
+    real = stage.compute_masks_3d
+    monkeypatch.setattr(stage, "compute_masks_3d", lambda *a, **k: seen.append(k["sampling"]) or real(*a, **k))
+    assert RunConfig(**kw).sampling == want
+    with Pipeline.from_engines(FakeEngine("segment", gradient_net, nchan=2)) as pipe:
+        pipe.run(blobs(), do_3D=True, anisotropy=2.0, min_size=10, **kw)
+    assert seen == [want]
+
+
 def test_stitching_pipeline_gives_one_object_per_blob():
     eng = FakeEngine("segment", gradient_net, nchan=2)
     with Pipeline.from_engines(eng) as pipe:
@@ -120,7 +137,10 @@ def test_axial_restoration_feeds_zx_and_zy_planes():
     seg = FakeEngine("segment", gradient_net, nchan=2)
     rest = FakeEngine("restore", lambda x: {"restored": x[:, :1].copy()}, nchan=1, source="aniso_cyto2")
     with Pipeline.from_engines(seg, rest) as pipe:
-        res = pipe.run(blobs(), do_3D=True, anisotropy=2.0, diameter=30.0, min_size=10)
+        # grid: after the 2x Z stretch blob 1's peak lies between two planes, where the stand-in's
+        # unit-length flows flip; read exactly, the voxels on either side settle on different
+        # planes (two halves), the reference's half-voxel-off reading averages the flip away.
+        res = pipe.run(blobs(), do_3D=True, anisotropy=2.0, diameter=30.0, min_size=10, sampling_3d="grid")
     # 12 planes -> 24 after the Z upsampling; ZX planes are 24 x 48, ZY 24 x 40 (padded: 48 x 64/48... )
     heights = {c[2] for c in rest.calls}
     assert heights == {48}  # int(12 * 2) = 24 rows -> padded 48

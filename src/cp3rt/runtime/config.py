@@ -123,7 +123,8 @@ class RunConfig:
     anisotropy: float | None = None
     stitch_threshold: float = 0.0
     flow3D_smooth: float = 0.0
-    sampling_3d: Literal["grid", "exact"] = "grid"
+    # None: "exact" (the field read at the voxel), or the reference's "grid" with reference_bugs
+    sampling_3d: Literal["grid", "exact"] | None = None
     # 2-D: every stage between upload and masks on the engines' device (stages.image_device).
     gpu_resident: bool = False
 
@@ -178,13 +179,22 @@ class RunConfig:
             raise _bad("stitch_threshold", self.stitch_threshold, "0 (off) <= value <= 1 (IoU)")
         if _finite("flow3D_smooth", self.flow3D_smooth) < 0:
             raise _bad("flow3D_smooth", self.flow3D_smooth, ">= 0 (0 disables the smoothing)")
-        if self.sampling_3d not in ("grid", "exact"):
-            raise _bad("sampling_3d", self.sampling_3d, "grid (the reference's) or exact")
+        if self.sampling_3d not in (None, "grid", "exact"):
+            raise _bad("sampling_3d", self.sampling_3d,
+                       "None (exact; grid with reference_bugs), grid (the reference's) or exact")
 
     @property
     def is_volume(self) -> bool:
         """do_3D or stitching: the input is a (Z, Y, X[, C]) volume."""
         return self.do_3D or self.stitch_threshold > 0
+
+    @property
+    def sampling(self) -> Literal["grid", "exact"]:
+        """How do_3D dynamics read the flow field (docs/deviations.md row 11): ``sampling_3d`` if
+        set, else the reference's half-voxel-off "grid" under ``reference_bugs``, else "exact"."""
+        if self.sampling_3d is not None:
+            return self.sampling_3d
+        return "grid" if self.reference_bugs else "exact"
 
     @property
     def tiles(self) -> TileOptions:

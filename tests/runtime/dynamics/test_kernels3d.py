@@ -107,12 +107,24 @@ def test_resize_nearest_3d_uses_floor_index():
 def test_compute_masks_3d_end_to_end_against_naive_chain():
     lab = ellipsoid_cells((8, 16, 16), 3, seed=3)
     dP, cellprob = net_outputs_3d(lab, seed=3)
-    got = masks3d.compute_masks_3d(dP, cellprob, niter=12, min_size=5)
+    got = masks3d.compute_masks_3d(dP, cellprob, niter=12, min_size=5, sampling="grid")
     fg = cellprob > 0
     inds = np.stack(np.nonzero(fg))
     ends = naive3d.follow_grid((dP * fg / np.float32(5)).astype(np.float32), inds, 12).astype(np.int32)
     want = naive3d.fill_holes_and_remove_small_masks(naive3d.get_masks(ends, inds, lab.shape), 5)
     assert got.dtype == np.uint16 and np.array_equal(got, want), _report(got, want)
+
+
+def test_compute_masks_3d_samples_exactly_unless_the_reference_is_asked_for():
+    """deviations.md row 11: default "exact"; reference_bugs=True brings back "grid"."""
+    lab = ellipsoid_cells((8, 16, 16), 3, seed=3)
+    dP, cellprob = net_outputs_3d(lab, seed=3)
+
+    def run(**kw):
+        return masks3d.compute_masks_3d(dP, cellprob, niter=12, min_size=5, **kw)
+
+    assert np.array_equal(run(), run(sampling="exact"))
+    assert np.array_equal(run(reference_bugs=True), run(reference_bugs=True, sampling="grid"))
 
 
 def test_compute_masks_3d_rejects_bad_input():

@@ -2,9 +2,10 @@
 
 The reference integrates every 3-D volume with torch ``grid_sample`` (``align_corners=False``)
 on coordinates normalised for ``align_corners=True``, so the field is read half a voxel off and
-slightly stretched, and zero-padded at the border. ``sampling="grid"`` (default) reproduces
-that bit for bit in float32; ``sampling="exact"`` samples the field at the voxel position
-(trilinear, clamped corners) - the integration the reference intends. The difference in masks
+slightly stretched, and zero-padded at the border. ``sampling="grid"`` (this kernel's default;
+``compute_masks_3d`` and ``RunConfig`` choose it only with ``reference_bugs``) reproduces that bit
+for bit in float32; ``sampling="exact"`` samples the field at the voxel position (trilinear,
+clamped corners) - the integration the reference intends (docs/deviations.md row 11). The difference in masks
 is measured in ``benchmarks/bench_3d.py`` and ``tests/runtime/dynamics/test_parity3d.py``.
 """
 

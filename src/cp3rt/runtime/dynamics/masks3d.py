@@ -107,12 +107,15 @@ def compute_masks_3d(
     interp: bool = True,
     output_shape: tuple[int, int, int] | None = None,
     reference_bugs: bool = False,
-    sampling: Sampling = "grid",
+    sampling: Sampling | None = None,
 ) -> np.ndarray:
     """Label volume (uint16; uint32 beyond 65535 labels) from 3-D flows (Z, Y, X order) and
     cell probability. ``min_size`` is in voxels at the output resolution; ``output_shape``
-    (Z, Y, X) resizes the masks with nearest neighbour before the clean-up."""
+    (Z, Y, X) resizes the masks with nearest neighbour before the clean-up. ``sampling`` None:
+    "exact", or the reference's "grid" with ``reference_bugs`` (docs/deviations.md row 11)."""
     dP, cellprob = _check(dP, cellprob)
+    if sampling is None:
+        sampling = "grid" if reference_bugs else "exact"
     check_sampling(sampling)
     if isinstance(min_size, bool) or int(min_size) != min_size:
         raise ConfigError(f"min_size must be an integer (<= 0 disables it); got {min_size!r}.")

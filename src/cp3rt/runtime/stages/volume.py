@@ -86,7 +86,7 @@ def _do_3d(vol, seg, rescale, anisotropy, niter, cfg: RunConfig, shape, timer: S
         masks = compute_masks_3d(
             out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
             min_size=cfg.min_size, max_size_fraction=cfg.max_size_fraction, interp=cfg.interp,
-            output_shape=shape, reference_bugs=cfg.reference_bugs, sampling=cfg.sampling_3d,
+            output_shape=shape, reference_bugs=cfg.reference_bugs, sampling=cfg.sampling,
         )
     return masks, out.dP, out.cellprob, out.style
 
