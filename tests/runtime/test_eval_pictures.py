@@ -62,3 +62,20 @@ def test_eval_cli_writes_one_picture_per_pair_in_the_class_colours(pair, tmp_pat
     colours = {tuple(c) for c in rgb.reshape(-1, 3)}
     assert {MATCHED, MISSED, EXTRA} <= colours  # every class is drawn (outlines in full colour)
     assert rgb.shape[0] > gt.shape[0] and rgb.shape[1] >= gt.shape[1]  # a caption strip on top
+
+
+def test_eval_pictures_drawn_over_the_images_of_the_same_name(pair, tmp_path) -> None:
+    gt, pred = pair
+    for sub in ("gt", "pred", "img"):
+        (tmp_path / sub).mkdir()
+    tifffile.imwrite(tmp_path / "gt" / "a.tif", gt)
+    tifffile.imwrite(tmp_path / "pred" / "a_cp_masks.tif", pred)
+    image = tifffile.imread(DATA / "ctc_gowt1_nuclei" / "images" / "seq01_t021.tif")
+    tifffile.imwrite(tmp_path / "img" / "a.tif", image)
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"),
+                 "--pictures", str(tmp_path / "pics"), "--images", str(tmp_path / "img")]) == 0
+    with Image.open(tmp_path / "pics" / "a_eval.png") as im:
+        rgb = np.asarray(im.convert("RGB"))
+    body = rgb[-gt.shape[0]:, : gt.shape[1]]
+    background = body[gt == 0]
+    assert np.unique(background.reshape(-1, 3), axis=0).shape[0] > 20  # the image shows, not one flat grey

@@ -16,7 +16,7 @@ _EPILOG = """
     cp3rt eval --pred masks/ --gt ground_truth/
     cp3rt eval --pred masks/ --gt gt/ --thresholds 0.5,0.75,0.9 --json scores.json
     cp3rt eval --pred masks/ --gt gt/ -t 0.5 -t 0.8
-    cp3rt eval --pred masks/ --gt gt/ --pictures eval_pictures/
+    cp3rt eval --pred masks/ --gt gt/ --pictures eval_pictures/ --images images/
 
 **Pairing**: files are paired by image name. A prediction `X_cp_masks.tif`, `X_masks.tif`,
 `X_seg.npy` or `X.tif` pairs with ground truth `X_masks.tif`, `X_seg.npy` or `X.tif` (or
@@ -78,6 +78,7 @@ def eval_command(
         None, "--pictures", help="Also write IMAGE_eval.png per image into this folder: matched objects green, "
         "missed (false negatives) magenta, extra (false positives) yellow, at the first threshold.",
     ),
+    images: Optional[Path] = typer.Option(None, "--images", help="With --pictures: draw them over the images of this folder (same names)."),
 ) -> None:
     from rich import box
     from rich.console import Console
@@ -122,10 +123,11 @@ def eval_command(
     if report.missing_gt:
         console.print(f"no ground truth for {len(report.missing_gt)} prediction(s): "
                       + ", ".join(report.missing_gt), markup=False)
-    _files(report, json_out, pictures, pred, gt, console)
+    _files(report, json_out, (pictures, images), pred, gt, console)
 
 
-def _files(report, json_out: Path | None, pictures: Path | None, pred: Path, gt: Path, console) -> None:  # noqa: ANN001
+def _files(report, json_out: Path | None, pictures: tuple[Path | None, Path | None], pred: Path, gt: Path,
+           console) -> None:  # noqa: ANN001
     """The files ``--json`` and ``--pictures`` ask for (pictures at the first threshold)."""
     from cp3rt.runtime.io.write import write_json
     from cp3rt.runtime.quality.eval_pictures import write_eval_pictures
@@ -133,6 +135,7 @@ def _files(report, json_out: Path | None, pictures: Path | None, pred: Path, gt:
     if json_out is not None:
         write_json(json_out, report.to_dict())
         console.print(f"wrote {json_out}", markup=False)
-    if pictures is not None:
-        written = write_eval_pictures(pred, gt, pictures, report.thresholds[0])
-        console.print(f"wrote {len(written)} picture(s) into {pictures}", markup=False)
+    folder, images = pictures
+    if folder is not None:
+        written = write_eval_pictures(pred, gt, folder, report.thresholds[0], images_dir=images)
+        console.print(f"wrote {len(written)} picture(s) into {folder}", markup=False)

@@ -48,20 +48,47 @@ def match_classes(masks_true: Any, masks_pred: Any, threshold: float = MASK_IOU_
                         extra=np.setdiff1d(pv, pv[cols]))
 
 
+def _images_by_key(folder: str | os.PathLike[str] | None) -> dict[str, Path]:
+    """Image files of ``folder`` by image name (``x.ome.tif`` -> 'x'); {} without a folder."""
+    if folder is None:
+        return {}
+    from cp3rt.runtime.io.discover import find_images
+
+    return {p.stem.removesuffix(".ome"): p for p in find_images([folder])}
+
+
+def _backdrop(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The image to draw on, (Y, X) or (Y, X, C) of the masks' size; None when there is none
+    or it does not fit (a picture on a dark background then)."""
+    if path is None:
+        return None
+    from cp3rt.runtime.io.read import read_image
+
+    img = read_image(path)
+    if img.shape[:2] == shape and img.ndim in (2, 3):
+        return img
+    if img.ndim == 3 and img.shape[1:] == shape:
+        return np.moveaxis(img, 0, -1)
+    return None
+
+
 def write_eval_pictures(
     pred_dir: str | os.PathLike[str],
     gt_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     threshold: float = MASK_IOU_THRESHOLD,
     progress: Callable[[int, int, str], None] | None = None,
+    images_dir: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """One evaluation picture per pair of ``pair_mask_files(pred_dir, gt_dir)`` into
-    ``out_dir``; returns the pictures written."""
+    ``out_dir``, drawn over the image of the same name in ``images_dir`` when there is one;
+    returns the pictures written."""
     from cp3rt.runtime.io.pictures import write_match_picture
     from cp3rt.runtime.io.read import read_masks
     from cp3rt.runtime.quality.evaluation import pair_mask_files
 
     pairs = pair_mask_files(pred_dir, gt_dir).pairs
+    images = _images_by_key(images_dir)
     written = []
     for done, (key, pred_path, gt_path) in enumerate(pairs, start=1):
         gt, pred = read_masks(gt_path), read_masks(pred_path)
@@ -70,7 +97,7 @@ def write_eval_pictures(
         c = match_classes(gt, pred, threshold)
         path = Path(out_dir) / f"{key}{EVAL_PICTURE_SUFFIX}"
         written.append(write_match_picture(path, gt, pred, c.matched, c.missed, c.extra, title=key,
-                                           threshold=threshold))
+                                           threshold=threshold, image=_backdrop(images.get(key), gt.shape)))
         if progress is not None:
             progress(done, len(pairs), key)
     return written
