@@ -214,3 +214,21 @@ def test_without_ome_zarr_py_an_ome_zarr_input_is_one_line_naming_the_extra(tmp_
     with pytest.raises(BackendUnavailableError, match=r"cp3rt\[zarr\]") as err:
         open_lazy(root)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_napari_ome_zarr_puts_the_labels_on_the_image(tmp_path, version):
+    """napari-ome-zarr's own reader (headless; it needs napari, not in the test extra: napari pulls
+    in some 60 packages, so this runs where a user installed it and skips elsewhere)."""
+    reader = pytest.importorskip("napari_ome_zarr", reason="napari-ome-zarr (and napari) not installed")
+    img, _ = blob_image((300, 260), 50, 7, radius=7)
+    root = tmp_path / "img.ome.zarr"
+    _write_library_image(zarr.open_group(str(root), mode="w", zarr_format=format_from_version(version).zarr_format),
+                         np.stack([img, img // 2]), version)
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as p:
+        assert segment_file(p, root, RUN, OutputOptions(), block_size=BLOCK).status == "done"
+    layers = reader.napari_get_reader(str(root))(str(root))
+    (image, image_kw, _), = [layer for layer in layers if layer[2] == "image"]
+    (labels, labels_kw, _), = [layer for layer in layers if layer[2] == "labels"]
+    assert list(labels_kw["scale"]) == list(image_kw["scale"]) == [PIXEL_UM, PIXEL_UM]
+    assert [d.shape for d in labels] == [d.shape[1:] for d in image]
