@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from cp3rt.errors import OutputError
+from cp3rt.runtime.batch.cancel import Cancel
 
 try:
     import fcntl
@@ -124,7 +125,7 @@ def holder(key: Path) -> str:
         return "another run"
 
 
-def wait_released(key: Path, stop: object = None) -> bool:
+def wait_released(key: Path, stop: Cancel | None = None) -> bool:
     """Block until nobody holds ``key``'s claim (True), or until ``stop`` (a ``Cancel``) is set
     (False). The claim is not kept: the caller claims again when it processes the image."""
     while True:
@@ -132,7 +133,7 @@ def wait_released(key: Path, stop: object = None) -> bool:
         if claim is not None:
             claim.release()
             return True
-        if stop is not None and stop.wait(POLL_SECONDS):  # type: ignore[attr-defined]
-            return False
         if stop is None:
             time.sleep(POLL_SECONDS)
+        elif stop.wait(POLL_SECONDS):
+            return False
