@@ -66,8 +66,11 @@ def test_folder_run_writes_all_outputs_then_skips(onnx_model, tmp_path, capsys):
     for img in images:
         masks = tifffile.imread(out / f"{img.stem}_cp_masks.tif")
         assert masks.shape == (160, 160) and masks.max() > 0
-        flows = tifffile.imread(out / f"{img.stem}_flows.tif")
-        assert flows.shape == (3, 160, 160) and flows.dtype == np.float32
+        flows = tifffile.imread(out / f"{img.stem}_flows.tif")  # Cellpose's names and layouts
+        assert flows.shape == (160, 160, 3) and flows.dtype == np.uint8
+        dp = tifffile.imread(out / f"{img.stem}_dP.tif")
+        assert dp.shape == (2, 160, 160) and dp.dtype == np.float32
+        assert tifffile.imread(out / f"{img.stem}_cellprob.tif").shape == (160, 160)
         seg = np.load(out / f"{img.stem}_seg.npy", allow_pickle=True).item()
         assert np.array_equal(seg["masks"], masks)
         assert (out / f"{img.stem}_overlay.png").stat().st_size > 0
@@ -185,7 +188,7 @@ def test_sigkill_then_rerun_completes_without_partial_files(onnx_model, tmp_path
     assert rerun.returncode == 0, rerun.stderr
     for img in images:
         assert tifffile.imread(out / f"{img.stem}_cp_masks.tif").shape == (300, 300)
-        assert tifffile.imread(out / f"{img.stem}_flows.tif").shape == (3, 300, 300)
+        assert tifffile.imread(out / f"{img.stem}_dP.tif").shape == (2, 300, 300)
     assert (out / "img0_cp_masks.tif").stat().st_mtime_ns == stamp  # finished image skipped
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 

@@ -33,7 +33,8 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
 
 - --model/--restore take Cellpose zoo names (`cp3rt models`), weight files or exported .onnx files.
   A weight file is exported to ONNX once and cached (needs the `export` extra the first time).
-- Outputs are `<stem>_cp_masks.tif` (+ `_seg.npy`, `_flows.tif` = dY,dX,cellprob,
+- Outputs are `<stem>_cp_masks.tif` (+ `_seg.npy`, with --save-flows Cellpose's `_flows.tif`
+  = RGB flow picture, `_dP.tif` = raw dY,dX and `_cellprob.tif`,
   `_restored.tif`, `_overlay.png` on request; the overlay names the object count, diameter and
   models, and shows the raw image beside the restored one with --restore). Screening outputs:
   --table csv (`_cp_objects.csv`, per object), --rois (`_rois.zip`, Fiji), --outlines
@@ -99,7 +100,7 @@ def run(
     gpu_resident: bool = typer.Option(False, "--gpu-resident", help="With --backend torch-cuda, 2-D images: keep every stage from upload to masks on the GPU (normalise, resize, tiles, nets, blend, numba-cuda dynamics); default normalisation, no --augment, give --diameter."),
     compile_nets: bool = typer.Option(False, "--compile", help="With --backend torch-cuda: compile the nets with TorchInductor (about 2.8x the net's GPU speed on an H200; the first use of each tile shape compiles for 10-20 s, cached on disk for later runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),
-    save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (dY, dX, cellprob; float32)."),
+    save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (RGB flow picture), STEM_dP.tif (dY, dX) and STEM_cellprob.tif (float32), as Cellpose names them."),
     save_restored: bool = typer.Option(False, "--save-restored", help="Also write STEM_restored.tif (with --restore)."),
     save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible STEM_seg.npy."),
     overlay: bool = typer.Option(False, "--overlay", help="Also write STEM_overlay.png (outlines on the image)."),
@@ -112,6 +113,7 @@ def run(
     anisotropy: Optional[float] = typer.Option(None, "--anisotropy", help="With --do-3d: Z step / XY pixel size (Z is resized by it; aniso_* restore models restore the axial planes)."),
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
+    channel_axis: Optional[int] = typer.Option(None, "--channel-axis", help="Axis of the file that holds channels (default: as the file declares them: ImageJ/OME C, RGB; a stack whose extra axis the file does not name is refused, never averaged)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge images and plate fields are tasks; a failed task is retried."),
     blocks: bool = typer.Option(False, "--blocks", help=f"Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over {D.HUGE_IMAGE_SIDE} px a side)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
@@ -122,7 +124,7 @@ def run(
         diameter=diameter, channels=(chan, chan2), flow_threshold=flow_threshold,
         cellprob_threshold=cellprob_threshold, niter=niter or None, min_size=min_size,
         tile_overlap=tile_overlap, batch_size=batch_size, augment=augment, do_3D=do_3d,
-        anisotropy=anisotropy, stitch_threshold=stitch_threshold, z_axis=z_axis, gpu_resident=gpu_resident,
+        anisotropy=anisotropy, stitch_threshold=stitch_threshold, z_axis=z_axis, channel_axis=channel_axis, gpu_resident=gpu_resident,
     )
     pipe_cfg = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
                               precision=precision, compile=compile_nets)

@@ -151,6 +151,8 @@ class Pipeline:
         timer = StageTimer()
         with timer.stage("read"):
             raw = _load(image)
+        if isinstance(image, (str, os.PathLike)):
+            cfg = _file_axes(image, raw, cfg)
         return run_stages(self.nets(), raw, cfg, timer, progress)
 
     def nets(self) -> Nets:
@@ -198,6 +200,23 @@ def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer | 
 def _label(engine: Any) -> str:
     manifest = getattr(engine, "manifest", None)
     return manifest.source_model if manifest is not None else type(engine).__name__
+
+
+def _file_axes(path: str | os.PathLike[str], raw: np.ndarray, cfg: RunConfig) -> RunConfig:
+    """A file's channels / Z as the file declares them (``prep.axes.plan_axes``); planes it does
+    not declare as channels are refused, and so are T frames (one result per call)."""
+    from cp3rt.runtime.io.read import read_axes
+    from cp3rt.runtime.prep.declared_axes import plan_axes
+
+    plan = plan_axes(raw.shape, read_axes(path, raw.shape), volume=cfg.is_volume,
+                     channel_axis=cfg.channel_axis, z_axis=cfg.z_axis, source=os.fspath(path),
+                     picked_channels=bool(cfg.channels and cfg.channels[0]))
+    if plan.frames is not None:
+        raise InputError(
+            f"{os.fspath(path)} has {raw.shape[plan.frames]} T frames; Pipeline.run segments one "
+            "image: use cp3rt.runtime.run_inputs (or cp3rt run) for a T-stack of labels, or pass "
+            "one frame as an array.")
+    return cfg.replace(channel_axis=plan.channel_axis, z_axis=plan.z_axis)
 
 
 def _load(image: np.ndarray | str | os.PathLike[str]) -> np.ndarray:

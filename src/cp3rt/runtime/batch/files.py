@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 from cp3rt.errors import Cp3rtError, OutputError
 from cp3rt.runtime.batch.cancel import Cancel, Cancelled, is_cancelled
-from cp3rt.runtime.batch.claims import holder, try_claim
+from cp3rt.runtime.batch.claims import clear_stale_lock, holder, try_claim
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.result import STAGES
 
@@ -32,7 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 Status = Literal["done", "skipped", "failed", "claimed"]  # claimed: another live run has it
 MASKS_SUFFIX = "_cp_masks.tif"  # Cellpose's default mask file name (§8.2)
 SEG_SUFFIX = "_seg.npy"
-FLOWS_SUFFIX = "_flows.tif"
+FLOWS_SUFFIX = "_flows.tif"  # Cellpose's name: the RGB flow picture (uint8 Y, X, 3)
+DP_SUFFIX = "_dP.tif"  # Cellpose's name for the raw flows: float32 (dY, dX)
+CELLPROB_SUFFIX = "_cellprob.tif"  # the raw cell probability (logits), float32
 RESTORED_SUFFIX = "_restored.tif"
 OVERLAY_SUFFIX = "_overlay.png"
 OBJECTS_SUFFIX = "_cp_objects"  # + .csv / .parquet: the per-object table (io.objects_table)
@@ -69,6 +71,8 @@ class OutputOptions:
             out["seg"] = folder / f"{stem}{SEG_SUFFIX}"
         if self.save_flows:
             out["flows"] = folder / f"{stem}{FLOWS_SUFFIX}"
+            out["dP"] = folder / f"{stem}{DP_SUFFIX}"
+            out["cellprob"] = folder / f"{stem}{CELLPROB_SUFFIX}"
         if self.save_restored:
             out["restored"] = folder / f"{stem}{RESTORED_SUFFIX}"
         if self.overlay:
@@ -150,7 +154,8 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     so that re-running on a folder that holds earlier outputs does not take them as inputs."""
     from cp3rt.runtime.io import find_images
 
-    own = tuple(s.rsplit(".", 1)[0] for s in (RESTORED_SUFFIX, OVERLAY_SUFFIX, FLOWS_SUFFIX))
+    own = tuple(s.rsplit(".", 1)[0]
+                for s in (RESTORED_SUFFIX, OVERLAY_SUFFIX, FLOWS_SUFFIX, DP_SUFFIX, CELLPROB_SUFFIX))
     explicit = {Path(p) for p in inputs if Path(p).is_file()}
     return [p for p in find_images(inputs) if p in explicit or not p.stem.endswith(own)]
 
@@ -226,6 +231,7 @@ def process_file(
         if pipeline.restore_net is None:  # nothing to save: must not block the skip check
             finals.pop("restored", None)
         if _complete(finals, outputs):
+            clear_stale_lock(finals["masks"])  # a run killed after its last write leaves one
             return ImageOutcome(image, "skipped", outputs=tuple(finals.values()))
         claim = try_claim(finals["masks"])
         if claim is None:
@@ -258,7 +264,9 @@ def _compute(pipeline: Pipeline, image: Path, run: RunConfig, outputs: OutputOpt
     t = time.perf_counter()
     raw = read_image(image)
     t_read = time.perf_counter() - t
-    result = pipeline.run(raw, run=run, progress=progress)
+    from cp3rt.runtime.batch.frames import run_file
+
+    result = run_file(pipeline, image, raw, run, progress)  # axes as the file declares them
     t = time.perf_counter()
     if outputs.exclude_on_edges:
         from cp3rt.runtime.batch.object_outputs import without_edge_objects

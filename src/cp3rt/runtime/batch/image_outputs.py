@@ -31,6 +31,12 @@ def write_outputs(
     from cp3rt.runtime.batch.object_outputs import EXTRA_KINDS, write_extra
     from cp3rt.runtime.io.pixel_size import read_pixel_size
 
+    others = sorted(k for k in finals if k != "masks")
+    if getattr(result, "axes", "").startswith("T") and others:
+        raise ConfigError(
+            f"{image} has T frames, written as one T-stack of masks; the other outputs "
+            f"({', '.join(others)}) are per 2-D image: run without them, or one frame per file."
+        )
     order = [k for k in finals if k != "masks"] + ["masks"]
     flat_only = sorted(k for k in ("seg", "rois", "outlines") if k in finals)
     if result.masks.ndim == 3 and flat_only:
@@ -42,12 +48,16 @@ def write_outputs(
     for kind in order:
         final = finals[kind]
         if kind == "masks":
-            cio.write_masks_tif(final, result.masks, read_pixel_size(image))
+            cio.write_masks_tif(final, result.masks, read_pixel_size(image), axes=getattr(result, "axes", None))
         elif kind == "seg":
             cio.write_seg_npy(final, result, image_path=image, channels=run.channels,
                               restore_type=restore_type)
-        elif kind == "flows":  # (3, Y, X): dY, dX, cellprob as in Cellpose's flows
-            cio.write_image_tif(final, np.concatenate([result.dP, result.cellprob[None]]))
+        elif kind == "flows":  # Cellpose's _flows.tif: the colour flow picture (of dY, dX)
+            cio.write_flow_picture_tif(final, result.dP)
+        elif kind == "dP":  # Cellpose's _dP.tif: the raw flows, (2, Y, X) or (3, Z, Y, X)
+            cio.write_image_tif(final, result.dP)
+        elif kind == "cellprob":
+            cio.write_image_tif(final, result.cellprob)
         elif kind == "restored":
             if result.restored is None:
                 continue

@@ -16,6 +16,7 @@ from cp3rt.runtime.io.read import IMAGE_SUFFIXES, READABLE_SUFFIXES
 # from a folder or a pattern. `_cp_masks` ends with `_masks`, `_seg` covers `_seg.npy`.
 OUTPUT_STEM_SUFFIXES = (
     "_cp_output", "_flows", "_flows_0", "_flows_1", "_flows_2", "_cellprob", "_masks", "_seg",
+    "_dP",
 )
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DIGITS = re.compile(r"(\d+)")

@@ -158,3 +158,31 @@ def read_masks(path: str | os.PathLike[str]) -> np.ndarray:
 
         return np.asarray(read_seg_npy(p)["masks"])
     return read_image(p)
+
+
+# tifffile's axis letters -> cp3rt's: T time, Z planes, C channels (ImageJ/OME C, RGB samples S),
+# Y, X; anything else (I: bare pages, Q: shape without names, ...) is '?', an undeclared axis.
+_AXIS_LETTERS = {"T": "T", "Z": "Z", "C": "C", "S": "C", "Y": "Y", "X": "X"}
+
+
+def read_axes(path: str | os.PathLike[str], shape: tuple[int, ...]) -> str | None:
+    """What the file says each axis of its :func:`read_image` array (of ``shape``) is: a string
+    of ``T Z C Y X ?`` (``?`` = the file does not say), or None when the format names no axes
+    (a .npy). TIFF: tifffile's series axes (ImageJ hyperstack, OME, shaped metadata, RGB
+    samples); PNG/JPEG: ``YX`` or ``YXC``."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix in PIL_SUFFIXES:
+        return "YX" if len(shape) == 2 else "YXC"
+    if suffix not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            axes = tif.series[0].axes
+    except Exception:  # noqa: BLE001 - read_image already read it; no axes is the safe answer
+        return None
+    if len(axes) != len(shape):
+        return None
+    return "".join(_AXIS_LETTERS.get(a, "?") for a in axes)

@@ -45,9 +45,11 @@ def _check_masks(masks: Any) -> np.ndarray:
     return m
 
 
-def write_masks_tif(path: str | os.PathLike[str], masks: Any, pixel_size: Any = None) -> Path:
+def write_masks_tif(path: str | os.PathLike[str], masks: Any, pixel_size: Any = None,
+                    axes: str | None = None) -> Path:
     """Write a label image as a zlib-compressed TIFF (uint16, or uint32 above 65535 labels);
-    ``pixel_size`` (an ``io.pixel_size.PixelSize``, e.g. the input's) is stored with it."""
+    ``pixel_size`` (an ``io.pixel_size.PixelSize``, e.g. the input's) is stored with it, and
+    ``axes`` (e.g. ``TYX`` for a time-lapse) in its ImageJ metadata (tifffile's for uint32)."""
     import tifffile
 
     from cp3rt.runtime.io.pixel_size import tiff_kwargs
@@ -55,8 +57,25 @@ def write_masks_tif(path: str | os.PathLike[str], masks: Any, pixel_size: Any = 
     m = _check_masks(masks)
     m = m.astype(mask_dtype(m), copy=False)
     with output_path(path) as tmp:
-        tifffile.imwrite(tmp, m, compression="zlib", **tiff_kwargs(pixel_size, m))
+        tifffile.imwrite(tmp, m, compression="zlib", **_with_axes(tiff_kwargs(pixel_size, m), m, axes))
     return Path(path)
+
+
+def _with_axes(kwargs: dict[str, Any], masks: np.ndarray, axes: str | None) -> dict[str, Any]:
+    """``kwargs`` for tifffile.imwrite with ``axes`` recorded (ImageJ for 8/16-bit labels)."""
+    if axes is None:
+        return kwargs
+    if len(axes) != masks.ndim:
+        raise ConfigError(f"axes {axes!r} do not fit masks of shape {masks.shape}.")
+    out = dict(kwargs)
+    meta = dict(out.get("metadata") or {})
+    meta["axes"] = axes
+    if "Z" not in axes:
+        meta.pop("spacing", None)
+    out["metadata"] = meta
+    if masks.dtype in (np.uint8, np.uint16):
+        out["imagej"] = True
+    return out
 
 
 def write_image_tif(path: str | os.PathLike[str], image: Any) -> Path:
