@@ -78,3 +78,22 @@ def test_plate_run_then_table_and_heatmap(tmp_path: Path) -> None:
     assert {k: sum(r["well"] == k for r in rows) for k in per_well} == per_well
     with Image.open(written[1]) as im:
         assert im.size[0] >= 300
+
+
+def test_cli_plate_run_writes_the_object_table_and_heatmap(tmp_path: Path, monkeypatch) -> None:
+    from cp3rt import Pipeline
+    from cp3rt.cli.app import main
+
+    monkeypatch.setattr(Pipeline, "from_config", classmethod(lambda cls, cfg, run=None: Pipeline.from_engines(
+        NumpyEngine(nchan=2), run=run)))
+    root = tmp_path / "p.zarr"
+    write_plate(root)
+    out = tmp_path / "o"  # a separate output store: the labels are read from there
+    assert main(["run", str(root), "--diameter", "20", "--out", str(out), "--table", "csv", "--overlay"]) == 0
+    with open(out / "p_wells.csv", newline="") as fh:
+        wells = {r["well"]: int(r["objects"]) for r in csv.DictReader(fh)}
+    with open(out / "p_objects.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {w: sum(r["well"] == w for r in rows) for w in wells} == wells and sum(wells.values()) > 0
+    with Image.open(out / "p_wells.png") as im:
+        assert im.size[0] >= 300

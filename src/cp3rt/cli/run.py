@@ -61,7 +61,9 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   --do-3d, volumes over {D.HUGE_IMAGE_SIDE} px a side or 2^{D.HUGE_VOLUME_VOXELS.bit_length() - 1} voxels go the same way in 3-D blocks.
 - OME-Zarr HCS plates (`cp3rt run plate.zarr`): every field is segmented into its own
   `labels/cp3rt`, done fields are skipped on a re-run, and `<plate>_wells.csv` (objects and
-  mean area per well) is written next to the plate (or into --out).
+  mean area per well) is written next to the plate (or into --out); --table adds
+  `<plate>_objects.csv` (every object, with its well and field), --overlay `<plate>_wells.png`
+  (a heat-map of objects per well).
 - Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
   Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
   file, each block of a huge image and each plate field is a task; failed tasks are retried.

@@ -15,6 +15,7 @@ from pathlib import Path
 from cp3rt import defaults as D
 from cp3rt.distributed._cluster import map_ordered, pipeline_for
 from cp3rt.runtime.batch.files import BatchEvent, ImageOutcome, OutputOptions
+from cp3rt.runtime.batch.plate_objects import field_outputs
 from cp3rt.runtime.batch.plates import PlateSummary, finish_plate, labels_root, plate_fields, prepare_output
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 
@@ -48,7 +49,8 @@ def run_plate_on_cluster(
     t0 = time.perf_counter()
     outcomes = map_ordered(
         client, _field_task,
-        [(config, run, outputs, str(f.path), block_size, str(labels_root(f, root, out_plate))) for f in fields],
+        [(config, run, field_outputs(outputs), str(f.path), block_size, str(labels_root(f, root, out_plate)))
+         for f in fields],
         [f"cp3rt-field-{root.name}-{f.well.replace('/', '')}-{f.path.name}" for f in fields], retries=retries,
         on_result=lambda i, o: emit(BatchEvent("end", i, len(fields), fields[i].path, outcome=o)))
     return finish_plate(root, fields, outcomes, outputs, time.perf_counter() - t0)

@@ -95,3 +95,9 @@ def write_plate_outputs(root: Path, fields: Sequence[Any], label_roots: Sequence
         written.append(write_plate_heatmap(Path(folder) / f"{stem}{HEATMAP_SUFFIX}", wells,
                                            title=f"{stem}: objects per well"))
     return written
+
+
+def field_outputs(outputs: OutputOptions) -> OutputOptions:
+    """What each field's block run is asked for: the plate-level outputs (the object table and
+    the heat-map, written by :func:`write_plate_outputs` once every field is done) removed."""
+    return dataclasses.replace(outputs, table=None, overlay=False)

@@ -178,6 +178,7 @@ def run_plate(
     """Segment every field of the plate at ``root`` in this process (done fields skipped
     unless overwrite), then write ``<plate>_wells.csv`` (see ``finish_plate``)."""
     from cp3rt.runtime.batch.blocks.files import segment_file
+    from cp3rt.runtime.batch.plate_objects import field_outputs
 
     root = Path(root)
     run = run or RunConfig()
@@ -189,7 +190,7 @@ def run_plate(
     outcomes = []
     for i, f in enumerate(fields):
         emit(BatchEvent("start", i, len(fields), f.path))
-        outcome = segment_file(pipeline, f.path, run, outputs, block_size=block_size,
+        outcome = segment_file(pipeline, f.path, run, field_outputs(outputs), block_size=block_size,
                                labels_root=labels_root(f, root, out_plate),
                                progress=lambda d, n, i=i, f=f: emit(
                                    BatchEvent("tiles", i, len(fields), f.path, d, n)))
@@ -202,9 +203,13 @@ def finish_plate(root: Path, fields: Sequence[Field], outcomes: Sequence[ImageOu
                  outputs: OutputOptions, seconds: float) -> PlateSummary:
     """Write ``<plate>_wells.csv`` into ``outputs.out_dir`` (default: next to the plate) from
     the fields' completion markers, once every field has been tried."""
+    from cp3rt.runtime.batch.plate_objects import write_plate_outputs
+
     out_plate = output_plate(root, outputs)
-    wells = well_table(fields, [labels_root(f, root, out_plate) for f in fields])
+    roots = [labels_root(f, root, out_plate) for f in fields]
+    wells = well_table(fields, roots)
     folder = Path(outputs.out_dir) if outputs.out_dir is not None else Path(root).parent
     csv_path = folder / f"{_plate_stem(Path(root))}{CSV_SUFFIX}"
     atomic_write_bytes(csv_path, _csv_bytes(wells))
+    write_plate_outputs(root, fields, roots, wells, folder, outputs)  # --table / --overlay: objects, heat-map
     return PlateSummary(BatchSummary(tuple(outcomes), seconds), wells, csv_path)
