@@ -70,3 +70,21 @@ def test_worker_killed_mid_plate_loses_nothing(client, single, tmp_path):
     # by the retry as "skipped": its labels are there and complete, which _assert_same_plate checks.
     assert summary.batch.count("done") + summary.batch.count("skipped") == len(WELLS) * FIELDS
     _assert_same_plate(root1, s1, root, summary)
+
+
+def test_fields_as_tasks_write_an_output_plate_with_out(client, single, tmp_path):
+    from cp3rt.runtime.batch.files import OutputOptions
+
+    cfg, root1, s1 = single
+    wait_for_workers(client)
+    root = tmp_path / "plate.ome.zarr"
+    write_plate(root)
+    out = tmp_path / "o"
+    summary = run_plate_on_cluster(client, cfg, root, RUN, OutputOptions(out_dir=out), block_size=BLOCK)
+    assert summary.wells == s1.wells and summary.csv == out / "plate_wells.csv"
+    for a, b in zip(plate_fields(root1), plate_fields(root)):
+        mirror = out / "plate.ome.zarr" / b.path.relative_to(root)
+        assert is_complete(mirror) and not (b.path / "labels").exists()  # the input plate only read
+        la, lb = _labels(a.path), _labels(mirror)
+        if la.max() or lb.max():
+            assert average_precision(la, lb, [0.9])[0][0] >= MIN_AP90_SAME, mirror
