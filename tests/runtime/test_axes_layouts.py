@@ -94,6 +94,25 @@ def test_tyx_hyperstack_gives_a_t_stack_of_labels(tmp_path):
     assert outcome.n_objects == sum(len(np.unique(m)) - 1 for m in masks)
 
 
+def test_exclude_on_edges_works_per_frame(tmp_path):
+    """Border objects of a T-stack are those touching each frame's border, not the first and
+    last frames (which a volume's rule would drop whole)."""
+    from cp3rt.runtime.io.edges import exclude_on_edges
+
+    data = _frames(3)
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TYX"})
+    pipe = Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN)
+    outcome = run_batch(pipe, [path], RUN, OutputOptions(exclude_on_edges=True)).outcomes[0]
+    assert outcome.status == "done", outcome.error
+    masks = tifffile.imread(tmp_path / "t_cp_masks.tif")
+    for t in (0, 2):
+        want = exclude_on_edges(pipe.run(data[t], run=RUN).masks)
+        assert want.max() > 0
+        np.testing.assert_array_equal(masks[t], want)
+    assert outcome.n_objects == sum(len(np.unique(m)) - 1 for m in masks)
+
+
 def test_untagged_stack_is_refused_not_averaged(tmp_path):
     _, path, outcome = _run(tmp_path, "s.tif", _frames(5))
     assert read_axes(path, (5, *YX)) == "?YX"

@@ -21,11 +21,10 @@ class FramesResult(Result):
     """The results of every T frame stacked on a first axis; ``axes`` of ``masks``."""
 
     axes: str = "TYX"
-    frame_objects: tuple[int, ...] = ()
 
     @functools.cached_property
     def n_objects(self) -> int:  # labels restart in each frame: count per frame
-        return int(sum(self.frame_objects))
+        return int(sum(np.count_nonzero(np.bincount(m.ravel())[1:]) for m in self.masks))
 
 
 def run_file(pipeline: Any, image: Path, raw: np.ndarray, run: RunConfig,
@@ -62,5 +61,4 @@ def stack_frames(parts: list[Result]) -> FramesResult:
         style=np.stack([p.style for p in parts]), restored=restored,
         diameter=float(np.mean([p.diameter for p in parts])), rescale=first.rescale, niter=first.niter,
         timings=timings, axes="T" + ("ZYX" if first.masks.ndim == 3 else "YX"),
-        frame_objects=tuple(p.n_objects for p in parts),
     )

@@ -37,6 +37,8 @@ def without_edge_objects(result: Result) -> Result:
     1..n (``--exclude-on-edges``, Cellpose's ``exclude_on_edges``)."""
     from cp3rt.runtime.io.edges import exclude_on_edges
 
+    if getattr(result, "axes", "").startswith("T"):  # a T-stack (batch.frames): each frame's borders
+        return dataclasses.replace(result, masks=np.stack([exclude_on_edges(m) for m in result.masks]))
     return dataclasses.replace(result, masks=exclude_on_edges(result.masks))
 
 
