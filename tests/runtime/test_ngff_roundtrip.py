@@ -232,3 +232,25 @@ def test_napari_ome_zarr_puts_the_labels_on_the_image(tmp_path, version):
     (labels, labels_kw, _), = [layer for layer in layers if layer[2] == "labels"]
     assert list(labels_kw["scale"]) == list(image_kw["scale"]) == [PIXEL_UM, PIXEL_UM]
     assert [d.shape for d in labels] == [d.shape[1:] for d in image]
+
+
+def test_a_pre_0_4_image_gets_0_4_labels_scaled_by_level_size(tmp_path):
+    """NGFF 0.3 (axes as names, no transforms; ome-zarr-py no longer writes it): labels in 0.4,
+    each level's scale the size ratio to level 0, accepted by the 0.4 models."""
+    img, truth = blob_image((300, 260), 50, 7, radius=7)
+    root = tmp_path / "old.ome.zarr"
+    _write_library_image(zarr.open_group(str(root), mode="w", zarr_format=2), np.stack([img, img // 2]), "0.4", 2)
+    group = zarr.open_group(str(root), mode="r+")
+    ms = group.attrs["multiscales"]
+    ms[0].update(version="0.3", axes=["c", "y", "x"])
+    for d in ms[0]["datasets"]:
+        d.pop("coordinateTransformations")
+    group.attrs["multiscales"] = ms
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as p:
+        assert segment_file(p, root, RUN, OutputOptions(), block_size=BLOCK).status == "done"
+    lab = zarr.open_group(str(root / "labels" / "cp3rt"), mode="r")
+    assert type(ome_zarr_models.open_ome_zarr(lab)).__module__ == "ome_zarr_models.v04.image_label"
+    datasets = lab.attrs["multiscales"][0]["datasets"]
+    assert [d["coordinateTransformations"] for d in datasets] == [[{"type": "scale", "scale": [1.0, 1.0]}],
+                                                                 [{"type": "scale", "scale": [2.0, 2.0]}]]
+    assert average_precision(truth, np.asarray(lab["0"][...]), [0.5])[0][0] >= MIN_AP50_TRUTH

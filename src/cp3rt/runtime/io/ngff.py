@@ -12,6 +12,7 @@ lower levels are filled from level 0 by nearest-neighbour sampling once level 0 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,17 @@ def _zarr() -> Any:
 
 
 def _format_for(path: Path) -> Any:
-    """The ome-zarr-py Format to open ``path`` with: 0.5 for a zarr v3 store, else 0.4 (so that
-    the library detects the version without a mismatch warning)."""
+    """The ome-zarr-py Format to open ``path`` with: 0.5 for a zarr v3 store, else the version
+    its ``.zattrs`` name (0.4 by default), so that the library logs no version mismatch."""
     fmt = ome_zarr().format
-    return fmt.FormatV05() if (path / "zarr.json").is_file() else fmt.FormatV04()
+    if (path / "zarr.json").is_file():
+        return fmt.FormatV05()
+    try:
+        attrs = json.loads((path / ".zattrs").read_text())
+        meta = (attrs.get("multiscales") or [{}])[0] if "multiscales" in attrs else attrs.get("plate") or attrs.get("well")
+        return fmt.format_from_version(str(meta["version"]))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return fmt.FormatV04()
 
 
 def ome_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -126,8 +134,12 @@ def label_levels(image: NgffImage, shape: tuple[int, ...]) -> tuple[str, list[tu
         raise OutputError(f"{image.path}: labels {names} need the axes {missing} that the image "
                           f"(axes {image.axis_names}) does not have.")
     keep = [image.axis_names.index(n) for n in names]
-    levels = [(tuple(s[i] for i in keep), [_pick(t, keep) for t in tr])
-              for s, tr in zip(image.shapes, image.transforms)]
+    levels = []
+    for s, tr in zip(image.shapes, image.transforms):
+        lshape = tuple(s[i] for i in keep)
+        # before 0.4 no transforms: a level's pixel is level 0's times the size ratio
+        levels.append((lshape, [_pick(t, keep) for t in tr] or
+                       [{"type": "scale", "scale": [image.shapes[0][i] / s[i] for i in keep]}]))
     if levels[0][0] != tuple(shape):
         raise OutputError(f"{image.path}: labels of shape {tuple(shape)} do not match the image's level 0 "
                           f"{levels[0][0]} on axes {names}.")
@@ -143,6 +155,7 @@ def create_labels(root: str | os.PathLike[str], image: NgffImage, shape: tuple[i
     is the relative path from the labels to the image."""
     oz = ome_zarr()
     zarr = _zarr()
+    # 0.1-0.3 images (ome-zarr-py no longer writes those versions) get 0.4 labels
     fmt = oz.format.format_from_version(image.version if image.version in ("0.4", "0.5") else "0.4")
     names, levels = label_levels(image, shape)
     axes = [{**image.axes[image.axis_names.index(n)]} for n in names]
@@ -157,7 +170,10 @@ def create_labels(root: str | os.PathLike[str], image: NgffImage, shape: tuple[i
         arrays.append(lab.create_array(str(k), shape=lshape, dtype="uint32", fill_value=0,
                                        chunks=tuple(min(c, n) for c, n in zip(chunks, lshape)), **extra))
     datasets = [{"path": str(k), "coordinateTransformations": tr} for k, (_, tr) in enumerate(levels)]
-    oz.writer.write_multiscales_metadata(lab, datasets, fmt=fmt, axes=axes, name=name)
+    try:
+        oz.writer.write_multiscales_metadata(lab, datasets, fmt=fmt, axes=axes, name=name)
+    except ValueError as exc:  # the library's validation of what the image's metadata gave
+        raise OutputError(f"{root}: cannot describe labels for NGFF {fmt.version} ({exc}).") from exc
     listed = [n for n in oz.writer.get_metadata(labels).get("labels", []) if n != name]
     # 0.5 wants the version beside 'labels' too, which write_label_metadata leaves out
     oz.writer.add_metadata(labels, {"labels": listed, **({"version": fmt.version} if fmt.zarr_format == 3 else {})},
