@@ -27,7 +27,7 @@ from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.result import STAGES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cp3rt.runtime.pipeline import Pipeline
+    from cp3rt.runtime.pipeline import ImageRunner, Pipeline
 
 Status = Literal["done", "skipped", "failed", "claimed"]  # claimed: another live run has it
 MASKS_SUFFIX = "_cp_masks.tif"  # Cellpose's default mask file name (§8.2)
@@ -216,7 +216,7 @@ def current_image() -> Path | None:
 
 
 def process_file(
-    pipeline: Pipeline,
+    pipeline: ImageRunner,
     image: Path,
     run: RunConfig,
     outputs: OutputOptions,
@@ -256,7 +256,7 @@ def _complete(finals: dict[str, Path], outputs: OutputOptions) -> bool:
     return not outputs.overwrite and all(p.is_file() for p in finals.values())
 
 
-def _compute(pipeline: Pipeline, image: Path, run: RunConfig, outputs: OutputOptions,
+def _compute(pipeline: ImageRunner, image: Path, run: RunConfig, outputs: OutputOptions,
              finals: dict[str, Path], progress: Callable[[int, int], None]) -> ImageOutcome:
     from cp3rt.runtime.batch.image_outputs import write_outputs
     from cp3rt.runtime.io import read_image

@@ -70,8 +70,7 @@ def stream_batch(
     def work(view: StreamingView, item: tuple[int, Path]) -> ImageOutcome:
         i, image = item
         post(BatchEvent("start", i, total, image))
-        return process_file(view, image, run, outputs,  # type: ignore[arg-type]  # until process_file takes an ImageRunner
-                            lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
+        return process_file(view, image, run, outputs, lambda d, n: post(BatchEvent("tiles", i, total, image, d, n)))
 
     outcomes: list[ImageOutcome | None] = [None] * total
     items = ((i, Path(p)) for i, p in enumerate(images) if not is_cancelled(cancel))
