@@ -42,6 +42,11 @@ app = typer.Typer(
 _state = {"verbose": False}
 
 
+def is_verbose() -> bool:
+    """Whether ``-v`` was given (set by the root callback); commands that show more with it ask here."""
+    return _state["verbose"]
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"cp3rt {__version__}")

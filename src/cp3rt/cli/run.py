@@ -153,14 +153,14 @@ def _execute(route, go, cluster: str | None) -> None:
     code the epilog documents."""
     from cp3rt.cli import _run_render as render
     from cp3rt.cli._signals import cancel_on_signals, exit_code
-    from cp3rt.cli.app import _state  # -v, set by the root callback
+    from cp3rt.cli.app import is_verbose
     from cp3rt.distributed import open_cluster
     from cp3rt.runtime.batch.cancel import Cancel
 
     cancel = Cancel()
     with render.one_line_warnings():
         routes = route()
-        with cancel_on_signals(cancel) as got, render.Progress(routes.total, verbose=_state["verbose"]) as progress, \
+        with cancel_on_signals(cancel) as got, render.Progress(routes.total, verbose=is_verbose()) as progress, \
                 open_cluster(cluster) as on_cluster:
             summary = go(routes, cluster=on_cluster, on_event=progress.update, cancel=cancel)
     render.summary(summary, stopped_by=cancel.reason)
