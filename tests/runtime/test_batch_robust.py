@@ -248,3 +248,11 @@ def test_odd_but_valid_arrays_give_the_masks_of_their_plain_copy():
             got, want = pipe.run(odd).masks, pipe.run(plain).masks
             assert np.array_equal(got, want), name
         assert pipe.run(image[:1, :1]).masks.shape == (1, 1)
+
+
+def test_a_lock_file_a_killed_run_left_on_a_finished_image_goes_on_the_next_run(tmp_path, stand_in):
+    _image(tmp_path / "a.tif")
+    assert _run([tmp_path / "a.tif"]).count("done") == 1
+    lock_path(tmp_path / "a_cp_masks.tif").write_text("{}")  # killed between its last write and release
+    assert _run([tmp_path / "a.tif"]).count("skipped") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "a_cp_masks.tif"]
