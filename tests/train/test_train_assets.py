@@ -83,6 +83,28 @@ def test_starter_models_resolve_by_name_without_export(name: str, path: Path, tm
     assert not any(tmp_path.iterdir())  # no cache entry was written
 
 
+def test_size_model_ships_beside_the_segmenter_with_its_registered_hash() -> None:
+    """benchmarks/train_size.py wrote it; the registry pins its sha256, the card names it."""
+    from cp3rt.zoo import ZOO, SizeModel, resolve_size_model
+
+    path = resolve_size_model("cp3rt_nuclei", download=False)
+    assert path.resolve() == (ASSETS / "models" / "cp3rt_nuclei_size.npy").resolve()
+    assert sha256_file(path) == ZOO.get("cp3rt_nuclei").size_sha256
+    assert SizeModel.from_file(path).diam_mean == 17.0
+    assert path.name in (ASSETS / "models" / "MODEL_CARD.md").read_text()
+
+
+def test_run_without_diameter_estimates_it(tmp_path: Path) -> None:
+    """No diameter: the size model's two-step estimate (§2.4), not diam_mean / diam_labels."""
+    with Pipeline(segment="cp3rt_nuclei", backend="ort", cache_dir=tmp_path, download=False) as pipe:
+        assert pipe.size_model() is not None
+        result = pipe.run(SAMPLE)
+    truth = np.asarray(read_masks(SAMPLE_MASKS))
+    assert abs(result.diameter - pipe.segment_net.diam_labels) > 0.1  # the no-size-model rule's diameter
+    # measured 1.36 x the truth's median diameter on this image (train_size_cp3rt_nuclei.md)
+    assert 0.7 < result.diameter / diameters(truth) < 1.6
+
+
 def test_quick_start_names_run_restore_then_segment(tmp_path: Path) -> None:
     with Pipeline(segment="cp3rt_nuclei", restore="cp3rt_denoise_nuclei", backend="ort",
                   cache_dir=tmp_path, download=False) as pipe:

@@ -47,6 +47,7 @@ class ModelInfo:
     package: str = "cp3rt"
     resource: str = ""
     sha256: str | None = None  # known-good hash; None -> trust on first download (sidecar)
+    size_sha256: str | None = None  # of a packaged size model (checked by the tests)
 
     def __post_init__(self) -> None:
         if not self.name or not self.basename:
@@ -236,6 +237,9 @@ def _restoration_models() -> list[ModelInfo]:
     return models
 
 
+CP3RT_NUCLEI_SIZE_SHA256 = "fde00f25efa5ad940a76067934f1e8ab8e2c17734721de12734b4271568f051f"
+
+
 def _packaged_models() -> list[ModelInfo]:
     """cp3rt's own starter models: exported ONNX artefacts shipped in the wheel (no download)."""
     card = "cp3rt starter model, see assets/models/MODEL_CARD.md"
@@ -243,7 +247,8 @@ def _packaged_models() -> list[ModelInfo]:
         ModelInfo(
             name="cp3rt_nuclei", basename="cp3rt_nuclei.onnx", role="segment",
             diam_mean=DIAM_MEAN_NUCLEI, nchan=2, nout=3, notes=card, source="package",
-            resource="assets/models/cp3rt_nuclei.onnx",
+            resource="assets/models/cp3rt_nuclei.onnx", size_model="cp3rt_nuclei_size.npy",
+            size_sha256=CP3RT_NUCLEI_SIZE_SHA256,  # benchmarks/train_size.py
         ),
         ModelInfo(
             name="cp3rt_denoise_nuclei", basename="cp3rt_denoise_nuclei.onnx", role="restore",

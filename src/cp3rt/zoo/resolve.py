@@ -6,9 +6,10 @@ models); ``$CELLPOSE_LOCAL_MODELS_PATH``; ``~/.cellpose/models``; cp3rt's cache;
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cp3rt._fs import atomic_write_bytes
 from cp3rt.defaults import MIN_SIZE_MODEL_BYTES, MIN_WEIGHT_FILE_BYTES
@@ -67,9 +68,12 @@ def resolve_size_model(
     info = _lookup(name_or_path, registry)
     if info.size_model is None:
         raise ModelNotFoundError(
-            f"model {info.name!r} has no size model (only cyto3, nuclei, cyto2 and cyto do); "
-            "give the diameter."
+            f"model {info.name!r} has no size model (only cyto3, nuclei, cyto2, cyto and cp3rt_nuclei "
+            "do); give the diameter."
         )
+    if info.source == "package":  # shipped beside the packaged model
+        beside = str(PurePosixPath(info.resource).with_name(info.size_model))
+        return _packaged(dataclasses.replace(info, basename=info.size_model, resource=beside))
     return _resolve_basename(
         info.size_model,
         what=f"size model of {info.name!r}",
