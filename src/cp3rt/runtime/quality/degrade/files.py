@@ -109,13 +109,7 @@ def degrade_files(
     out = check_output_dir(out_dir)
     outputs = _plan_outputs(paths, out)
     children = np.random.SeedSequence(seed).spawn(len(paths))
-    header = {
-        "tool": "cp3rt degrade", "cp3rt_version": __version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "seed": int(seed), "diameter": float(diameter),
-        "noise_name": noise_name, "noise": noise.to_dict(),
-        "normalisation": "per channel 1/99 percentiles to 0/1, negatives clipped to 0",
-    }
+    header = _record_header(noise, seed, diameter, noise_name, command)
     written: list[Path] = []
     applied: list[AppliedNoise] = []
     entries: list[dict[str, Any]] = []
@@ -143,6 +137,18 @@ def degrade_files(
             progress(i + 1, len(paths), src.name)
     return DegradeRun(tuple(written), tuple(applied), save(complete=True), tuple(failed),
                       tuple(notes))
+
+
+def _record_header(noise: Noise, seed: int, diameter: float, noise_name: str | None,
+                   command: str | None) -> dict[str, Any]:
+    """What the run record says about the whole run (written before every image's entry)."""
+    return {
+        "tool": "cp3rt degrade", "cp3rt_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "seed": int(seed), "diameter": float(diameter),
+        "noise_name": noise_name, "noise": noise.to_dict(),
+        "normalisation": "per channel 1/99 percentiles to 0/1, negatives clipped to 0",
+    }
 
 
 def _degrade_one(src: Path, dst: Path, noise: Noise, rng: np.random.Generator,
