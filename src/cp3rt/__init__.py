@@ -5,7 +5,9 @@ Heavy pieces are imported on first use so that ``import cp3rt`` stays cheap and 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from cp3rt._lazy import lazy_getattr
+
+from typing import TYPE_CHECKING
 
 from cp3rt._version import __version__
 from cp3rt.errors import Cp3rtError
@@ -23,9 +25,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cp3rt' has no attribute {name!r}")
+__getattr__ = lazy_getattr('cp3rt', _LAZY)

@@ -30,3 +30,17 @@ def require(module: str, purpose: str) -> ModuleType:
         raise BackendUnavailableError(
             f"{purpose} needs the Python package '{top}', which cannot be imported here: {exc}{hint}."
         ) from exc
+
+
+def lazy_getattr(package: str, names: dict[str, str]):
+    """A module ``__getattr__`` for ``package`` that imports each public name from its module
+    (``names``: name -> dotted module) on first use, so importing the package stays cheap."""
+
+    def __getattr__(name: str):
+        if name in names:
+            import importlib
+
+            return getattr(importlib.import_module(names[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

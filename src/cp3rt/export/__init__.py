@@ -10,8 +10,9 @@ The public names are reachable here (``cp3rt.export.export_onnx``), loaded on fi
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from cp3rt._lazy import lazy_getattr
+
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.export.from_onnx import recover_cpnet, recover_weight_file
@@ -27,7 +28,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cp3rt.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr('cp3rt.export', _LAZY)

@@ -6,8 +6,9 @@ here (``cp3rt.models.load_cpnet``), loaded on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from cp3rt._lazy import lazy_getattr
+
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.models.cpnet import CPnet
@@ -23,7 +24,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cp3rt.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr('cp3rt.models', _LAZY)

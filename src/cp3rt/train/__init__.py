@@ -7,7 +7,9 @@ write Cellpose-v3-format weight files and report progress through a callback.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from cp3rt._lazy import lazy_getattr
+
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.train.config import RestoreTrainConfig, SegmentTrainConfig
@@ -29,9 +31,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cp3rt.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr('cp3rt.train', _LAZY)
