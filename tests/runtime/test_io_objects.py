@@ -30,7 +30,7 @@ def _pair(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_object_table_matches_regionprops_on_shared_data(name: str, tmp_path: Path) -> None:
-    measure = pytest.importorskip("skimage.measure")
+    import skimage.measure as measure
     image, masks = _pair(name)
     two = np.stack([image, image.max() - image])  # two channels, the second inverted
     path = write_object_table(tmp_path / "t.csv", object_table(masks, two))
@@ -95,14 +95,14 @@ def test_exclude_on_edges_same_as_reference_semantics() -> None:
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_exclude_on_edges_matches_the_reference(name: str) -> None:
-    utils = pytest.importorskip("cellpose.utils")
+    import cellpose.utils as utils
     _, masks = _pair(name)
     np.testing.assert_array_equal(exclude_on_edges(masks), utils.remove_edge_masks(masks.copy()))
 
 
 @pytest.mark.parametrize("name", [*PAIRS, "stardist_dsb2018_nuclei/{}/img2d.tif"])
 def test_outlines_are_the_references_findcontours_polygons(name: str) -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     _, masks = _pair(name)
     ours = outlines_list(masks)
     labels = [k for k in np.unique(masks) if k]
@@ -114,7 +114,7 @@ def test_outlines_are_the_references_findcontours_polygons(name: str) -> None:
 
 
 def test_outlines_text_and_roi_zip_agree(tmp_path: Path) -> None:
-    roifile = pytest.importorskip("roifile")
+    import roifile
     _, masks = _pair(PAIRS[0])
     masks[100:102, 100:102] = masks.max() + 1  # a 4-point border: an empty line, no ROI
     txt = write_outlines_txt(tmp_path / "x_cp_outlines.txt", masks).read_text().splitlines()

@@ -24,9 +24,9 @@ from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.io.zarr_io import is_complete
 from cp3rt.runtime.quality.metrics import average_precision
 
-ome_zarr = pytest.importorskip("ome_zarr")
-ome_zarr_models = pytest.importorskip("ome_zarr_models")
-zarr = pytest.importorskip("zarr")
+import ome_zarr
+import ome_zarr_models
+import zarr
 from ome_zarr.format import format_from_version  # noqa: E402
 from ome_zarr.io import parse_url  # noqa: E402
 from ome_zarr.reader import Label, Multiscales, Reader  # noqa: E402
@@ -218,9 +218,8 @@ def test_without_ome_zarr_py_an_ome_zarr_input_is_one_line_naming_the_extra(tmp_
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_napari_ome_zarr_puts_the_labels_on_the_image(tmp_path, version):
-    """napari-ome-zarr's own reader (headless; it needs napari, not in the test extra: napari pulls
-    in some 60 packages, so this runs where a user installed it and skips elsewhere)."""
-    reader = pytest.importorskip("napari_ome_zarr", reason="napari-ome-zarr (and napari) not installed")
+    """napari-ome-zarr's own reader, headless (the test extra installs it with napari, no Qt)."""
+    import napari_ome_zarr as reader
     img, _ = blob_image((300, 260), 50, 7, radius=7)
     root = tmp_path / "img.ome.zarr"
     _write_library_image(zarr.open_group(str(root), mode="w", zarr_format=format_from_version(version).zarr_format),

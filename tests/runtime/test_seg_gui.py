@@ -22,7 +22,7 @@ import tifffile
 
 from cp3rt.runtime.io import write_seg_npy
 
-gui_io = pytest.importorskip("cellpose.gui.io")
+import cellpose.gui.io as gui_io
 
 
 @dataclasses.dataclass
