@@ -30,12 +30,14 @@ from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, run_batch
 from cp3rt.runtime.batch.out_paths import check_output_dir, plan_outputs
 from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
+from cp3rt.runtime.batch.provenance import describe_config, describe_nets
 from cp3rt.runtime.batch.stream import stream_batch
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.pipeline import Pipeline
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.batch.blocks.image_files import BlockRunner
+    from cp3rt.runtime.batch.run_record import RunRecorder
 
 OnEvent = Callable[[BatchEvent], None]
 
@@ -91,31 +93,40 @@ def run_inputs(
     cluster: Cluster | None = None,
     on_event: OnEvent | None = None,
     cancel: Cancel | None = None,
+    record: RunRecorder | None = None,
 ) -> BatchSummary:
     """Segment every input (see the module docstring for the routes) and write its outputs;
     one outcome per image file, huge image and plate field. ``inputs`` are INPUT arguments or
     the routes ``route_inputs`` made of them (to size a progress bar first). ``block_size``
     None takes each kind's default. Nets open here once, only when work runs in this process.
     ``cancel`` (set from another thread or a signal handler) stops it early: the summary then
-    counts the images ``not_started``."""
+    counts the images ``not_started``. ``record`` (``batch.run_record.start_run_record``) gets
+    the nets as they open, every image as it ends and the summary (``finish``)."""
     routes = inputs if isinstance(inputs, InputRoutes) else route_inputs(inputs, run)
     config = config or PipelineConfig()
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
     check_output_dir(outputs.out_dir)
     outputs = plan_outputs([*routes.images, *routes.huge], outputs)
+    if record is not None:
+        on_event = record.listen(on_event)
 
     def go(todo: InputRoutes) -> BatchSummary:
         return _run_routes(todo, config, run, outputs, block_size=block_size, cluster=cluster,
-                           on_event=on_event, cancel=cancel)
+                           on_event=on_event, cancel=cancel, record=record)
 
-    return _settle_claimed(go(routes), routes, go, cancel)
+    summary = _settle_claimed(go(routes), routes, go, cancel)
+    if record is not None:
+        record.finish(summary, stopped_by=cancel.reason if is_cancelled(cancel) else None)
+    return summary
 
 
 def _run_routes(routes: InputRoutes, config: PipelineConfig, run: RunConfig, outputs: OutputOptions, *,
                 block_size: int | None, cluster: Cluster | None, on_event: OnEvent | None,
-                cancel: Cancel | None) -> BatchSummary:
+                cancel: Cancel | None, record: RunRecorder | None = None) -> BatchSummary:
     parts = []
+    if record is not None and not record.record.models and cluster is not None:
+        record.set_models(describe_config(config))  # the workers open the nets
     if cluster is not None:
         if routes.images:  # every file one task
             parts.append(cluster.run_files(config, routes.images, run, outputs, on_event=on_event))
@@ -124,6 +135,8 @@ def _run_routes(routes: InputRoutes, config: PipelineConfig, run: RunConfig, out
                                            on_event=on_event).batch)
     if routes.huge or (cluster is None and (routes.images or routes.plates)):
         with Pipeline.from_config(config, run=run) as pipeline:
+            if record is not None and not record.record.models:
+                record.set_models(describe_nets(pipeline))
             parts += _in_process(pipeline, routes, config, run, outputs, block_size=block_size,
                                  cluster=cluster, on_event=on_event, cancel=cancel)
     return merge_summaries(*parts)

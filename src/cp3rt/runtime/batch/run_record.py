@@ -1,0 +1,209 @@
+"""The run record: one JSON file beside the outputs of every ``cp3rt run`` (and ``watch`` session)
+saying what ran: models with the sha256 of their weight and engine files, backend, precision,
+every parameter, package versions, the host, and per image its status, objects and seconds.
+
+Usage (``run_inputs(..., record=...)`` does the middle part itself)::
+
+    recorder = start_run_record(config, describe_nets(pipeline), out_dir, run=run, outputs=outputs)
+    recorder.add(outcome)          # after each image (written now and then, never half)
+    recorder.finish(summary)       # complete: True, the summary's outcomes are the last word
+
+The file is ``cp3rt_run_<UTC time>.json`` (``cp3rt_watch_...`` for ``tool="cp3rt watch"``), always
+replaced whole through a temporary file and a rename (``cp3rt._fs``), so a reader - or a killed
+run - never leaves half a record; a record whose ``complete`` is false is from a run that was
+stopped or is still going. What the nets are and hashes: ``batch.provenance``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cp3rt._fs import atomic_write_bytes
+from cp3rt.runtime.batch.provenance import (
+    ModelInfo,
+    describe_config,
+    describe_net,
+    describe_nets,
+    file_sha256,
+    host_info,
+    package_versions,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
+    from cp3rt.runtime.config import PipelineConfig, RunConfig
+
+__all__ = ["ModelInfo", "RunRecord", "RunRecorder", "describe_config", "describe_net", "describe_nets",
+           "file_sha256", "host_info", "package_versions", "record_path", "start_run_record"]
+
+SCHEMA = "cp3rt.run_record/1"
+PREFIX = "cp3rt_"  # + run_ / watch_ + UTC time + .json
+FLUSH_SECONDS = 2.0  # add() rewrites the file at most this often; finish() always does
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRecord:
+    """What a run is, written at its top: everything but the per-image entries."""
+
+    tool: str
+    started: str  # UTC, ISO 8601
+    command: tuple[str, ...]
+    backend: str  # as asked for (auto...); each model says what it opened
+    precision: str
+    models: tuple[ModelInfo, ...]
+    parameters: Mapping[str, Any]
+    versions: Mapping[str, str | None]
+    host: Mapping[str, Any]
+    out_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["models"] = [dataclasses.asdict(m) for m in self.models]
+        return {"schema": SCHEMA, **data}
+
+
+def _plain(value: Any) -> Any:
+    """A config value as JSON: dataclasses as dicts, paths and enums as text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return _plain(value.value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def outcome_entry(outcome: ImageOutcome) -> dict[str, Any]:
+    """One image's line of the record: file, status, objects, seconds (and per stage)."""
+    return {"file": os.fspath(outcome.path), "status": outcome.status, "objects": int(outcome.n_objects),
+            "seconds": round(sum(outcome.timings.values()), 6),
+            "timings": {k: round(float(v), 6) for k, v in outcome.timings.items()},
+            "outputs": [os.fspath(p) for p in outcome.outputs], "error": outcome.error, "note": outcome.note}
+
+
+# ---- the recorder -----------------------------------------------------------------------------
+class RunRecorder:
+    """Collects per-image entries and keeps the record file up to date (see the module docstring).
+    Thread-safe: ``add`` may be called from worker threads."""
+
+    def __init__(self, record: RunRecord, path: Path, *, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.record = record
+        self.path = path
+        self._entries: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._flush = flush_seconds
+        self._last = 0.0
+        self._extra: dict[str, Any] = {}
+
+    def set_models(self, models: Sequence[ModelInfo]) -> None:
+        """Name the nets once they are open (when the record was started before them)."""
+        with self._lock:
+            self.record = dataclasses.replace(self.record, models=tuple(models))
+
+    def add(self, outcome: ImageOutcome) -> None:
+        """One image's outcome; the file is rewritten if the last write is ``flush_seconds`` old."""
+        with self._lock:
+            self._entries.append(outcome_entry(outcome))
+            due = time.monotonic() - self._last >= self._flush
+        if due:
+            self.write()
+
+    def listen(self, on_event: Callable[[BatchEvent], None] | None) -> Callable[[BatchEvent], None]:
+        """An ``on_event`` for the batch runners that adds each finished image, then calls ``on_event``."""
+        def handler(event: BatchEvent) -> None:
+            if event.kind == "end" and event.outcome is not None and event.outcome.status != "claimed":
+                self.add(event.outcome)
+            if on_event is not None:
+                on_event(event)
+        return handler
+
+    def write(self, *, complete: bool = False, summary: Mapping[str, Any] | None = None) -> Path:
+        """Replace the file with the record so far (atomically)."""
+        with self._lock:
+            data = {**self.record.to_dict(), "complete": complete,
+                    "finished": _utc_now().isoformat(timespec="seconds") if complete else None,
+                    **self._extra, "summary": summary, "images": list(self._entries)}
+            text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+            self._last = time.monotonic()
+        atomic_write_bytes(self.path, text.encode("utf-8"))
+        return self.path
+
+    def finish(self, summary: BatchSummary | None = None, *, stopped_by: str | None = None) -> Path:
+        """The last write: ``complete`` true; with ``summary`` its outcomes replace the entries
+        (images another run finished are settled there) and its totals are added."""
+        totals = None
+        if summary is not None:
+            with self._lock:
+                self._entries = [outcome_entry(o) for o in summary.outcomes]
+            totals = {status: summary.count(status) for status in ("done", "skipped", "failed", "claimed")}
+            totals.update(objects=summary.n_objects, seconds=round(summary.seconds, 6),
+                          not_started=summary.not_started)
+        with self._lock:
+            self._extra["stopped_by"] = stopped_by
+        return self.write(complete=stopped_by is None, summary=totals)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def record_path(out_dir: str | os.PathLike[str], tool: str = "cp3rt run", when: _dt.datetime | None = None) -> Path:
+    """A free ``cp3rt_<run|watch>_<YYYYmmddTHHMMSSZ>.json`` in ``out_dir`` (``-2``, ``-3``... when taken)."""
+    kind = tool.split()[-1].replace("-", "_")
+    stamp = (when or _utc_now()).strftime("%Y%m%dT%H%M%SZ")
+    base = Path(out_dir) / f"{PREFIX}{kind}_{stamp}"
+    path, n = base.with_suffix(".json"), 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}.json")
+    return path
+
+
+def start_run_record(
+    config: PipelineConfig,
+    nets_info: Sequence[ModelInfo] | None,
+    out_dir: str | os.PathLike[str],
+    *,
+    run: RunConfig | None = None,
+    outputs: OutputOptions | None = None,
+    tool: str = "cp3rt run",
+    command: Sequence[str] | None = None,
+    extra_parameters: Mapping[str, Any] | None = None,
+    flush_seconds: float = FLUSH_SECONDS,
+) -> RunRecorder:
+    """Start the record of a run whose outputs go to ``out_dir`` and write it once (empty, not
+    complete); ``nets_info`` may be None and set later (``set_models``). ``command`` defaults
+    to this process's ``sys.argv``."""
+    started = _utc_now()
+    parameters = {"pipeline": _plain(config), "run": _plain(run) if run is not None else None,
+                  "outputs": _plain(outputs) if outputs is not None else None, **_plain(extra_parameters or {})}
+    record = RunRecord(
+        tool=tool, started=started.isoformat(timespec="seconds"),
+        command=tuple(command if command is not None else sys.argv), backend=config.backend,
+        precision=config.precision, models=tuple(nets_info or ()), parameters=parameters,
+        versions=package_versions(), host=host_info(), out_dir=os.path.abspath(out_dir),
+    )
+    recorder = RunRecorder(record, record_path(out_dir, tool, started), flush_seconds=flush_seconds)
+    recorder.write()
+    return recorder

@@ -1,0 +1,135 @@
+"""The run record (issue 18 item 4), library side: ``run_inputs(..., record=...)`` writes one JSON
+beside the outputs with the models, parameters, versions and every image; it is replaced whole
+(never half written) and says whether the run completed. The CLI side (hashes of a real .onnx,
+the printed path, headless lines) is in tests/cli/test_run_record_cli.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from scale_testutil import NumpyEngine, blob_image
+
+from cp3rt import Pipeline
+from cp3rt.manifest import sha256_file
+from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, run_inputs
+from cp3rt.runtime.batch import run_record as R
+from cp3rt.runtime.batch.cancel import Cancel
+from cp3rt.runtime.batch.files import ImageOutcome
+
+RUN = RunConfig(channels=(0, 0), diameter=20.0)
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    def from_config(cls, cfg, run=None):
+        return Pipeline.from_engines(NumpyEngine(nchan=2), run=run)
+
+    monkeypatch.setattr(Pipeline, "from_config", classmethod(from_config))
+
+
+def _images(folder, n=3):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        tifffile.imwrite(folder / f"im{i}.tif", blob_image((96, 96), 6, i, radius=7)[0])
+        paths.append(folder / f"im{i}.tif")
+    return paths
+
+
+def _records(folder):
+    return sorted(folder.glob("cp3rt_run_*.json"))
+
+
+def test_a_run_writes_one_complete_record_naming_every_image(tmp_path, stand_in):
+    images = _images(tmp_path / "in")
+    (tmp_path / "in" / "bad.tif").write_bytes(b"not a tiff")
+    out = tmp_path / "out"
+    out.mkdir()
+    config = PipelineConfig(segment="cyto3")
+    recorder = R.start_run_record(config, None, out, run=RUN, outputs=OutputOptions(out_dir=out),
+                                  command=["cp3rt", "run", "in"])
+    summary = run_inputs([tmp_path / "in"], config, RUN, OutputOptions(out_dir=out), record=recorder)
+    [path] = _records(out)
+    assert path == recorder.path
+    data = json.loads(path.read_text())
+    assert data["schema"] == R.SCHEMA and data["complete"] is True and data["finished"]
+    assert data["tool"] == "cp3rt run" and data["command"] == ["cp3rt", "run", "in"]
+    assert data["backend"] == "auto" and data["precision"] == "fp32"
+    assert data["parameters"]["run"]["diameter"] == 20.0
+    assert data["parameters"]["run"]["channels"] == [0, 0]
+    assert data["parameters"]["outputs"]["out_dir"] == str(out)
+    assert data["parameters"]["pipeline"]["segment"] == "cyto3"
+    assert data["versions"]["numpy"] == np.__version__ and data["versions"]["cp3rt"]
+    assert data["host"]["hostname"]
+    [model] = data["models"]
+    assert model["role"] == "segment" and model["engine_backend"] == "numpy"
+    by_file = {e["file"]: e for e in data["images"]}
+    assert set(by_file) == {str(p) for p in [*images, tmp_path / "in" / "bad.tif"]}
+    for p, o in zip(images, sorted((o for o in summary.outcomes if o.status == "done"), key=lambda o: o.path)):
+        entry = by_file[str(p)]
+        assert entry["status"] == "done" and entry["objects"] == o.n_objects > 0
+        assert entry["seconds"] == pytest.approx(sum(o.timings.values()), abs=1e-5)
+        assert entry["timings"]["dynamics"] >= 0
+    bad = by_file[str(tmp_path / "in" / "bad.tif")]
+    assert bad["status"] == "failed" and "bad.tif" in bad["error"]
+    assert data["summary"] == {"done": 3, "skipped": 0, "failed": 1, "claimed": 0,
+                               "objects": summary.n_objects, "seconds": pytest.approx(summary.seconds, abs=1e-5),
+                               "not_started": 0}
+
+
+def test_a_cancelled_run_leaves_a_record_that_says_so(tmp_path, stand_in):
+    _images(tmp_path / "in")
+    cancel = Cancel()
+    cancel.set("SIGTERM")
+    recorder = R.start_run_record(PipelineConfig(), None, tmp_path, run=RUN)
+    run_inputs([tmp_path / "in"], PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "in"),
+               cancel=cancel, record=recorder)
+    data = json.loads(recorder.path.read_text())
+    assert data["complete"] is False and data["stopped_by"] == "SIGTERM"
+    assert data["summary"]["not_started"] == 3
+
+
+def test_the_record_is_never_half_written(tmp_path, monkeypatch):
+    """A write that dies midway (here: the disk fills while writing) leaves the previous whole
+    record in place and no temporary file."""
+    recorder = R.start_run_record(PipelineConfig(), None, tmp_path, flush_seconds=0)
+    recorder.add(ImageOutcome(tmp_path / "a.tif", "done", 3, {"dynamics": 0.5}))
+    before = recorder.path.read_bytes()
+    assert json.loads(before)["images"][0]["objects"] == 3
+
+    import os
+
+    real_fsync = os.fsync
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        recorder.add(ImageOutcome(tmp_path / "b.tif", "done", 4, {"dynamics": 0.5}))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert recorder.path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [recorder.path.name]
+
+
+def test_two_records_in_one_second_get_two_names(tmp_path):
+    first = R.start_run_record(PipelineConfig(), None, tmp_path)
+    second = R.record_path(tmp_path, when=R._dt.datetime.fromisoformat(first.record.started))
+    assert second != first.path and second.name.endswith("-2.json")
+    assert R.record_path(tmp_path, "cp3rt watch").name.startswith("cp3rt_watch_")
+
+
+def test_describe_config_hashes_the_artefact_and_its_weights(tmp_path):
+    """Without an engine (cluster runs): the files are resolved and hashed as they are."""
+    from cp3rt.manifest import EngineManifest
+
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"onnx bytes")
+    EngineManifest(role="segment", source_model="cyto3", source_sha256="1" * 64, nchan=2, nout=3,
+                   diam_mean=30.0, diam_labels=30.0, precision="fp32", opset=17).write(tmp_path / "m.onnx.json")
+    [info] = R.describe_config(PipelineConfig(segment=str(onnx), backend="ort"))
+    assert info.artefact_sha256 == sha256_file(onnx) and info.source_model == "cyto3"
+    assert info.engine_backend is None
