@@ -153,3 +153,13 @@ HUGE_IMAGE_SIDE = 4096     # `cp3rt run`: a TIFF wider or taller than this goes 
 BLOCK_SIZE_3D = 384        # Y/X core side of a block of a huge volume (pixels)
 BLOCK_SIZE_Z = 128         # Z core of a volume block (planes; raised to the Z halo if that is taller)
 HUGE_VOLUME_VOXELS = 2**26  # a volume above this many voxels (~4 GB in one piece) or a side > HUGE_IMAGE_SIDE
+
+# `cp3rt watch` (issue 18; cp3rt-only). A file is taken once its size and mtime have not changed
+# for WATCH_SETTLE seconds AND it parses as a complete image; a file that stays unparseable while
+# unchanged for WATCH_GIVE_UP seconds is processed anyway, so a bad file is reported, not waited
+# for forever. Events (inotify & co.) only say when to look; a full rescan every WATCH_RESCAN
+# seconds catches events the OS dropped (queue overflow). --poll replaces events on network shares.
+WATCH_SETTLE = 0.5          # seconds
+WATCH_GIVE_UP = 30.0        # seconds a stable, still-incomplete file is waited for
+WATCH_RESCAN = 30.0         # seconds between safety rescans when events are used
+WATCH_JOURNAL = "cp3rt_watch.jsonl"  # in the output folder: what each session did, one line per file
