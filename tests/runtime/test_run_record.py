@@ -6,6 +6,7 @@ the printed path, headless lines) is in tests/cli/test_run_record_cli.py."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,29 +95,32 @@ def test_a_cancelled_run_leaves_a_record_that_says_so(tmp_path, stand_in):
 
 def test_the_record_is_never_half_written(tmp_path, monkeypatch):
     """A write that dies midway (here: the disk fills while writing) leaves the previous whole
-    record in place and no temporary file."""
+    record in place and no temporary file; the run is not stopped by it (``errors`` says why)."""
     recorder = R.start_run_record(PipelineConfig(), None, tmp_path, flush_seconds=0)
+    assert not recorder.path.exists()  # nothing before the first image
     recorder.add(ImageOutcome(tmp_path / "a.tif", "done", 3, {"dynamics": 0.5}))
     before = recorder.path.read_bytes()
     assert json.loads(before)["images"][0]["objects"] == 3
-
-    import os
-
-    real_fsync = os.fsync
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
+    recorder.add(ImageOutcome(tmp_path / "b.tif", "done", 4, {"dynamics": 0.5}))
+    assert len(recorder.errors) == 1 and "No space left" in recorder.errors[0]
     with pytest.raises(OSError):
-        recorder.add(ImageOutcome(tmp_path / "b.tif", "done", 4, {"dynamics": 0.5}))
-    monkeypatch.setattr(os, "fsync", real_fsync)
+        recorder.write()
+    monkeypatch.undo()
     assert recorder.path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [recorder.path.name]
+    recorder.finish()
+    assert [e["file"] for e in json.loads(recorder.path.read_text())["images"]] == [
+        str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]
 
 
 def test_two_records_in_one_second_get_two_names(tmp_path):
     first = R.start_run_record(PipelineConfig(), None, tmp_path)
+    first.write()
     second = R.record_path(tmp_path, when=R._dt.datetime.fromisoformat(first.record.started))
     assert second != first.path and second.name.endswith("-2.json")
     assert R.record_path(tmp_path, "cp3rt watch").name.startswith("cp3rt_watch_")

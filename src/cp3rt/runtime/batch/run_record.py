@@ -8,10 +8,13 @@ Usage (``run_inputs(..., record=...)`` does the middle part itself)::
     recorder.add(outcome)          # after each image (written now and then, never half)
     recorder.finish(summary)       # complete: True, the summary's outcomes are the last word
 
-The file is ``cp3rt_run_<UTC time>.json`` (``cp3rt_watch_...`` for ``tool="cp3rt watch"``), always
-replaced whole through a temporary file and a rename (``cp3rt._fs``), so a reader - or a killed
-run - never leaves half a record; a record whose ``complete`` is false is from a run that was
-stopped or is still going. What the nets are and hashes: ``batch.provenance``.
+The file is ``cp3rt_run_<UTC time>.json`` (``cp3rt_watch_...`` for ``tool="cp3rt watch"``); it
+appears with the first finished image (a run refused before any image leaves none) or an explicit
+``write()``, and is always replaced whole through a temporary file and a rename (``cp3rt._fs``), so
+a reader - or a killed run - never sees half a record; a record whose ``complete`` is false is from
+a run that was stopped or is still going. A record that cannot be written (read-only folder, full
+disk) never stops the run: ``add`` / ``finish`` keep the reason in ``errors``; ``write`` raises.
+What the nets are and their hashes: ``batch.provenance``.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.config import PipelineConfig, RunConfig
 
 __all__ = ["ModelInfo", "RunRecord", "RunRecorder", "describe_config", "describe_net", "describe_nets",
-           "file_sha256", "host_info", "package_versions", "record_path", "start_run_record"]
+           "file_sha256", "host_info", "package_versions", "record_dir", "record_path", "start_run_record"]
 
 SCHEMA = "cp3rt.run_record/1"
 PREFIX = "cp3rt_"  # + run_ / watch_ + UTC time + .json
@@ -116,6 +119,7 @@ class RunRecorder:
         self._flush = flush_seconds
         self._last = 0.0
         self._extra: dict[str, Any] = {}
+        self.errors: list[str] = []  # why a write failed (add / finish never raise for it)
 
     def set_models(self, models: Sequence[ModelInfo]) -> None:
         """Name the nets once they are open (when the record was started before them)."""
@@ -128,7 +132,7 @@ class RunRecorder:
             self._entries.append(outcome_entry(outcome))
             due = time.monotonic() - self._last >= self._flush
         if due:
-            self.write()
+            self._try_write()
 
     def listen(self, on_event: Callable[[BatchEvent], None] | None) -> Callable[[BatchEvent], None]:
         """An ``on_event`` for the batch runners that adds each finished image, then calls ``on_event``."""
@@ -162,7 +166,14 @@ class RunRecorder:
                           not_started=summary.not_started)
         with self._lock:
             self._extra["stopped_by"] = stopped_by
-        return self.write(complete=stopped_by is None, summary=totals)
+        return self._try_write(complete=stopped_by is None, summary=totals)
+
+    def _try_write(self, **kw: Any) -> Path:
+        try:
+            return self.write(**kw)
+        except OSError as exc:
+            self.errors.append(f"{self.path}: the run record cannot be written ({exc.strerror or exc}).")
+            return self.path
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -192,9 +203,9 @@ def start_run_record(
     extra_parameters: Mapping[str, Any] | None = None,
     flush_seconds: float = FLUSH_SECONDS,
 ) -> RunRecorder:
-    """Start the record of a run whose outputs go to ``out_dir`` and write it once (empty, not
-    complete); ``nets_info`` may be None and set later (``set_models``). ``command`` defaults
-    to this process's ``sys.argv``."""
+    """Start the record of a run whose outputs go to ``out_dir`` (nothing is written yet);
+    ``nets_info`` may be None and set later (``set_models``). ``command`` defaults to this
+    process's ``sys.argv``."""
     started = _utc_now()
     parameters = {"pipeline": _plain(config), "run": _plain(run) if run is not None else None,
                   "outputs": _plain(outputs) if outputs is not None else None, **_plain(extra_parameters or {})}
@@ -204,6 +215,16 @@ def start_run_record(
         precision=config.precision, models=tuple(nets_info or ()), parameters=parameters,
         versions=package_versions(), host=host_info(), out_dir=os.path.abspath(out_dir),
     )
-    recorder = RunRecorder(record, record_path(out_dir, tool, started), flush_seconds=flush_seconds)
-    recorder.write()
-    return recorder
+    return RunRecorder(record, record_path(out_dir, tool, started), flush_seconds=flush_seconds)
+
+
+def record_dir(out_dir: str | os.PathLike[str] | None, inputs: Sequence[str | os.PathLike[str]]) -> Path:
+    """Where a run's record goes: ``out_dir``, else the folder the inputs have in common (their
+    outputs are written next to them), else the current folder."""
+    if out_dir is not None:
+        return Path(out_dir)
+    folders = [os.path.dirname(os.path.abspath(p)) for p in inputs]
+    try:
+        return Path(os.path.commonpath(folders)) if folders else Path.cwd()
+    except ValueError:  # different drives (Windows)
+        return Path(folders[0])
