@@ -17,6 +17,7 @@ from cp3rt.errors import Cp3rtError
 # Order = order in `cp3rt --help`.
 _COMMAND_MODULES: tuple[str, ...] = (
     "run",
+    "watch",
     "export",
     "models",
     "info",

@@ -5,6 +5,6 @@ events or polling), ``complete`` (when a file being written is whole), ``journal
 file's fate was, so a restart resumes).
 """
 
-from cp3rt.runtime.batch.watch.loop import WatchEvent, WatchOptions, WatchSummary, watch_folder
+from cp3rt.runtime.batch.watch.loop import WatchEvent, WatchOptions, WatchSummary, check_folders, watch_folder
 
-__all__ = ["WatchEvent", "WatchOptions", "WatchSummary", "watch_folder"]
+__all__ = ["check_folders", "WatchEvent", "WatchOptions", "WatchSummary", "watch_folder"]

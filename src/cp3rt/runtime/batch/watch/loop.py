@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
@@ -36,6 +36,9 @@ from cp3rt.runtime.batch.watch.detect import Finder, open_events
 from cp3rt.runtime.batch.watch.journal import Journal
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.pipeline import ImageRunner, Pipeline
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.batch.run_record import RunRecorder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,16 +104,16 @@ def watch_folder(
     *,
     on_event: Callable[[WatchEvent], None] | None = None,
     cancel: Cancel | None = None,
+    record: RunRecorder | None = None,
 ) -> WatchSummary:
     """Watch ``root`` (recursively) and segment each new image once complete (module docstring).
     Returns when ``cancel`` is set (after the image in flight) or, with ``options.once``, when
-    the files present at the start are done."""
+    the files present at the start are done. ``record`` (``batch.run_record.start_run_record``,
+    tool 'cp3rt watch') gets the nets once open, every image as it ends and the session's summary."""
     root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root} is not a folder; cp3rt watch watches a folder (and its subfolders).")
     config, run, options = config or PipelineConfig(), run or RunConfig(), options or WatchOptions()
     outputs = outputs or OutputOptions()
-    check_output_dir(outputs.out_dir)
+    check_folders(root, outputs)
     if outputs.out_dir is not None:
         outputs = dataclasses.replace(outputs, mirror_root=Path(os.path.abspath(root)))
     cancel = cancel or Cancel()
@@ -121,6 +124,11 @@ def watch_folder(
             Pipeline.from_config(config, run=run) as pipeline:
         if not run.diameter and run.estimate_diameter:
             pipeline.size_model()  # a missing size model fails the watch now, not each image
+        if record is not None:
+            from cp3rt.runtime.batch.provenance import describe_nets
+
+            record.set_models(describe_nets(pipeline))
+            emit = _recording(record, emit)
         detector = _Detector(finder, journal, options, emit)
         detector.start()
         try:
@@ -131,7 +139,24 @@ def watch_folder(
             detector.join(timeout=10)
     outcomes, latencies = zip(*done) if done else ((), ())
     batch = BatchSummary(tuple(outcomes), time.perf_counter() - t0, detector.backlog())
+    if record is not None:
+        record.finish(batch, stopped_by=cancel.reason if cancel.is_set() else None)
     return WatchSummary(batch, detector.source, journal.path, tuple(latencies))
+
+
+def check_folders(root: Path, outputs: OutputOptions) -> None:
+    """Refuse a watched folder that is not one, and an output folder that cannot be one."""
+    if not Path(root).is_dir():
+        raise InputError(f"{root} is not a folder; cp3rt watch watches a folder (and its subfolders).")
+    check_output_dir(outputs.out_dir)
+
+
+def _recording(record: RunRecorder, emit: Callable[[WatchEvent], None]) -> Callable[[WatchEvent], None]:
+    def handler(event: WatchEvent) -> None:
+        if event.kind == "end" and event.outcome is not None:
+            record.add(event.outcome)
+        emit(event)
+    return handler
 
 
 def _work(pipeline: ImageRunner, detector: _Detector, journal: Journal, run: RunConfig,
@@ -190,7 +215,7 @@ class _Detector(threading.Thread):
         self.queue: queue.Queue[object] = queue.Queue()
         self.halt = threading.Event()
         self.source = "starting"
-        self._started = threading.Event()
+        self._source_known = threading.Event()
         self._handed: dict[Path, FileKey] = {}
         self._error: BaseException | None = None
 
@@ -198,7 +223,7 @@ class _Detector(threading.Thread):
         return sum(1 for item in list(self.queue.queue) if item is not _DONE)
 
     def wait_source(self) -> str:
-        self._started.wait(30)
+        self._source_known.wait(30)
         return self.source
 
     def raise_error(self) -> None:
@@ -211,14 +236,14 @@ class _Detector(threading.Thread):
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self._error = exc
         finally:
-            self._started.set()
+            self._source_known.set()
 
     def _loop(self) -> None:
         opts = self.options
         events, why = (None, "asked to poll") if opts.poll else open_events(self.finder.root)
         interval = opts.rescan if events is not None else (opts.poll or D.WATCH_SETTLE)
         self.source = why if events is not None else f"polling every {interval:g} s ({why})"
-        self._started.set()
+        self._source_known.set()
         tick = max(0.02, min(0.1, opts.settle / 5))
         try:
             self._look(self.finder.scan())
