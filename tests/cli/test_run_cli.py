@@ -77,6 +77,7 @@ def test_folder_run_writes_all_outputs_then_skips(onnx_model, tmp_path, capsys):
     assert not [p for p in out.iterdir() if ".part" in p.name]
     printed = capsys.readouterr().out
     assert "images done" in printed and "dynamics" in printed
+    assert "30.0" in printed  # the diameter the images were segmented at
 
     stamp = (out / "img0_cp_masks.tif").stat().st_mtime_ns
     assert cli(*args) == 0  # everything exists: skipped
@@ -204,3 +205,11 @@ def test_no_diameter_and_no_size_model_fails_once_with_a_hint(onnx_model, tmp_pa
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "--diameter" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_summary_names_the_diameters_used():
+    from cp3rt.cli._run_render import _diameters
+
+    assert _diameters([]) == "-"
+    assert _diameters([17.0, 17.0]) == "17.0"
+    assert _diameters([12.0, 30.0, 20.0]) == "12.0-30.0 (median 20.0)"

@@ -1,9 +1,12 @@
-"""Rendering for ``cp3rt run``: a rich progress bar fed by BatchEvents, and the summary table."""
+"""Rendering for ``cp3rt run``: a rich progress bar fed by BatchEvents (on a terminal; one plain
+line per image when stdout is not one: a log, a pipe, a service), the summary table, and where
+the outputs and the run record went."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import statistics
 import warnings
 from collections.abc import Iterator
 from types import TracebackType
@@ -14,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as _RichProgress
 from rich.table import Table
 
-from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, current_image
+from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, current_image
 
 _err = Console(stderr=True)
 _out = Console()
@@ -69,6 +72,63 @@ class Progress:
         self._bar.console.print(text, highlight=False, soft_wrap=True)
 
 
+class PlainLog:
+    """Headless progress: one line per finished image on stdout, ``<status> <file> <objects>
+    objects <seconds> s`` (a failure is its ``failed ...`` line on stderr, as on a terminal)."""
+
+    def __init__(self, total: int, *, verbose: bool = False) -> None:
+        self._verbose, self._total, self._n = verbose, total, 0
+
+    def __enter__(self) -> PlainLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, event: BatchEvent) -> None:
+        outcome = event.outcome
+        if event.kind != "end" or outcome is None:
+            return
+        if outcome.status == "claimed":
+            _err.print(escape(f"waiting {outcome.path}: {outcome.note or ''}; checked again at the end"),
+                       highlight=False, soft_wrap=True)
+            return
+        self._n += 1
+        if outcome.status == "failed":
+            _err.print(escape(f"failed {outcome.error or outcome.path}"), highlight=False, soft_wrap=True)
+            if self._verbose and outcome.detail:
+                _err.print(escape(outcome.detail.rstrip()), highlight=False, soft_wrap=True)
+            return
+        print(log_line(outcome, self._n, self._total), flush=True)
+
+
+def log_line(outcome: ImageOutcome, n: int, total: int) -> str:
+    """``[3/10] done img.tif 42 objects 0.81 s`` (a skipped image: its outputs existed)."""
+    seconds = sum(outcome.timings.values())
+    note = f" ({outcome.note})" if outcome.note else ""
+    return f"[{n}/{total}] {outcome.status} {outcome.path} {outcome.n_objects} objects {seconds:.2f} s{note}"
+
+
+def progress(total: int, *, verbose: bool = False) -> Progress | PlainLog:
+    """A progress bar on a terminal, plain log lines otherwise."""
+    return Progress(total, verbose=verbose) if sys.stdout.isatty() else PlainLog(total, verbose=verbose)
+
+
+def say(text: str) -> None:
+    """One plain line on stderr (a notice before or after the run)."""
+    _err.print(escape(text), highlight=False, soft_wrap=True)
+
+
+def wrote(out_dir: os.PathLike[str] | None, record: os.PathLike[str] | None, errors: list[str]) -> None:
+    """Where the outputs and the run record went (stdout, after the summary)."""
+    where = os.path.abspath(out_dir) if out_dir is not None else "next to each input"
+    _out.print(escape(f"outputs: {where}"), highlight=False, soft_wrap=True)
+    if record is not None and not errors and os.path.isfile(record):
+        _out.print(escape(f"run record: {record}"), highlight=False, soft_wrap=True)
+    for line in dict.fromkeys(errors):
+        say(f"warning: {line}")
+
+
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
     """While a run lasts, a Python warning is one line naming the image it is about
@@ -91,6 +151,16 @@ def one_line_warnings() -> Iterator[None]:
         tiff_log.removeHandler(quiet)
 
 
+def _diameters(values: list[float]) -> str:
+    """The diameter(s) used: one number, or the range and median when the size model chose per image."""
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    if hi - lo < 0.05:
+        return f"{lo:.1f}"
+    return f"{lo:.1f}-{hi:.1f} (median {statistics.median(values):.1f})"
+
+
 def summary(result: BatchSummary, *, stopped_by: str | None = None) -> None:
     """Print the end-of-run tables (failures were already listed one line each while running);
     ``stopped_by`` names the signal that stopped the run early."""
@@ -99,10 +169,11 @@ def summary(result: BatchSummary, *, stopped_by: str | None = None) -> None:
     table.add_column("skipped", justify="right")
     table.add_column("failed", justify="right")
     table.add_column("objects", justify="right")
+    table.add_column("diameter px", justify="right")
     table.add_column("total s", justify="right")
     table.add_row(
         str(result.count("done")), str(result.count("skipped")), str(result.count("failed")),
-        str(result.n_objects), f"{result.seconds:.2f}",
+        str(result.n_objects), _diameters(result.diameters()), f"{result.seconds:.2f}",
     )
     _out.print(table)
     stages = Table(title="seconds per stage (all images)", show_header=True, header_style="bold")

@@ -108,6 +108,7 @@ class ImageOutcome:
     error: str | None = None
     detail: str | None = None  # the traceback of an unexpected error (the CLI shows it with -v)
     note: str | None = None  # e.g. 'done by another run', 'claimed by pid 12 on host, since ...'
+    diameter: float | None = None  # the object diameter segmentation used, px (given or estimated)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +127,10 @@ class BatchSummary:
     @property
     def n_objects(self) -> int:
         return sum(o.n_objects for o in self.outcomes)
+
+    def diameters(self) -> list[float]:
+        """The diameters (px) the images computed in this run were segmented at."""
+        return [o.diameter for o in self.outcomes if o.diameter is not None]
 
     def stage_seconds(self) -> dict[str, float]:
         """Seconds per pipeline stage summed over the processed images (plus 'write')."""
@@ -277,7 +282,7 @@ def _compute(pipeline: ImageRunner, image: Path, run: RunConfig, outputs: Output
     timings = dict(result.timings)
     timings["read"] = t_read
     timings["write"] = time.perf_counter() - t
-    return ImageOutcome(image, "done", result.n_objects, timings, written)
+    return ImageOutcome(image, "done", result.n_objects, timings, written, diameter=float(result.diameter))
 
 
 def claimed_outcome(image: Path, key: Path) -> ImageOutcome:
