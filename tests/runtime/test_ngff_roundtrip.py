@@ -216,6 +216,8 @@ def test_without_ome_zarr_py_an_ome_zarr_input_is_one_line_naming_the_extra(tmp_
     assert "\n" not in str(err.value)
 
 
+# napari 0.9's own pydantic models use `json_encoders` (deprecated in pydantic 2): napari's, not ours
+@pytest.mark.filterwarnings("ignore:`json_encoders` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("version", VERSIONS)
 def test_napari_ome_zarr_puts_the_labels_on_the_image(tmp_path, version):
     """napari-ome-zarr's own reader, headless (the test extra installs it with napari, no Qt)."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.io.render import _display_rgb, masks_to_outlines
+from cp3rt.runtime.io.render import display_rgb, masks_to_outlines
 from cp3rt.runtime.io.write import output_path
 
 MIN_WIDTH = 320  # smaller pictures are enlarged by a whole factor up to this
@@ -32,7 +32,8 @@ MATCHED, MISSED, EXTRA = (60, 200, 90), (230, 40, 200), (250, 200, 30)
 Caption = Sequence[str | tuple[str, tuple[int, int, int]]]  # a line of text, or (text, colour)
 
 
-def _font(size: int) -> Any:
+def caption_font(size: int) -> Any:
+    """Pillow's default font at ``size`` px (scalable from Pillow 10.1), for captions and legends."""
     from PIL import ImageFont
 
     try:
@@ -60,7 +61,7 @@ def compose(panels: Sequence[np.ndarray], caption: Caption, labels: Sequence[str
     gap = 4 if len(panels) > 1 else 0
     width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
     size = int(np.clip(max(width, MIN_WIDTH) // 45, 12, 28))
-    font = _font(size)
+    font = caption_font(size)
     lines = [(c, TEXT) if isinstance(c, str) else c for c in caption]
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_w = max((probe.textlength(t, font=font) for t, _ in lines), default=0)
@@ -83,7 +84,7 @@ def compose(panels: Sequence[np.ndarray], caption: Caption, labels: Sequence[str
 def outlined(image: Any, masks: np.ndarray, factor: int, colour: tuple[int, int, int] = OUTLINE) -> np.ndarray:
     """The display RGB of ``image`` ((Y, X), (Y, X, C)), enlarged by ``factor``, with the
     outlines of ``masks`` drawn at the enlarged size (one screen pixel wide)."""
-    rgb = _enlarge(_display_rgb(np.asarray(image)), factor)
+    rgb = _enlarge(display_rgb(np.asarray(image)), factor)
     rgb[masks_to_outlines(_enlarge(masks, factor))] = colour
     return rgb
 
@@ -137,7 +138,7 @@ def match_picture(gt: np.ndarray, pred: np.ndarray, matched: np.ndarray, missed:
     (or a dark background), outlined at full strength. ``matched`` / ``extra`` hold prediction
     labels, ``missed`` true labels."""
     factor = enlarge_factor(gt.shape)
-    base = _display_rgb(np.asarray(image)) // 2 if image is not None else np.full((*gt.shape, 3), 30, np.uint8)
+    base = display_rgb(np.asarray(image)) // 2 if image is not None else np.full((*gt.shape, 3), 30, np.uint8)
     rgb = _enlarge(base, factor).astype(np.float32)
     g, p = _enlarge(gt, factor), _enlarge(pred, factor)
     layers = ((p, matched, MATCHED), (p, extra, EXTRA), (g, missed, MISSED))
@@ -171,7 +172,7 @@ def _labelled(panel: np.ndarray, text: str) -> np.ndarray:
 
     im = Image.fromarray(panel)
     draw = ImageDraw.Draw(im)
-    font = _font(int(np.clip(panel.shape[1] // 16, 12, 24)))
+    font = caption_font(int(np.clip(panel.shape[1] // 16, 12, 24)))
     box = draw.textbbox((4, 4), text, font=font)
     draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=BACKGROUND)
     draw.text((4, 4), text, fill=TEXT, font=font)

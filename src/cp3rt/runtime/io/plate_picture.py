@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.io.pictures import BACKGROUND, TEXT, _font, save_png
+from cp3rt.runtime.io.pictures import BACKGROUND, TEXT, caption_font, save_png
 
 # Anchors of a perceptually ordered palette (viridis at 0, 0.25, 0.5, 0.75, 1).
 _PALETTE = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)], np.float64)
@@ -51,7 +51,7 @@ def heatmap_rgb(wells: Sequence[Mapping[str, object]], value: str = "objects", t
     rows, cols = _order({r for r, _ in cells}), _order({c for _, c in cells})
     top = max(cells.values()) or 1.0
     cell, margin = 56, 44
-    font, small = _font(18), _font(14)
+    font, small = caption_font(18), caption_font(14)
     head = 40 if title else 8
     width = max(margin + cell * len(cols) + 16, 360)
     canvas = Image.new("RGB", (width, head + margin + cell * len(rows) + 44), BACKGROUND)

@@ -77,7 +77,9 @@ def flows_to_rgb(dP: Any) -> np.ndarray:
     return rgb
 
 
-def _display_rgb(image: np.ndarray) -> np.ndarray:
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """(Y, X[, C]) image -> uint8 RGB for pictures: each of the first three channels 1-99 %
+    normalised and clipped (one channel is grey)."""
     if image.ndim == 2:
         image = image[..., None]
     # Channels beyond the third are not shown (an RGBA file keeps its colours).
@@ -114,7 +116,7 @@ def write_overlay_png(
         )
     if len(color) != 3 or not all(0 <= int(c) <= 255 for c in color):
         raise ConfigError(f"color is {color}; it must be three integers in [0, 255].")
-    rgb = _display_rgb(img)
+    rgb = display_rgb(img)
     rgb[masks_to_outlines(m)] = np.asarray(color, dtype=np.uint8)
     with output_path(path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
