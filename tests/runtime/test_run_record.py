@@ -5,6 +5,7 @@ the printed path, headless lines) is in tests/cli/test_run_record_cli.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -118,11 +119,18 @@ def test_the_record_is_never_half_written(tmp_path, monkeypatch):
         str(tmp_path / "a.tif"), str(tmp_path / "b.tif")]
 
 
-def test_two_records_in_one_second_get_two_names(tmp_path):
+def test_two_runs_started_in_one_second_write_two_records(tmp_path):
+    """Two runs sharing a folder (issue 13) may start in the same second: the second to write
+    takes the next name instead of replacing the first one's record."""
     first = R.start_run_record(PipelineConfig(), None, tmp_path)
+    second = R.start_run_record(PipelineConfig(), None, tmp_path)
+    second.record = dataclasses.replace(second.record, started=first.record.started)
+    second.path = first.path  # both chose the name while it was free
     first.write()
-    second = R.record_path(tmp_path, when=R._dt.datetime.fromisoformat(first.record.started))
-    assert second != first.path and second.name.endswith("-2.json")
+    assert second.write() != first.path and second.path.name.endswith("-2.json")
+    second.write()  # later writes replace its own file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.path.name, second.path.name])
+    assert R.record_path(tmp_path, base=second.path).name.endswith("-3.json")
     assert R.record_path(tmp_path, "cp3rt watch").name.startswith("cp3rt_watch_")
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import statistics
+import sys
 import warnings
 from collections.abc import Iterator
 from types import TracebackType

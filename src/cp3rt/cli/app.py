@@ -18,6 +18,7 @@ from cp3rt.errors import Cp3rtError
 _COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "watch",
+    "warmup",
     "export",
     "models",
     "info",

@@ -135,7 +135,8 @@ def run(
                             outlines=outlines, exclude_on_edges=exclude_on_edges)
     _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
              lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
-             cluster)
+             cluster, out=out, volume=run_cfg.is_volume, record=lambda routes: _start_record(
+                 routes, pipe_cfg, run_cfg, outputs, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
 
 
 def _table_format(value: str | None) -> str | None:
@@ -147,23 +148,39 @@ def _table_format(value: str | None) -> str | None:
     return value.lower() if value else None
 
 
-def _execute(route, go, cluster: str | None) -> None:
-    """``route()`` the inputs (first, to size the progress bar), run ``go(routes, ...)`` with a
-    progress bar and SIGINT/SIGTERM as a clean stop, then print the summary and exit with the
-    code the epilog documents."""
+def _start_record(routes, pipe_cfg, run_cfg, outputs, **parameters):  # noqa: ANN001, ANN003 - the run's own values
+    """The run record (``cp3rt_run_<UTC>.json``) in --out, or in the inputs' common folder."""
+    from cp3rt.runtime.batch.run_record import record_dir, start_run_record
+
+    where = record_dir(outputs.out_dir, [*routes.images, *routes.huge, *routes.plates])
+    return start_run_record(pipe_cfg, None, where, run=run_cfg, outputs=outputs, extra_parameters=parameters)
+
+
+def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume: bool = False,
+             record=None) -> None:  # noqa: ANN001
+    """``route()`` the inputs (first, to size the progress bar), start the run ``record``, run
+    ``go(routes, ...)`` with a progress bar (plain lines when stdout is not a terminal) and
+    SIGINT/SIGTERM as a clean stop, then print the summary, where the outputs and the record
+    went, and exit with the code the epilog documents. A first run says it compiles first."""
     from cp3rt.cli import _run_render as render
     from cp3rt.cli._signals import cancel_on_signals, exit_code
     from cp3rt.cli.app import is_verbose
     from cp3rt.distributed import open_cluster
     from cp3rt.runtime.batch.cancel import Cancel
+    from cp3rt.runtime.batch.kernel_cache import COLD_NOTICE, cold_kernels
 
     cancel = Cancel()
     with render.one_line_warnings():
         routes = route()
-        with cancel_on_signals(cancel) as got, render.Progress(routes.total, verbose=is_verbose()) as progress, \
+        recorder = record(routes) if record is not None else None
+        if cluster is None and cold_kernels(volume=volume):
+            render.say(COLD_NOTICE)
+        with cancel_on_signals(cancel) as got, render.progress(routes.total, verbose=is_verbose()) as progress, \
                 open_cluster(cluster) as on_cluster:
-            summary = go(routes, cluster=on_cluster, on_event=progress.update, cancel=cancel)
+            summary = go(routes, cluster=on_cluster, on_event=progress.update, cancel=cancel, record=recorder)
     render.summary(summary, stopped_by=cancel.reason)
+    if recorder is not None:
+        render.wrote(out, recorder.path, recorder.errors)
     if got:
         raise typer.Exit(exit_code(got[0]))
     if not summary.ok:

@@ -24,7 +24,9 @@ import datetime as _dt
 import enum
 import json
 import os
+import re
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -120,6 +122,8 @@ class RunRecorder:
         self._last = 0.0
         self._extra: dict[str, Any] = {}
         self.errors: list[str] = []  # why a write failed (add / finish never raise for it)
+        self._write_lock = threading.Lock()
+        self._published = False
 
     def set_models(self, models: Sequence[ModelInfo]) -> None:
         """Name the nets once they are open (when the record was started before them)."""
@@ -151,7 +155,12 @@ class RunRecorder:
                     **self._extra, "summary": summary, "images": list(self._entries)}
             text = json.dumps(data, indent=2, allow_nan=False) + "\n"
             self._last = time.monotonic()
-        atomic_write_bytes(self.path, text.encode("utf-8"))
+        with self._write_lock:  # one writer at a time: the newest snapshot is the last renamed
+            if self._published:
+                atomic_write_bytes(self.path, text.encode("utf-8"))
+            else:  # first write: never onto another run's record of the same second
+                self.path = _publish_new(self.path, text.encode("utf-8"))
+                self._published = True
         return self.path
 
     def finish(self, summary: BatchSummary | None = None, *, stopped_by: str | None = None) -> Path:
@@ -179,15 +188,49 @@ class RunRecorder:
         return len(self._entries)
 
 
-def record_path(out_dir: str | os.PathLike[str], tool: str = "cp3rt run", when: _dt.datetime | None = None) -> Path:
-    """A free ``cp3rt_<run|watch>_<YYYYmmddTHHMMSSZ>.json`` in ``out_dir`` (``-2``, ``-3``... when taken)."""
-    kind = tool.split()[-1].replace("-", "_")
-    stamp = (when or _utc_now()).strftime("%Y%m%dT%H%M%SZ")
-    base = Path(out_dir) / f"{PREFIX}{kind}_{stamp}"
-    path, n = base.with_suffix(".json"), 1
+def _publish_new(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path``, or to the next free name if another process has just taken it:
+    a complete temporary file (``cp3rt._fs`` naming) is hard-linked to the name - atomic, and
+    refused when the name exists; where links are not supported, renamed onto a free name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part.json", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        while True:
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                path = record_path(path.parent, base=path)
+            except OSError:  # no hard links here (some network shares)
+                os.replace(tmp, path)
+                return path
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_TAKEN = re.compile(r"-\d+$")
+
+
+def record_path(out_dir: str | os.PathLike[str], tool: str = "cp3rt run", when: _dt.datetime | None = None,
+                *, base: Path | None = None) -> Path:
+    """A free ``cp3rt_<run|watch>_<YYYYmmddTHHMMSSZ>.json`` in ``out_dir`` (``-2``, ``-3``... when
+    taken); with ``base`` (a name already taken) the next free one of that name."""
+    if base is None:
+        kind = tool.split()[-1].replace("-", "_")
+        stamp = (when or _utc_now()).strftime("%Y%m%dT%H%M%SZ")
+        stem = f"{PREFIX}{kind}_{stamp}"
+    else:
+        stem = _TAKEN.sub("", base.name.removesuffix(".json"))
+    path, n = Path(out_dir) / f"{stem}.json", 1
     while path.exists():
         n += 1
-        path = base.with_name(f"{base.name}-{n}.json")
+        path = Path(out_dir) / f"{stem}-{n}.json"
     return path
 
 
