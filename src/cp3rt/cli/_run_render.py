@@ -30,8 +30,9 @@ class Progress:
     print one line each (and their traceback with ``verbose``); an image another run holds
     prints one line and is counted when it is settled at the end."""
 
-    def __init__(self, total: int, *, verbose: bool = False) -> None:
+    def __init__(self, total: int, *, verbose: bool = False, notice: str | None = None) -> None:
         self._verbose = verbose
+        self._notice = notice  # said when the first image starts (e.g. a first-run compile)
         self._bar = _RichProgress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -53,6 +54,9 @@ class Progress:
         self._bar.__exit__(et, ev, tb)
 
     def update(self, event: BatchEvent) -> None:
+        if event.kind == "start" and self._notice:
+            self._say(escape(self._notice))
+            self._notice = None
         if event.kind == "start":
             self._bar.update(self._tiles, description=event.path.name, completed=0, total=None, visible=True)
         elif event.kind == "tiles":
@@ -78,8 +82,8 @@ class PlainLog:
     """Headless progress: one line per finished image on stdout, ``<status> <file> <objects>
     objects <seconds> s`` (a failure is its ``failed ...`` line on stderr, as on a terminal)."""
 
-    def __init__(self, total: int, *, verbose: bool = False) -> None:
-        self._verbose, self._total, self._n = verbose, total, 0
+    def __init__(self, total: int, *, verbose: bool = False, notice: str | None = None) -> None:
+        self._verbose, self._total, self._n, self._notice = verbose, total, 0, notice
 
     def __enter__(self) -> PlainLog:
         return self
@@ -89,6 +93,9 @@ class PlainLog:
 
     def update(self, event: BatchEvent) -> None:
         outcome = event.outcome
+        if event.kind == "start" and self._notice:
+            say(self._notice)
+            self._notice = None
         if event.kind != "end" or outcome is None:
             return
         if outcome.status == "claimed":
@@ -111,9 +118,11 @@ def log_line(outcome: ImageOutcome, n: int, total: int) -> str:
     return f"[{n}/{total}] {outcome.status} {outcome.path} {outcome.n_objects} objects {seconds:.2f} s{note}"
 
 
-def progress(total: int, *, verbose: bool = False) -> Progress | PlainLog:
-    """A progress bar on a terminal, plain log lines otherwise."""
-    return Progress(total, verbose=verbose) if sys.stdout.isatty() else PlainLog(total, verbose=verbose)
+def progress(total: int, *, verbose: bool = False, notice: str | None = None) -> Progress | PlainLog:
+    """A progress bar on a terminal, plain log lines otherwise; ``notice`` is said as the first
+    image starts."""
+    kind = Progress if sys.stdout.isatty() else PlainLog
+    return kind(total, verbose=verbose, notice=notice)
 
 
 def say(text: str) -> None:

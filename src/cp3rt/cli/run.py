@@ -173,9 +173,8 @@ def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume:
     with render.one_line_warnings():
         routes = route()
         recorder = record(routes) if record is not None else None
-        if cluster is None and cold_kernels(volume=volume):
-            render.say(COLD_NOTICE)
-        with cancel_on_signals(cancel) as got, render.progress(routes.total, verbose=is_verbose()) as progress, \
+        notice = COLD_NOTICE if cluster is None and cold_kernels(volume=volume) else None
+        with cancel_on_signals(cancel) as got, render.progress(routes.total, verbose=is_verbose(), notice=notice) as progress, \
                 open_cluster(cluster) as on_cluster:
             summary = go(routes, cluster=on_cluster, on_event=progress.update, cancel=cancel, record=recorder)
     render.summary(summary, stopped_by=cancel.reason)
