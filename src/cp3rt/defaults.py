@@ -12,7 +12,8 @@ BACKEND = "auto"           # engines.select: TensorRT, ONNX Runtime CUDA, ONNX R
 PRECISION = "fp32"
 
 # Network / tiling (§3.5)
-TILE_SIZE = 224            # bsize: the largest tile side the nets see
+TILE_SIZE = 224            # bsize: the largest tile side the nets see (--tile-size)
+MAX_TILE_SIZE = 1024       # the largest tile side an ONNX export declares (its H/W axes are dynamic)
 TILE_MULTIPLE = 16         # padded sizes are multiples of 16 (get_pad_yx div)
 MIN_TILE = 32              # smallest padded tile side (1 px image -> 32)
 TILE_OVERLAP = 0.1         # fraction; usable range below

@@ -96,6 +96,7 @@ def run(
     min_size: int = typer.Option(D.MIN_SIZE, "--min-size", help="Drop masks smaller than this many pixels; -1 keeps all."),
     tile_overlap: float = typer.Option(D.TILE_OVERLAP, "--tile-overlap", min=D.TILE_OVERLAP_RANGE[0], max=D.TILE_OVERLAP_RANGE[1], help="Fraction of overlap between tiles."),
     batch_size: int = typer.Option(D.BATCH_SIZE, "--batch-size", min=1, help="Tiles per network call."),
+    tile_size: int = typer.Option(D.TILE_SIZE, "--tile-size", help=f"Tile side in pixels (the reference's bsize): a multiple of {D.TILE_MULTIPLE} >= {D.MIN_TILE}; larger tiles overlap less (faster on CPU), masks change a little."),
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
     backend: str = typer.Option(D.BACKEND, "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
     precision: str = typer.Option(D.PRECISION, "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
@@ -125,7 +126,7 @@ def run(
     run_cfg = RunConfig(
         diameter=diameter, channels=(chan, chan2), flow_threshold=flow_threshold,
         cellprob_threshold=cellprob_threshold, niter=niter or None, min_size=min_size,
-        tile_overlap=tile_overlap, batch_size=batch_size, augment=augment, do_3D=do_3d,
+        tile_overlap=tile_overlap, batch_size=batch_size, augment=augment, tile_size=tile_size, do_3D=do_3d,
         anisotropy=anisotropy, stitch_threshold=stitch_threshold, z_axis=z_axis, channel_axis=channel_axis, gpu_resident=gpu_resident,
     )
     pipe_cfg = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,

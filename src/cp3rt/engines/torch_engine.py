@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from cp3rt import defaults as D
 from cp3rt._lazy import require
 from cp3rt.engines.base import BaseEngine, TensorSpec
 from cp3rt.errors import BackendUnavailableError, ConfigError, EngineError
-from cp3rt.manifest import EngineManifest
+from cp3rt.manifest import EngineManifest, ShapeRange
 
 OUTPUTS_BY_ROLE = {"segment": ("flows", "style"), "restore": ("restored",)}
 TORCH_OPSET = 0  # the manifest field means "ONNX opset"; 0 marks "not an ONNX artefact"
@@ -42,7 +43,7 @@ class TorchEngine(BaseEngine):
         manifest = EngineManifest(
             role=role, source_model=os.fspath(weights), source_sha256=wf.sha256, nchan=wf.nchan,
             nout=wf.nout, diam_mean=diam_mean, diam_labels=diam_labels, precision="fp32",
-            opset=TORCH_OPSET,
+            opset=TORCH_OPSET, shapes=ShapeRange(max_hw=(D.MAX_TILE_SIZE, D.MAX_TILE_SIZE)),  # torch: any tile
         )
         self._net = load_cpnet(wf).to(self._device)
         image = TensorSpec("image", "float32", (None, wf.nchan, None, None))

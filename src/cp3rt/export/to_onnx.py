@@ -20,13 +20,14 @@ from cp3rt._fs import atomic_write_bytes
 from cp3rt._version import __version__
 from cp3rt.defaults import (
     EXPORT_PRECISION,
+    MAX_TILE_SIZE,
     ONNX_OPSET,
     ONNX_OPSET_RANGE,
 )
 from cp3rt.errors import ConfigError, ExportError, OutputError
 from cp3rt.export._trace import role_for, trace_to_onnx
 from cp3rt.export._verify import verify_against_torch
-from cp3rt.manifest import EngineManifest, manifest_path_for
+from cp3rt.manifest import EngineManifest, ShapeRange, manifest_path_for
 from cp3rt.models.cpnet import CPnet
 from cp3rt.models.fold import fold_batchnorm
 from cp3rt.models.weights import WeightFile, load_cpnet, read_weight_file
@@ -86,6 +87,8 @@ def export_onnx(
         diam_labels=d_labels,
         precision=precision,  # type: ignore[arg-type]
         opset=opset,
+        # H/W are dynamic axes: any tile side up to MAX_TILE_SIZE (--tile-size), 224 the optimum.
+        shapes=ShapeRange(max_hw=(MAX_TILE_SIZE, MAX_TILE_SIZE)),
         artefact_sha256=hashlib.sha256(data).hexdigest(),
     )
     onnx_path, manifest_path = _write(Path(out_dir) / _file_name(name, source, precision), data, manifest)

@@ -16,7 +16,7 @@ from cp3rt.engines.select import BACKENDS
 from cp3rt.errors import ConfigError
 from cp3rt.runtime.dynamics.config import DynamicsConfig
 from cp3rt.runtime.prep.normalize import NormalizeConfig
-from cp3rt.runtime.tiles.options import TileOptions
+from cp3rt.runtime.tiles.options import TileOptions, check_tile_size
 
 Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
 Precision = Literal["fp32", "fp16"]
@@ -113,6 +113,7 @@ class RunConfig:
     tile_overlap: float = D.TILE_OVERLAP
     batch_size: int = D.BATCH_SIZE
     augment: bool = False
+    tile_size: int = D.TILE_SIZE  # the reference's bsize; the engines must admit it (nets.check_tile_size)
     resample: bool = True
     interp: bool = True
     normalize: NormalizeConfig | None = dataclasses.field(default_factory=NormalizeConfig)
@@ -162,6 +163,7 @@ class RunConfig:
             raise _bad("tile_overlap", self.tile_overlap, f"{lo} <= value <= {hi}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise _bad("batch_size", self.batch_size, "an integer >= 1")
+        check_tile_size(self.tile_size)
         self._check_volume()
         for name in ("augment", "resample", "interp", "estimate_diameter", "reference_bugs", "do_3D", "gpu_resident"):
             if not isinstance(getattr(self, name), bool):
@@ -198,8 +200,8 @@ class RunConfig:
 
     @property
     def tiles(self) -> TileOptions:
-        """Overlap, batch size and augmentation, as the tile runners take them."""
-        return TileOptions(self.tile_overlap, self.batch_size, self.augment)
+        """Overlap, batch size, augmentation and tile side, as the tile runners take them."""
+        return TileOptions(self.tile_overlap, self.batch_size, self.augment, self.tile_size)
 
     def dynamics(self, niter: float, output_shape: tuple[int, int] | None, *,
                  min_size: int | None = None) -> DynamicsConfig:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, IncompatibleEngineError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -163,3 +164,26 @@ def find_size_model(net: Net, *, download: bool) -> SizeModel | None:
         if size.is_file():
             return SizeModel.from_file(size)
     return None
+
+
+def check_tile_size(nets: Nets, tile_size: int) -> None:
+    """Refuse, in one line, a tile side that an engine does not admit: larger than the tiles of
+    its manifest's shape range (an ONNX export declares what its dynamic axes were exported for;
+    a TensorRT plan, its optimisation profiles) or than a fixed height/width of its input."""
+    for net in (nets.segment, nets.restore, nets.restore_chan2):
+        if net is None:
+            continue
+        manifest = getattr(net.engine, "manifest", None)
+        limits = [] if manifest is None else list(manifest.shapes.max_hw)
+        inputs = getattr(net.engine, "inputs", ())
+        if inputs and len(inputs[0].shape) == 4:
+            limits += [d for d in inputs[0].shape[2:] if d is not None]
+        if limits and tile_size > min(limits):
+            plan = manifest is not None and manifest.tensorrt_version is not None
+            how = (f" (cp3rt builds TensorRT plans for tiles up to {D.TILE_SIZE})" if plan else
+                   f", or re-export it with this cp3rt (cp3rt export {net.source_model or net.spec}), "
+                   f"whose exports admit tiles up to {D.MAX_TILE_SIZE}")
+            raise ConfigError(
+                f"tile_size={tile_size} is larger than the {net.role} engine {os.fspath(net.spec)!r} "
+                f"admits (tiles up to {min(limits)} px a side); use a tile size <= {min(limits)}{how}."
+            )

@@ -18,7 +18,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, DownloadError, InputError, ModelNotFoundError
 from cp3rt.runtime.config import PipelineConfig, RunConfig
-from cp3rt.runtime.nets import Net, Nets, find_size_model, net_from_engine, open_net
+from cp3rt.runtime.nets import Net, Nets, check_tile_size, find_size_model, net_from_engine, open_net
 from cp3rt.runtime.result import Result, StageTimer
 from cp3rt.runtime.stages.image import run_image
 from cp3rt.runtime.stages.image_device import run_image_resident
@@ -111,6 +111,7 @@ class Pipeline:
             self.restore_chan2_net = (
                 self._open(config.restore_chan2, "restore") if config.restore_chan2 else None
             )
+            check_tile_size(self.nets(), run.tile_size)  # refused before any file is read
         except BaseException:
             self.close()
             raise
@@ -191,6 +192,7 @@ def run_stages(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer | 
     """One image through the stages: the GPU-resident 2-D path when asked for, the 3-D path for
     a volume run config, else the 2-D one; each stage's seconds go to ``timer`` (a new one if None)."""
     timer = timer or StageTimer()
+    check_tile_size(nets, cfg.tile_size)
     if cfg.gpu_resident:
         return run_image_resident(nets, raw, cfg, timer)
     stage = run_volume if cfg.is_volume else run_image

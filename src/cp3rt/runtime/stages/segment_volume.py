@@ -62,7 +62,7 @@ def net_size(shape_zyx: tuple[int, int, int], rescale, anisotropy: float | None)
 def _view_tiles(planes_shape: tuple[int, int, int], tiles: TileOptions) -> int:
     n, ly, lx = planes_shape
     top, bottom, left, right = pad_yx(ly, lx)
-    grid = TileGrid.plan((ly + top + bottom, lx + left + right), D.TILE_SIZE, tiles.tile_overlap, tiles.augment)
+    grid = TileGrid.plan((ly + top + bottom, lx + left + right), tiles.tile_size, tiles.tile_overlap, tiles.augment)
     return n * len(grid)
 
 

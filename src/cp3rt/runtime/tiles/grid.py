@@ -24,6 +24,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError
 from cp3rt.runtime.tiles.augment import flip_tile, tile_flips
+from cp3rt.runtime.tiles.options import check_tile_size
 
 
 def _pad_1d(length: int) -> tuple[int, int]:
@@ -76,13 +77,7 @@ def _check_overlap(tile_overlap: float) -> float:
 
 
 def _check_bsize(bsize: int) -> int:
-    if isinstance(bsize, bool) or not isinstance(bsize, (int, np.integer)) or bsize < 32 or (
-        bsize % D.TILE_MULTIPLE
-    ):
-        raise ConfigError(
-            f"bsize={bsize!r} is not allowed; allowed: a multiple of {D.TILE_MULTIPLE} >= 32."
-        )
-    return int(bsize)
+    return check_tile_size(bsize, "bsize")
 
 
 def _starts(length: int, tile: int, count: int) -> tuple[int, ...]:

@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, EngineError, InputError
 from cp3rt.runtime.tiles.augment import unflip_output
 from cp3rt.runtime.tiles.blend import Stitcher
@@ -46,7 +45,7 @@ def run_tiled(
     infer: InferFn,
     *,
     nout: int,
-    bsize: int = D.TILE_SIZE,
+    bsize: int | None = None,
     tiles: TileOptions = DEFAULT_TILES,
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -66,11 +65,13 @@ def run_tiled_stack(
     infer: InferFn,
     *,
     nout: int,
-    bsize: int = D.TILE_SIZE,
+    bsize: int | None = None,
     tiles: TileOptions = DEFAULT_TILES,
     progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """(Z, C, Y, X) planes -> ((Z, nout, Y, X) float32, (Z, S) float32 styles or None)."""
+    """(Z, C, Y, X) planes -> ((Z, nout, Y, X) float32, (Z, S) float32 styles or None).
+
+    ``bsize`` (the tile side) overrides ``tiles.tile_size`` when given."""
     stack = np.asarray(stack, dtype=np.float32)
     if stack.ndim != 4 or 0 in stack.shape:
         raise InputError(f"run_tiled_stack expects a (Z, C, Y, X) stack, got shape {stack.shape}.")
@@ -78,7 +79,8 @@ def run_tiled_stack(
         raise ConfigError(f"nout={nout!r} is not allowed; allowed: an integer >= 1.")
     nz, _, ly, lx = stack.shape
     top, bottom, left, right = pad_yx(ly, lx)
-    grid = TileGrid.plan((ly + top + bottom, lx + left + right), bsize, tiles.tile_overlap, tiles.augment)
+    side = tiles.tile_size if bsize is None else bsize
+    grid = TileGrid.plan((ly + top + bottom, lx + left + right), side, tiles.tile_overlap, tiles.augment)
     # Zeros for the padding plus, with augment, the extension of the canvas to >= bsize.
     pads = (
         (0, 0),

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from cp3rt import defaults as D
 from cp3rt.runtime.tiles.grid import TileGrid, pad_yx, taper_mask
 from cp3rt.runtime.tiles.infer import image_style
 from cp3rt.runtime.tiles.options import TileOptions
@@ -58,7 +57,7 @@ def net_over_tiles(x: Any, engine: Any, out_name: str, tiles: TileOptions) -> tu
     """
     torch = _torch()
     _, ly, lx = x.shape
-    canvas, grid, (top, _, left, _) = pad_canvas(x, D.TILE_SIZE, tiles.tile_overlap)
+    canvas, grid, (top, _, left, _) = pad_canvas(x, tiles.tile_size, tiles.tile_overlap)
     cut = cut_tiles(canvas, grid)
     bs = tiles.batch_size
     parts = [engine.infer_device(cut[i:i + bs].contiguous()) for i in range(0, len(cut), bs)]
