@@ -41,12 +41,18 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-_state = {"verbose": False}
+_state: dict = {"verbose": False, "argv": None}
 
 
 def is_verbose() -> bool:
     """Whether ``-v`` was given (set by the root callback); commands that show more with it ask here."""
     return _state["verbose"]
+
+
+def command_line() -> list[str]:
+    """The command as typed (``cp3rt`` and its arguments), for the run record."""
+    args = _state["argv"] if _state["argv"] is not None else sys.argv[1:]
+    return ["cp3rt", *map(str, args)]
 
 
 def _version_callback(value: bool) -> None:
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     Typer's standalone mode handles usage errors (exit 2), --help and Ctrl-C itself and ends
     with SystemExit; only our own Cp3rtError needs translating here.
     """
+    _state["argv"] = list(argv) if argv is not None else None
     try:
         app(args=argv, standalone_mode=True)
     except Cp3rtError as err:

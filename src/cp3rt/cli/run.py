@@ -151,10 +151,12 @@ def _table_format(value: str | None) -> str | None:
 
 def _start_record(routes, pipe_cfg, run_cfg, outputs, **parameters):  # noqa: ANN001, ANN003 - the run's own values
     """The run record (``cp3rt_run_<UTC>.json``) in --out, or in the inputs' common folder."""
+    from cp3rt.cli.app import command_line
     from cp3rt.runtime.batch.run_record import record_dir, start_run_record
 
     where = record_dir(outputs.out_dir, [*routes.images, *routes.huge, *routes.plates])
-    return start_run_record(pipe_cfg, None, where, run=run_cfg, outputs=outputs, extra_parameters=parameters)
+    return start_run_record(pipe_cfg, None, where, run=run_cfg, outputs=outputs, extra_parameters=parameters,
+                            command=command_line())
 
 
 def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume: bool = False,
