@@ -173,6 +173,25 @@ def _cached_or_exported(
     return dataclasses.replace(found, spec=text, weights=weights, exported=True)
 
 
+def cached_artefact(
+    spec: str | os.PathLike[str], *, precision: str = "fp32", cache_root: Path | None = None
+) -> ModelSource | None:
+    """What :func:`resolve_model` would open for ``spec`` when it is here already, without a
+    download or an export: a given artefact as it is, a weight file's export from the cache, or
+    None when the next ``resolve_model`` exports it (``cp3rt run`` says so first). A zoo file not
+    downloaded yet raises as ``resolve_weights(download=False)`` does."""
+    text = os.fspath(spec)
+    if is_built_artefact(text):
+        return _given_artefact(text, "auto")
+    from cp3rt.zoo import ZOO, resolve_weights
+
+    weights = Path(resolve_weights(text, download=False))
+    if is_built_artefact(weights):
+        return _given_artefact(os.fspath(weights), "auto")
+    found = _find_in(artefact_dir(sha256_file(weights), precision, text if text in ZOO else None, cache_root))
+    return dataclasses.replace(found, spec=text, weights=weights) if found is not None else None
+
+
 def _export_function(text: str, precision: str, final: Path, weights: Path) -> Callable[..., object]:
     """The torch-side exporter, or a clear error saying how to get an artefact without torch.
     A file that cannot be a weight file is refused first, by its content: no torch is needed."""

@@ -136,7 +136,7 @@ def run(
                             outlines=outlines, exclude_on_edges=exclude_on_edges)
     _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
              lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
-             cluster, out=out, volume=run_cfg.is_volume, record=lambda routes: _start_record(
+             cluster, out=out, volume=run_cfg.is_volume, config=pipe_cfg, record=lambda routes: _start_record(
                  routes, pipe_cfg, run_cfg, outputs, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
 
 
@@ -160,22 +160,26 @@ def _start_record(routes, pipe_cfg, run_cfg, outputs, **parameters):  # noqa: AN
 
 
 def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume: bool = False,
-             record=None) -> None:  # noqa: ANN001
+             config=None, record=None) -> None:  # noqa: ANN001
     """``route()`` the inputs (first, to size the progress bar), start the run ``record``, run
     ``go(routes, ...)`` with a progress bar (plain lines when stdout is not a terminal) and
     SIGINT/SIGTERM as a clean stop, then print the summary, where the outputs and the record
-    went, and exit with the code the epilog documents. A first run says it compiles first."""
+    went, and exit with the code the epilog documents. A first run says what it compiles first
+    (exports, plans: before the engines open; numba kernels: as the first image starts)."""
     from cp3rt.cli import _run_render as render
     from cp3rt.cli._signals import cancel_on_signals, exit_code
     from cp3rt.cli.app import is_verbose
     from cp3rt.distributed import open_cluster
     from cp3rt.runtime.batch.cancel import Cancel
     from cp3rt.runtime.batch.kernel_cache import COLD_NOTICE, cold_kernels
+    from cp3rt.runtime.batch.warmup import first_use_work
 
     cancel = Cancel()
     with render.one_line_warnings():
         routes = route()
         recorder = record(routes) if record is not None else None
+        for line in first_use_work(config) if config is not None and cluster is None else ():
+            render.say(line)
         notice = COLD_NOTICE if cluster is None and cold_kernels(volume=volume) else None
         with cancel_on_signals(cancel) as got, render.progress(routes.total, verbose=is_verbose(), notice=notice) as progress, \
                 open_cluster(cluster) as on_cluster:

@@ -17,6 +17,8 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,3 +163,44 @@ def _known_balls() -> None:
     cellprob = np.where(labels > 0, 6.0, -6.0).astype(np.float32)
     for sampling in ("exact", "grid"):
         compute_masks_3d(flows, cellprob, niter=200, sampling=sampling)
+
+
+def first_use_work(config: PipelineConfig) -> tuple[str, ...]:
+    """What opening ``config``'s nets will do here for the first time, in words (``cp3rt run``
+    says it before it starts): a weight file exported to ONNX, a TensorRT plan built for this
+    GPU. Both are cached afterwards, and ``cp3rt warmup`` does them ahead. Nothing is done here."""
+    from cp3rt.artefacts import WEIGHT_BACKENDS, cached_artefact
+    from cp3rt.errors import Cp3rtError
+
+    work = []
+    for spec in (s for s in (config.segment, config.restore, config.restore_chan2) if s):
+        if config.backend in WEIGHT_BACKENDS:
+            continue
+        try:
+            source = cached_artefact(spec, precision=config.precision, cache_root=config.cache_dir)
+        except (Cp3rtError, OSError):  # not downloaded yet: the download reports itself
+            continue
+        if source is None:
+            work.append(f"exporting {spec} to ONNX ({config.precision}; first use, cached for later runs; "
+                        "`cp3rt warmup` does this ahead)")
+        elif config.backend in ("trt", "auto") and _plan_missing(source.path, source.manifest):
+            work.append(f"building a TensorRT plan for {spec} (first use on this GPU, minutes; cached for "
+                        "later runs; `cp3rt warmup --backend trt` does this ahead)")
+    return tuple(work)
+
+
+def _plan_missing(onnx: Path, manifest: Any) -> bool:
+    """True when TensorRT and a GPU are here and the plan cache has no valid plan for ``onnx``."""
+    if onnx.suffix.lower() != ".onnx" or manifest is None:
+        return False
+    from cp3rt.errors import Cp3rtError, IncompatibleEngineError
+
+    try:
+        from cp3rt.engines.tensorrt import BuildConfig, PlanCache
+
+        PlanCache().get(onnx, BuildConfig(precision=manifest.precision), build=False)
+    except IncompatibleEngineError:
+        return True
+    except (Cp3rtError, ImportError, OSError):
+        return False  # no TensorRT or no GPU here: auto takes onnxruntime, trt refuses in one line
+    return False
