@@ -16,6 +16,7 @@ _EXTRA_FOR = {
     "cellpose": "test",
     "pyarrow": "parquet",
     "ome_zarr": "zarr",
+    "openvino": "openvino",
 }
 
 

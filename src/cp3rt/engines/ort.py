@@ -117,7 +117,7 @@ class OrtEngine(BaseEngine):
             raise BackendUnavailableError(
                 f"onnxruntime {ort.__version__} here offers {available}, not {missing}; {_GPU_HINT}."
             )
-        manifest = _read_manifest(path)
+        manifest = read_manifest(path)
         session_providers = wanted + ([] if "CPUExecutionProvider" in wanted else ["CPUExecutionProvider"])
         try:
             session = ort.InferenceSession(
@@ -137,7 +137,7 @@ class OrtEngine(BaseEngine):
         inputs = tuple(_spec(a) for a in session.get_inputs())
         outputs = tuple(_spec(a) for a in session.get_outputs())
         if manifest is not None:
-            _check_manifest_matches(path, manifest, inputs)
+            check_manifest_matches(path, manifest, inputs)
         super().__init__(inputs, outputs, manifest, label=path.name)
         self.path = path
         self.options = options
@@ -167,7 +167,8 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, dtype, shape)
 
 
-def _read_manifest(path: Path) -> EngineManifest | None:
+def read_manifest(path: Path) -> EngineManifest | None:
+    """The manifest beside an ONNX file (None without one), refused if it describes another file."""
     sidecar = manifest_path_for(path)
     if not sidecar.is_file():
         return None
@@ -180,7 +181,8 @@ def _read_manifest(path: Path) -> EngineManifest | None:
     return manifest
 
 
-def _check_manifest_matches(path: Path, manifest: EngineManifest, inputs: tuple[TensorSpec, ...]) -> None:
+def check_manifest_matches(path: Path, manifest: EngineManifest, inputs: tuple[TensorSpec, ...]) -> None:
+    """Refuse an ONNX file whose input channels disagree with its manifest."""
     image = inputs[0]
     if len(image.shape) == 4 and image.shape[1] not in (None, manifest.nchan):
         raise IncompatibleEngineError(

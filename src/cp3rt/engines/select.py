@@ -8,7 +8,8 @@
 3. ``ort-cpu``  — onnxruntime on the CPU.
 
 torch is never chosen automatically: it is the reference backend and must be asked for, and so
-is ``torch-cuda`` (the fast PyTorch GPU backend, weight files only). When
+is ``torch-cuda`` (the fast PyTorch GPU backend, weight files only), and so is ``openvino`` (an
+optional CPU backend for exported ``.onnx`` files; its bf16 arithmetic changes results). When
 nothing loads, the error lists every backend with the reason it failed. Only "cannot load here"
 failures move on to the next backend; a broken file or a bad setting stops at once.
 """
@@ -22,8 +23,8 @@ from typing import Any, Literal
 from cp3rt.engines.base import Engine
 from cp3rt.errors import BackendUnavailableError, ConfigError
 
-BackendName = Literal["auto", "ort", "torch", "trt", "torch-cuda"]
-BACKENDS = ("auto", "ort", "torch", "trt", "torch-cuda")
+BackendName = Literal["auto", "ort", "torch", "trt", "torch-cuda", "openvino"]
+BACKENDS = ("auto", "ort", "torch", "trt", "torch-cuda", "openvino")
 AUTO_ORDER = ("trt", "ort-cuda", "ort-cpu")
 ONNX_SUFFIX = ".onnx"
 PLAN_SUFFIXES = (".plan", ".engine")
@@ -44,7 +45,8 @@ def open_engine(
 
     ``ort``/``auto`` open an exported ``.onnx`` (``providers`` and ``ort_options`` go to
     :class:`~cp3rt.engines.ort.OrtEngine`); ``torch`` opens a weight file or zoo name on
-    ``device``; ``trt`` opens a TensorRT ``.plan`` or builds one from an ``.onnx`` export (plan
+    ``device``; ``openvino`` opens an ``.onnx`` on the CPU with OpenVINO at ``precision``
+    (fp32, or bf16 arithmetic); ``trt`` opens a TensorRT ``.plan`` or builds one from an ``.onnx`` export (plan
     cache); ``torch-cuda`` runs a weight file on the GPU at ``precision`` (default fp16),
     TorchInductor-compiled with ``compile`` (compiled code cached under ``cache_dir``).
     """
@@ -67,6 +69,10 @@ def open_engine(
 
     if backend == "ort":
         return OrtEngine(source, providers=providers or ("cpu",), **ort_options)
+    if backend == "openvino":
+        from cp3rt.engines.openvino import OpenVinoEngine
+
+        return OpenVinoEngine(source, precision=precision or "fp32", threads=ort_options.get("threads"))
     if providers is not None:
         raise ConfigError("providers is set, which needs backend 'ort'; 'auto' chooses them itself.")
     return _open_auto(source, device, ort_options)

@@ -76,8 +76,12 @@ class PipelineConfig:
             )
         if self.backend not in BACKENDS:
             raise _bad("backend", self.backend, ", ".join(BACKENDS))
-        if self.precision not in PRECISIONS:
-            raise _bad("precision", self.precision, ", ".join(PRECISIONS))
+        if self.precision == "bf16":  # arithmetic, not a graph: the openvino backend on the fp32 graph
+            if self.backend != "openvino":
+                raise ConfigError(f"precision='bf16' is OpenVINO's bf16 arithmetic on the fp32 graph; "
+                                  f"backend is {self.backend!r}: use backend 'openvino' for it.")
+        elif self.precision not in PRECISIONS:
+            raise _bad("precision", self.precision, ", ".join(PRECISIONS) + ", bf16 (backend openvino)")
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if not isinstance(self.compile, bool):

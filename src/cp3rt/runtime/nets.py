@@ -89,13 +89,16 @@ def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:
     from cp3rt.artefacts import resolve_model
     from cp3rt.engines import open_engine
 
+    # openvino's bf16 is arithmetic on the fp32 graph.
+    graph = "fp32" if cfg.backend == "openvino" and cfg.precision == "bf16" else cfg.precision
     source = resolve_model(
-        spec, precision=cfg.precision, backend=cfg.backend, cache_root=cfg.cache_dir,
+        spec, precision=graph, backend=cfg.backend, cache_root=cfg.cache_dir,
         download=cfg.download,
     )
-    # torch-cuda runs the weights at a chosen precision; the other backends take it from the graph.
+    # torch-cuda runs the weights at a chosen precision, openvino the graph in a chosen arithmetic;
+    # the other backends take it from the graph.
     extra = ({"precision": cfg.precision, "compile": cfg.compile, "cache_dir": cfg.cache_dir}
-             if cfg.backend == "torch-cuda" else {})
+             if cfg.backend == "torch-cuda" else {"precision": cfg.precision} if cfg.backend == "openvino" else {})
     engine = open_engine(source.path, backend=cfg.backend, **extra)
     try:
         manifest = engine.manifest if engine.manifest is not None else source.manifest
