@@ -46,7 +46,7 @@ PACKAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engines", ("cp3rt.engines",)),                # the Engine protocol and its backends
     ("artefacts", ("cp3rt.artefacts", "cp3rt.build")),  # model spec -> the file an engine opens
     ("runtime", ("cp3rt.runtime",)),                # images -> masks (numpy + numba + engines)
-    ("tools", ("cp3rt.check", "cp3rt.distributed", "cp3rt.train")),  # built on the runtime
+    ("tools", ("cp3rt.check", "cp3rt.calibrate", "cp3rt.distributed", "cp3rt.train")),  # built on the runtime
     ("cli", ("cp3rt.cli", "cp3rt.__main__")),       # thin commands
 )
 PACKAGE_FACE = "cp3rt"  # the top-level __init__: the public face may import any floor

@@ -92,7 +92,13 @@ def resolve_model(
     """Find (and if needed export) what the engine for ``spec`` opens. See the module docstring."""
     text = os.fspath(spec)
     if is_built_artefact(text):
-        return _given_artefact(text, backend)
+        return _checked_precision(_given_artefact(text, backend), precision)
+    if precision == "int8":
+        raise ConfigError(
+            f"precision int8 needs a calibrated graph, which cp3rt does not make on the fly: run "
+            f"`cp3rt export {text} --precision int8 --calibrate DIR --out engines/` on a handful "
+            f"of your images, then pass the engines/<name>.int8.onnx it writes as the model."
+        )
     from cp3rt.zoo import resolve_weights
 
     weights = Path(resolve_weights(text, download=download, progress=progress))
@@ -121,6 +127,17 @@ def _given_artefact(text: str, backend: str) -> ModelSource:
             f"`cp3rt export <model> --out {path.parent}`."
         )
     return ModelSource(text, path, None, EngineManifest.read(mpath))
+
+
+def _checked_precision(source: ModelSource, precision: str) -> ModelSource:
+    """A given artefact carries its precision; asking for int8 and getting another is refused."""
+    have = source.manifest.precision if source.manifest is not None else None
+    if precision == "int8" and have != "int8":
+        raise ConfigError(
+            f"precision int8 was asked for, but {source.path.name} is a {have} graph; pass the "
+            "<name>.int8.onnx that `cp3rt export MODEL --precision int8 --calibrate DIR` writes."
+        )
+    return source
 
 
 def _find_in(folder: Path) -> ModelSource | None:

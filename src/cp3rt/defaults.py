@@ -87,6 +87,13 @@ TRAIN_LAM_REC = 0.0
 ONNX_OPSET = 17
 ONNX_OPSET_RANGE = (13, 20)  # 13: Unsqueeze/Resize input forms used; 20: TorchScript exporter max
 EXPORT_PRECISION = "fp32"
+# int8 export (`cp3rt export --precision int8 --calibrate DIR`): the bar the int8 pipeline's
+# masks must reach against the fp32 pipeline's (issue 19), the calibration method and the
+# activation type measured best on the starter nets (benchmarks/results/int8.md).
+INT8_MIN_AP50 = 0.98
+INT8_MIN_AP75 = 0.95
+INT8_METHOD = "percentile"
+INT8_ACTIVATIONS = "u8"
 
 # Input conversion (§3.2)
 CHANNEL_GUESS_MAX = 10     # without channel_axis, a smallest axis below this is the channel axis

@@ -25,7 +25,64 @@ SCHEMA_VERSION = 1
 MANIFEST_SUFFIX = ".json"
 
 Role = Literal["segment", "restore"]
-Precision = Literal["fp32", "fp16"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationFile:
+    """One image the int8 graph was calibrated or checked on: its file name and sha256."""
+
+    name: str
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskAgreement:
+    """The int8 pipeline's masks against the fp32 pipeline's on some images: AP at IoU 0.5 and
+    0.75 from the true/false positives and misses summed over the images (fp32 masks = truth)."""
+
+    images: int
+    ap50: float
+    ap75: float
+    objects_fp32: int
+    objects_int8: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """How an int8 graph was made and how well its masks keep the fp32 ones (int8 manifests only).
+
+    ``method``: minmax | entropy | percentile; ``activations``: u8 (asymmetric) or s8 (symmetric,
+    zero point 0); weights are always symmetric int8 per output channel, QDQ format.
+    ``segment_with`` / ``restore_with``: the fp32 net the masks were made with behind / in front
+    of the calibrated one. ``accuracy`` is on the calibration images, ``holdout_accuracy`` on
+    the --holdout images (None without them); ``min_ap50`` / ``min_ap75`` the bar both passed.
+    """
+
+    method: str
+    activations: str
+    files: tuple[CalibrationFile, ...]
+    tiles: int
+    accuracy: MaskAgreement
+    min_ap50: float
+    min_ap75: float
+    holdout: tuple[CalibrationFile, ...] = ()
+    holdout_accuracy: MaskAgreement | None = None
+    diameter: float | None = None
+    segment_with: str | None = None
+    restore_with: str | None = None
+    fp32_sha256: str = ""        # the fp32 graph that was quantized
+    onnxruntime_version: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        data = dict(data)
+        for key in ("files", "holdout"):
+            data[key] = tuple(CalibrationFile(**f) for f in data.get(key) or ())
+        data["accuracy"] = MaskAgreement(**data["accuracy"])
+        if data.get("holdout_accuracy") is not None:
+            data["holdout_accuracy"] = MaskAgreement(**data["holdout_accuracy"])
+        return cls(**data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +124,16 @@ class EngineManifest:
     tensorrt_version: str | None = None
     gpu_name: str | None = None
     compute_capability: str | None = None  # "9.0"
+    calibration: Calibration | None = None  # int8 graphs: calibration data, method, mask accuracy
     cp3rt_version: str = __version__
     schema_version: int = SCHEMA_VERSION
 
     # ---- (de)serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if data["calibration"] is None:  # fp32/fp16 manifests stay what older cp3rt versions read
+            del data["calibration"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EngineManifest:
@@ -90,7 +151,12 @@ class EngineManifest:
         shapes = ShapeRange(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in shapes.items()}
         )
-        return cls(shapes=shapes, **data)
+        calibration = data.pop("calibration", None)
+        try:
+            calibration = Calibration.from_dict(calibration) if calibration is not None else None
+        except (TypeError, KeyError) as exc:
+            raise IncompatibleEngineError(f"manifest has an unreadable calibration record ({exc}).") from exc
+        return cls(shapes=shapes, calibration=calibration, **data)
 
     def write(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)

@@ -11,13 +11,17 @@ from typing import Optional
 
 import typer
 
-from cp3rt.defaults import EXPORT_PRECISION, ONNX_OPSET
+from cp3rt.defaults import (
+    EXPORT_PRECISION, INT8_ACTIVATIONS, INT8_METHOD, INT8_MIN_AP50, INT8_MIN_AP75, ONNX_OPSET,
+)
 
 _EPILOG = """
 **Examples**
 
     cp3rt export cyto3 --out engines/
     cp3rt export ~/models/my_finetuned_cyto3 --out engines/ --precision fp16
+    cp3rt export cp3rt_nuclei --precision int8 --calibrate calib/ --holdout check/ --diameter 46 --out engines/
+    cp3rt export cp3rt_denoise_nuclei --precision int8 --calibrate calib/ --segment-with cp3rt_nuclei --out engines/
 
 **Notes**
 
@@ -30,6 +34,15 @@ _EPILOG = """
   function (within float rounding) with about half the normalisation passes.
 - Zoo models use the zoo's diam_mean (17 for nuclei models, else 30); weight files use the
   diameters stored in the file.
+- int8 (`--precision int8 --calibrate DIR`): static QDQ quantization (per-channel int8 weights)
+  calibrated on the tiles `cp3rt run` feeds the net from the images in DIR (a handful, like the
+  images it will see; same --diameter). The int8 pipeline's masks are matched with the fp32
+  pipeline's on those images and on `--holdout` images; below the bar (AP@0.5 >= 0.98 and
+  AP@0.75 >= 0.95 unless `--min-ap50/--min-ap75` say otherwise) it refuses and writes nothing.
+  For a restoration net the masks are those of restore -> segment with `--segment-with MODEL`
+  (fp32); a segmentation net used after a restoration takes `--restore-with MODEL`. The
+  manifest records the images (names, sha256), the method and the accuracy. Run it with
+  `cp3rt run --model engines/NAME.int8.onnx` (onnxruntime CPU).
 """
 
 
@@ -45,12 +58,25 @@ def register(app: typer.Typer) -> None:
 def export(
     model: str = typer.Argument(..., metavar="MODEL", help="Zoo name (cyto3, denoise_cyto3, ...) or a Cellpose v3 weight file."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created if missing)."),
-    precision: str = typer.Option(EXPORT_PRECISION, "--precision", help="fp32 | fp16."),
+    precision: str = typer.Option(EXPORT_PRECISION, "--precision", help="fp32 | fp16 | int8 (needs --calibrate)."),
     opset: int = typer.Option(ONNX_OPSET, "--opset", help="ONNX opset version."),
     name: Optional[str] = typer.Option(None, "--name", help="Output file name (default: MODEL.PRECISION.onnx, MODEL without folders)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare with the torch net on onnxruntime CPU."),
     fold_bn: bool = typer.Option(True, "--fold-bn/--no-fold-bn", help="Fold BatchNorms into convolutions and style layers (same function, fewer passes over the activations)."),
+    calibrate: Optional[Path] = typer.Option(None, "--calibrate", help="int8: folder of calibration images (a handful of your own)."),
+    holdout: Optional[Path] = typer.Option(None, "--holdout", help="int8: folder of images not used for calibration, checked against the bar too."),
+    method: str = typer.Option(INT8_METHOD, "--calibration-method", help="int8: minmax | entropy | percentile."),
+    activations: str = typer.Option(INT8_ACTIVATIONS, "--activations", help="int8: u8 (asymmetric; fastest on onnxruntime CPU) | s8 (symmetric, zero point 0, as TensorRT takes it)."),
+    diameter: Optional[float] = typer.Option(None, "--diameter", help="int8: object diameter in pixels for the calibration runs (default: the model's estimate/rule)."),
+    segment_with: Optional[str] = typer.Option(None, "--segment-with", help="int8 of a restoration net: the segmentation model (fp32) whose masks judge it (restore -> segment)."),
+    restore_with: Optional[str] = typer.Option(None, "--restore-with", help="int8 of a segmentation net: the restoration model (fp32) run in front of it, as in `cp3rt run --restore`."),
+    min_ap50: float = typer.Option(INT8_MIN_AP50, "--min-ap50", help="int8: refuse below this AP@0.5 of int8 vs fp32 masks."),
+    min_ap75: float = typer.Option(INT8_MIN_AP75, "--min-ap75", help="int8: refuse below this AP@0.75 of int8 vs fp32 masks."),
 ) -> None:
+    if precision == "int8" or calibrate is not None:
+        _export_int8(model, out, precision, name, calibrate, holdout, method, activations, diameter,
+                     segment_with, restore_with, min_ap50, min_ap75)
+        return
     from cp3rt._lazy import require
     from cp3rt.zoo.resolve import check_torch_file
 
@@ -75,6 +101,33 @@ def export(
     if result.max_abs_error:
         errs = ", ".join(f"{k} {v:.2g}" for k, v in result.max_abs_error.items())
         typer.echo(f"max abs difference to the torch net: {errs}")
+
+
+def _export_int8(model: str, out: Path, precision: str, name: Optional[str], calibrate: Optional[Path],
+                 holdout: Optional[Path], method: str, activations: str, diameter: Optional[float],
+                 segment_with: Optional[str], restore_with: Optional[str], min_ap50: float,
+                 min_ap75: float) -> None:
+    from cp3rt._lazy import require
+    from cp3rt.errors import ConfigError
+
+    if precision != "int8":
+        raise ConfigError(f"--calibrate is for --precision int8; precision is {precision!r}.")
+    if calibrate is None:
+        raise ConfigError("--precision int8 needs calibration images: add --calibrate DIR (a handful of your own images).")
+    require("onnx", "cp3rt export --precision int8")
+    from cp3rt.calibrate import Int8Config, export_int8
+
+    cfg = Int8Config(model, calibrate, out, holdout=holdout, method=method, activations=activations,
+                     min_ap50=min_ap50, min_ap75=min_ap75, segment_with=segment_with,
+                     restore_with=restore_with, diameter=diameter, name=name)
+    result = export_int8(cfg, say=lambda msg: typer.echo(msg, err=True))
+    cal = result.manifest.calibration
+    typer.echo(f"wrote {result.onnx_path} ({result.manifest.role}, int8, {cal.method}, {cal.activations} activations)")
+    typer.echo(f"wrote {result.manifest_path}")
+    for label, acc in (("calibration", cal.accuracy), ("holdout", cal.holdout_accuracy)):
+        if acc is not None:
+            typer.echo(f"int8 vs fp32 masks on {acc.images} {label} images: AP@0.5 {acc.ap50:.3f}, "
+                       f"AP@0.75 {acc.ap75:.3f} ({acc.objects_int8} vs {acc.objects_fp32} objects)")
 
 
 def _resolve(model: str) -> tuple[Path, bool]:

@@ -99,7 +99,7 @@ def run(
     tile_size: int = typer.Option(D.TILE_SIZE, "--tile-size", help=f"Tile side in pixels (the reference's bsize): a multiple of {D.TILE_MULTIPLE} >= {D.MIN_TILE}; larger tiles overlap less (faster on CPU), masks change a little."),
     augment: bool = typer.Option(False, "--augment", help="Test-time augmentation (flipped, overlapping tiles; slower)."),
     backend: str = typer.Option(D.BACKEND, "--backend", help="auto | ort | trt | torch | torch-cuda (auto: TensorRT, ONNX Runtime CUDA, ONNX Runtime CPU, first that works)."),
-    precision: str = typer.Option(D.PRECISION, "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends)."),
+    precision: str = typer.Option(D.PRECISION, "--precision", help="fp32 | fp16 (half-precision graph, meant for GPU backends) | int8 (only a calibrated MODEL.int8.onnx from `cp3rt export --precision int8 --calibrate DIR`; onnxruntime CPU)."),
     gpu_resident: bool = typer.Option(False, "--gpu-resident", help="With --backend torch-cuda, 2-D images: keep every stage from upload to masks on the GPU (normalise, resize, tiles, nets, blend, numba-cuda dynamics); default normalisation, no --augment, give --diameter."),
     compile_nets: bool = typer.Option(False, "--compile", help="With --backend torch-cuda: compile the nets with TorchInductor (about 2.8x the net's GPU speed on an H200; the first use of each tile shape compiles for 10-20 s, cached on disk for later runs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to each input)."),

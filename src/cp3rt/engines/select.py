@@ -147,5 +147,11 @@ def _open_trt(source: str, device: str = "cpu") -> Engine:
             f"build a plan with `cp3rt build {source}`."
         )
     manifest, _ = read_onnx_manifest(path)
+    if manifest.precision == "int8":
+        # Not built or tested here yet: TensorRT plans come from fp32/fp16 graphs (auto moves on).
+        raise BackendUnavailableError(
+            f"{path.name} is an int8 graph, which cp3rt does not build into TensorRT plans yet; "
+            "it runs on onnxruntime (backend 'ort')."
+        )
     entry = PlanCache().get(path, BuildConfig(precision=manifest.precision, device=gpu), environment=environment)
     return TrtEngine(entry.plan_path, device=gpu)

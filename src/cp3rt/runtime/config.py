@@ -19,8 +19,8 @@ from cp3rt.runtime.prep.normalize import NormalizeConfig
 from cp3rt.runtime.tiles.options import TileOptions, check_tile_size
 
 Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
-Precision = Literal["fp32", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")  # int8: calibrated .int8.onnx artefacts only
 
 
 def _bad(field: str, value: Any, allowed: str) -> ConfigError:

@@ -1,0 +1,172 @@
+"""`cp3rt export --precision int8 --calibrate DIR`: calibrate -> quantize -> run -> accuracy report,
+and the one-line refusal that writes nothing when the int8 masks fall short.
+
+The net is cp3rt's shipped starter (compact, trained: a random net makes no objects, so its
+masks could not tell int8 from fp32) on small synthetic nuclei, one tile per image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import tifffile
+from onnx import numpy_helper
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime.quantization")
+
+from cp3rt.calibrate import Int8Config, agreement, export_int8  # noqa: E402
+from cp3rt.cli.app import main  # noqa: E402
+from cp3rt.errors import ConfigError, ExportError  # noqa: E402
+from cp3rt.manifest import EngineManifest, manifest_path_for  # noqa: E402
+
+MODEL = "cp3rt_nuclei"  # diam_mean 17
+DIAMETER = 17.0
+
+
+def _nuclei(seed: int, shape: tuple[int, int] = (160, 176), n: int = 14) -> np.ndarray:
+    """Bright round blobs of ~17 px on a noisy background, uint16 like a camera."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    img = np.zeros(shape, np.float64)
+    for _ in range(n):
+        cy, cx = rng.uniform(12, shape[0] - 12), rng.uniform(12, shape[1] - 12)
+        r = rng.uniform(6.5, 9.5)
+        img += 1.0 / (1.0 + np.exp((np.hypot(yy - cy, xx - cx) - r) / 1.2))
+    img = 100 + 400 * np.clip(img, 0, 1.5) + rng.normal(0, 12, shape)
+    return np.clip(img, 0, 65535).astype(np.uint16)
+
+
+def _folder(root: Path, name: str, seeds: list[int], hot_pixel: bool = False) -> Path:
+    folder = root / name
+    folder.mkdir()
+    for seed in seeds:
+        img = _nuclei(seed)
+        if hot_pixel:  # one saturated pixel: min-max ranges then waste the int8 steps on it
+            img = img.astype(np.float32)
+            img[5, 5] = 1e7
+        tifffile.imwrite(folder / f"img{seed}.tif", img)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CP3RT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("int8")
+    cfg = Int8Config(MODEL, _folder(root, "calib", [1, 2]), root / "engines",
+                     holdout=_folder(root, "holdout", [3]), diameter=DIAMETER)
+    messages: list[str] = []
+    return root, export_int8(cfg, say=messages.append), messages
+
+
+def test_flow_writes_int8_graph_and_manifest_with_accuracy(exported) -> None:
+    root, result, messages = exported
+    assert result.onnx_path == root / "engines" / f"{MODEL}.int8.onnx"
+    manifest = EngineManifest.read(manifest_path_for(result.onnx_path))
+    assert manifest == result.manifest and manifest.precision == "int8" and manifest.role == "segment"
+    cal = manifest.calibration
+    assert cal is not None and cal.method == "percentile" and cal.activations == "u8"
+    assert [f.name for f in cal.files] == ["img1.tif", "img2.tif"]
+    assert [f.name for f in cal.holdout] == ["img3.tif"]
+    assert all(len(f.sha256) == 64 for f in (*cal.files, *cal.holdout))
+    assert cal.tiles >= 2 and cal.diameter == DIAMETER and cal.onnxruntime_version
+    for acc in (cal.accuracy, cal.holdout_accuracy):
+        assert acc is not None and acc.objects_fp32 >= 5, acc  # the synthetic nuclei are found
+        assert acc.ap50 >= cal.min_ap50 and acc.ap75 >= cal.min_ap75
+    assert (cal.min_ap50, cal.min_ap75) == (0.98, 0.95)
+    assert any("calibrating on" in m for m in messages)
+
+
+def test_qdq_graph_has_per_channel_symmetric_weight_scales(exported) -> None:
+    _, result, _ = exported
+    model = onnx.load(str(result.onnx_path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert convs
+    for conv in convs:
+        dq = producers[conv.input[1]]
+        assert dq.op_type == "DequantizeLinear", conv.name
+        weight, scale, zero = (inits[name] for name in dq.input[:3])
+        assert weight.dtype == np.int8 and zero.dtype == np.int8 and not zero.any()  # symmetric
+        assert scale.shape == (weight.shape[0],), (conv.name, scale.shape)  # one per out channel
+        assert {a.name: a.i for a in dq.attribute}.get("axis", 1) == 0
+    # activations are quantized too (QDQ), and the graph keeps float32 inputs and outputs
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) >= len(convs)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_cp3rt_run_opens_the_int8_graph_on_onnxruntime_cpu(exported, tmp_path: Path) -> None:
+    root, result, _ = exported
+    out = tmp_path / "masks"
+    rc = main(["run", str(root / "holdout" / "img3.tif"), "--model", str(result.onnx_path),
+               "--precision", "int8", "--diameter", str(DIAMETER), "--backend", "ort", "--out", str(out)])
+    assert rc == 0
+    masks = tifffile.imread(next(out.glob("*_cp_masks.tif")))
+    assert masks.max() == result.manifest.calibration.holdout_accuracy.objects_int8
+
+
+def test_refuses_in_one_line_and_writes_nothing_below_the_bar(tmp_path: Path, capsys) -> None:
+    calib = _folder(tmp_path, "calib", [4], hot_pixel=True)
+    out = tmp_path / "engines"
+    rc = main(["export", MODEL, "--precision", "int8", "--calibrate", str(calib), "--out", str(out),
+               "--diameter", str(DIAMETER), "--calibration-method", "minmax"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0
+    assert err[-1].startswith("error: int8 cp3rt_nuclei (minmax, u8) misses the accuracy bar"), err
+    assert "nothing written" in err[-1]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_impossible_bar_is_refused_by_the_library(exported, tmp_path: Path) -> None:
+    root = exported[0]
+    cfg = Int8Config(MODEL, root / "calib", tmp_path / "engines", diameter=DIAMETER,
+                     method="minmax", min_ap50=1.0, min_ap75=1.0)
+    try:
+        result = export_int8(cfg)
+    except ExportError as exc:
+        assert "misses the accuracy bar" in str(exc) and not (tmp_path / "engines").exists()
+    else:  # minmax kept every mask to IoU 0.75: then both APs are exactly 1
+        acc = result.manifest.calibration.accuracy
+        assert (acc.ap50, acc.ap75) == (1.0, 1.0)
+
+
+def test_restore_net_needs_segment_with(tmp_path: Path) -> None:
+    calib = _folder(tmp_path, "calib", [5])
+    with pytest.raises(ConfigError, match="--segment-with"):
+        export_int8(Int8Config("cp3rt_denoise_nuclei", calib, tmp_path / "engines"))
+
+
+def test_run_precision_int8_needs_a_calibrated_graph(tmp_path: Path) -> None:
+    from cp3rt.artefacts import resolve_model
+
+    with pytest.raises(ConfigError, match="--precision int8 --calibrate DIR"):
+        resolve_model(MODEL, precision="int8")
+
+
+def test_agreement_pools_counts_and_treats_empty_as_perfect() -> None:
+    a = np.zeros((20, 20), np.uint16)
+    a[2:8, 2:8], a[10:16, 10:16] = 1, 2
+    b = a.copy()
+    b[10:16, 10:16] = 0  # one object lost
+    acc = agreement([a, np.zeros_like(a)], [b, np.zeros_like(a)])
+    assert (acc.ap50, acc.objects_fp32, acc.objects_int8) == (0.5, 2, 1)
+    assert agreement([np.zeros_like(a)], [np.zeros_like(a)]).ap75 == 1.0
+
+
+def test_manifest_without_calibration_keeps_the_old_json(tmp_path: Path) -> None:
+    from cp3rt.manifest import EngineManifest as M
+
+    m = M(role="segment", source_model="x", source_sha256="0" * 64, nchan=2, nout=3, diam_mean=17.0,
+          diam_labels=17.0, precision="fp32", opset=17)
+    assert "calibration" not in m.to_dict()
+    path = m.write(tmp_path / "x.onnx.json")
+    assert M.read(path) == m and "calibration" not in json.loads(path.read_text())
