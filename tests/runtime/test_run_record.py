@@ -145,3 +145,27 @@ def test_describe_config_hashes_the_artefact_and_its_weights(tmp_path):
     [info] = R.describe_config(PipelineConfig(segment=str(onnx), backend="ort"))
     assert info.artefact_sha256 == sha256_file(onnx) and info.source_model == "cyto3"
     assert info.engine_backend is None
+
+
+def test_a_cluster_run_records_the_models_as_resolved_here(tmp_path):
+    """The workers open the nets, so the record names the files this process resolves (no
+    engine is opened here) with their sha256, and every image the cluster reports."""
+    from pathlib import Path
+
+    from cp3rt.runtime.batch.files import BatchSummary
+
+    model = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models" / "cp3rt_nuclei.onnx"
+    images = _images(tmp_path / "in", 2)
+
+    class Cluster:
+        def run_files(self, config, paths, run, outputs, *, on_event=None):
+            return BatchSummary(tuple(ImageOutcome(p, "done", 5, {"segment": 0.1}) for p in paths), 0.2)
+
+    config = PipelineConfig(segment=str(model), backend="ort")
+    recorder = R.start_run_record(config, None, tmp_path, run=RUN)
+    run_inputs(images, config, RUN, OutputOptions(out_dir=tmp_path), cluster=Cluster(), record=recorder)
+    data = json.loads(recorder.path.read_text())
+    [info] = data["models"]
+    assert info["artefact"] == str(model) and info["artefact_sha256"] == sha256_file(model)
+    assert info["engine_backend"] is None  # opened by the workers
+    assert [e["objects"] for e in data["images"]] == [5, 5] and data["complete"] is True
