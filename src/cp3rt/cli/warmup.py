@@ -32,7 +32,9 @@ On a GPU machine, the TensorRT plans are built (or checked) too:
 - Models are resolved as `cp3rt run` resolves them: a weight file is exported to ONNX once into
   cp3rt's cache, and with --backend trt (or auto on a GPU) the TensorRT plan is built into the
   plan cache. Run it again: what is already there is only loaded, and it says so.
-- --no-volumes skips the 3-D kernels (for runs that never use --do-3d / --stitch-threshold).
+- --no-volumes skips the 3-D kernels (for runs that never use --do-3d / --stitch-threshold);
+  `cp3rt -v warmup` names every kernel it compiled. Exit code 1 when a kernel could not be kept
+  on disk (an unwritable cache: set NUMBA_CACHE_DIR).
 """
 
 
@@ -49,6 +51,7 @@ def warmup(
     precision: str = typer.Option(D.PRECISION, "--precision", help="fp32 | fp16, as for cp3rt run."),
     volumes: bool = typer.Option(True, "--volumes/--no-volumes", help="Also compile the 3-D (volume) kernels."),
 ) -> None:
+    from cp3rt.cli.app import is_verbose
     from cp3rt.runtime import PipelineConfig
     from cp3rt.runtime.batch.warmup import warmup as run_warmup
 
@@ -62,6 +65,9 @@ def warmup(
         typer.echo(f"{s.seconds:7.1f} s  {s.name}")
     typer.echo(f"numba kernels: {len(report.compiled)} compiled now, {len(report.already)} already "
                f"compiled, in {report.kernel_cache}")
+    if is_verbose():
+        for name in report.compiled:
+            typer.echo(f"  compiled {name}")
     if report.cold:
         typer.echo(f"warning: {len(report.cold)} kernels could not be kept on disk ({', '.join(report.cold)}); "
                    "set NUMBA_CACHE_DIR to a writable folder.", err=True)
