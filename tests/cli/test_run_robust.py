@@ -52,7 +52,8 @@ def _summary_row(stdout: str) -> dict[str, int]:
     """The counts of the summary table (images done, skipped, failed)."""
     for line in stdout.splitlines():
         cells = [c.strip() for c in re.split(r"[│┃|]", line) if c.strip()]
-        if len(cells) == 5 and all(re.fullmatch(r"[\d.]+", c) for c in cells):
+        # done, skipped, failed, objects (integers), then diameter px and total s
+        if len(cells) >= 5 and all(re.fullmatch(r"\d+", c) for c in cells[:4]):
             return dict(zip(("done", "skipped", "failed"), map(int, cells[:3])))
     raise AssertionError(f"no summary table in:\n{stdout}")
 
