@@ -88,3 +88,46 @@ def test_volume_net_size_equals_the_stage_arithmetic_and_refuses_huge_volumes():
         volume_net_size((100, 512, 512), 30.0, 1.0)  # diameter 1 px: 3000 x 15360 x 15360
     with pytest.raises(ConfigError, match="shrinks 3 planes to 0"):
         volume_net_size((3, 64, 64), 1.0, 0.1)
+
+
+class _IdentityRestore:
+    """A restoration engine that returns its input (what matters here is the resize before it)."""
+
+    def __new__(cls):
+        from cp3rt.engines.base import BaseEngine, TensorSpec
+        from cp3rt.manifest import EngineManifest
+
+        class Engine(BaseEngine):
+            backend = "numpy"
+
+            def __init__(self) -> None:
+                manifest = EngineManifest(
+                    role="restore", source_model="numpy-identity", source_sha256="0" * 64, nchan=1, nout=1,
+                    diam_mean=30.0, diam_labels=30.0, precision="fp32", opset=17)
+                spec = TensorSpec("image", "float32", (None, 1, None, None))
+                super().__init__((spec,), (TensorSpec("restored", "float32", (None, 1, None, None)),),
+                                 manifest, label="numpy-identity")
+                self.batches = 0
+
+            def _run(self, feeds):
+                self.batches += 1
+                return {"restored": feeds["image"].copy()}
+
+        return Engine()
+
+
+@pytest.mark.parametrize("diameter, image_shape, needle", [(0.1, (64, 64), "diameter=0.1"),
+                                                             (1.0, (3000, 1600), "limit")])
+def test_restore_then_segment_refuses_before_the_restoration_net_runs(diameter, image_shape, needle):
+    """The restore stage resizes by diam_mean / diameter too: the same limits hold there, and
+    the refusal comes before any tile reaches the restoration net."""
+    from scale_testutil import NumpyEngine
+
+    from cp3rt.runtime.pipeline import Pipeline
+
+    img = np.random.default_rng(0).random(image_shape).astype(np.float32)
+    restore = _IdentityRestore()
+    with Pipeline.from_engines(NumpyEngine(), restore) as p:
+        with pytest.raises(Cp3rtError, match=needle):
+            p.run(img, diameter=diameter)
+    assert restore.batches == 0

@@ -18,7 +18,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.nets import Net
-from cp3rt.runtime.prep.diameter_scale import scaled_size
+from cp3rt.runtime.prep.diameter_scale import check_diameter, scaled_size
 from cp3rt.runtime.prep.normalize import NormalizeConfig, normalize_image
 from cp3rt.runtime.prep.resize import resize_bilinear
 from cp3rt.runtime.tiles.infer import run_tiled
@@ -46,6 +46,8 @@ def restore_image(
     """Restore a raw (C, Y, X) float32 image channel by channel (§3.11) with the run's
     normalisation, channels, tiles (never augmented) and ``reference_bugs``."""
     diam_mean = net.diam_mean
+    if diameter is not None:  # refused here, before the restoration net runs at that scale
+        check_diameter(diameter, diam_mean=diam_mean)
     ratio = 1.0
     if net.upsamples and diameter is not None and MIN_UPSAMPLE_DIAMETER <= diameter < diam_mean:
         ratio = diam_mean / diameter
@@ -66,8 +68,11 @@ def restore_image(
 
 
 def restore_rescale(net: Net, diameter: float | None) -> float:
-    """The factor a restoration net's input is resized by: diam_mean / diameter, 1 without one."""
-    return net.diam_mean / diameter if diameter is not None and diameter > 0 else 1.0
+    """The factor a restoration net's input is resized by: diam_mean / diameter, 1 without one
+    (a sub-pixel diameter is a ConfigError, see prep.diameter_scale)."""
+    if diameter is None or diameter <= 0:
+        return 1.0
+    return net.diam_mean / check_diameter(diameter, diam_mean=net.diam_mean)
 
 
 def prune_channels(image: Any, channels: tuple[int, int] | None, *, axis: int = 0) -> Any:
