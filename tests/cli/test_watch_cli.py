@@ -115,3 +115,48 @@ def test_a_missing_folder_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "is not a folder" in err and len(err.splitlines()) == 1, err
     assert not list(tmp_path.iterdir())  # no run record written anywhere
+
+
+def _events(tmp_path):
+    from cp3rt.runtime.batch.files import ImageOutcome
+    from cp3rt.runtime.batch.watch import WatchEvent
+
+    ok = ImageOutcome(tmp_path / "a.tif", "done", 12, {"segment": 0.5})
+    bad = ImageOutcome(tmp_path / "b.tif", "failed", error=f"{tmp_path / 'b.tif'} is empty (0 bytes).")
+    return [WatchEvent("watching", tmp_path, note="inotify"), WatchEvent("queued", tmp_path / "a.tif", 1),
+            WatchEvent("start", tmp_path / "a.tif", 3, 1), WatchEvent("end", tmp_path / "a.tif", 3, 1, ok, 0.9),
+            WatchEvent("end", tmp_path / "b.tif", 2, 0, bad, 0.2)]
+
+
+def test_headless_log_has_one_line_per_image_with_the_backlog(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from cp3rt.cli._watch_render import Status
+
+    buf = io.StringIO()
+    with Status(tmp_path, console=Console(file=buf, force_terminal=False, width=300)) as status:
+        for e in _events(tmp_path):
+            status.update(e)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("watching") and "inotify" in lines[0]
+    assert lines[1].startswith("done") and "a.tif: 12 objects, 0.50 s, latency 0.90 s, backlog 3" in lines[1]
+    assert lines[2].startswith("failed") and "b.tif is empty" in lines[2] and len(lines) == 3
+
+
+def test_on_a_terminal_the_status_line_shows_the_backlog(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from cp3rt.cli._watch_render import Status
+
+    buf = io.StringIO()
+    status = Status(tmp_path, console=Console(file=buf, force_terminal=True, width=300))
+    with status:
+        for e in _events(tmp_path)[:4]:
+            status.update(e)
+        line = status._line()
+    assert "done 1" in line and "backlog 3" in line and "settling 1" in line and "a.tif: 12 objects" in line
+    assert "latency" not in buf.getvalue()  # no per-image log lines on a terminal: the status line says it
