@@ -55,6 +55,7 @@ def test_bad_options_one_line_exit_2_before_any_image(folder, tmp_path, capsys, 
     (np.full((40, 50), np.nan, np.float32), "NaN"),
     (np.where(np.eye(40, 50) > 0, np.inf, 1.0).astype(np.float32), "Inf"),
     (np.full((40, 50), 1e300, np.float64), "beyond float32 range (max 3.4e+38)"),
+    (np.full((40, 50), 1 + 2j, np.complex64), "dtype complex64; expected real numbers"),
 ])
 def test_bad_file_is_one_line_and_the_rest_is_written(folder, tmp_path, capsys, bad, needle):
     tifffile.imwrite(folder / "b.tif", bad)

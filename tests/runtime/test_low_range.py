@@ -36,7 +36,7 @@ def test_low_range_image_is_zeroed_with_a_warning_naming_the_range():
     assert np.all(out == 0)  # the reference's arithmetic, unchanged
     msg = str(record[0].message)
     assert msg.startswith("tiny.tif: ") and "1-99 % range" in msg and "1e-03" in msg
-    assert "channels 0, 1" in msg and "\n" not in msg
+    assert "channels 0, 1 have a 1-99 % range" in msg and "\n" not in msg
     assert len(record) == 1  # one warning per image, not per channel
 
 

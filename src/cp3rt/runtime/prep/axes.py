@@ -137,12 +137,19 @@ def to_cyx(
     return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 
 
-def _as_numeric(img: Any) -> np.ndarray:
-    x = np.asarray(img)
+def check_real_dtype(x: np.ndarray, where: str | None = None) -> None:
+    """InputError unless ``x`` holds real numbers (or bools): complex, object and string arrays
+    are refused rather than cast (numpy would drop an imaginary part with only a warning)."""
     if x.dtype == object or np.issubdtype(x.dtype, np.complexfloating) or not (
         np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_
     ):
-        raise InputError(f"cannot use an image of dtype {x.dtype}; expected real numbers.")
+        prefix = f"{where}: " if where else ""
+        raise InputError(f"{prefix}cannot use an image of dtype {x.dtype}; expected real numbers.")
+
+
+def _as_numeric(img: Any) -> np.ndarray:
+    x = np.asarray(img)
+    check_real_dtype(x)
     if x.ndim < 2:
         raise InputError(f"an image needs at least 2 axes (Y, X), got shape {x.shape}.")
     if 0 in x.shape:

@@ -220,9 +220,10 @@ def warn_low_range(zeroed: Sequence[tuple[int, float, float]], name: str | None 
     which = f"channel {channels[0]}" if len(channels) == 1 else \
         f"channels {', '.join(map(str, channels))}"
     planes = f" in {len(zeroed)} planes" if len(zeroed) > len(channels) else ""
+    # several channels: the widest range of them, so "under the cut" holds for every one
     where = f"{name}: " if name else ""
     warnings.warn(LowRangeWarning(
-        f"{where}{which} has a 1-99 % range of {span:.3g} ({lo:.6g} to {hi:.6g}){planes}, not "
+        f"{where}{which} {'has' if len(channels) == 1 else 'have'} a 1-99 % range of {span:.3g} ({lo:.6g} to {hi:.6g}){planes}, not "
         f"above the reference's cut of {D.MIN_PERCENTILE_RANGE:.0e}, so it was set to 0 and no "
         "object can be found in it; scale the image's values up (e.g. to 0..1000), or give "
         "fixed bounds (lowhigh=(low, high) in Python)."

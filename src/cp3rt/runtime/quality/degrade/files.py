@@ -18,6 +18,7 @@ from cp3rt.errors import Cp3rtError, Cp3rtWarning, InputError, OutputError
 from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.io.read import read_image
 from cp3rt.runtime.io.write import write_image_tif, write_json
+from cp3rt.runtime.prep.axes import check_real_dtype
 from cp3rt.runtime.prep.normalize import check_finite, check_float32_range
 from cp3rt.runtime.quality.degrade.ops import normalize_clean
 from cp3rt.runtime.quality.degrade.params import DIAMETER, Noise, check_run
@@ -154,6 +155,7 @@ def _record_header(noise: Noise, seed: int, diameter: float, noise_name: str | N
 def _degrade_one(src: Path, dst: Path, noise: Noise, rng: np.random.Generator,
                  diameter: float) -> tuple[dict[str, Any], AppliedNoise]:
     raw = read_image(src)
+    check_real_dtype(raw, str(src))
     check_float32_range(raw, str(src))
     cyx, layout = _to_cyx(raw, src)
     check_finite(cyx, str(src))
