@@ -145,3 +145,20 @@ def test_backlog_is_visible_and_files_are_taken_in_arrival_order(tmp_path, monke
     assert [e.path.name for e in watch.ended()] == names
     assert [e.backlog for e in watch.ended()] == [4, 3, 2, 1, 0]  # f0 was in flight while 1-4 queued
     assert all(tifffile.imread(out / f"f{i}_cp_masks.tif").max() > 0 for i in range(5))
+
+
+def test_patterns_choose_the_inputs_and_an_output_folder_inside_the_tree_is_not_watched(tmp_path, monkeypatch):
+    stand_in(monkeypatch)
+    root = tmp_path / "acq"
+    write_tif(root / "s1_w1.tif", 1)
+    write_tif(root / "s1_w2.tif", 2)
+    write_tif(root / "A1" / "s2_w1.tif", 3)
+    (root / "notes.txt").write_text("not an image")
+    out = root / "masks"
+    first = watch_folder(root, PipelineConfig(), RUN, OutputOptions(out_dir=out),
+                         WatchOptions(once=True, settle=0.05, patterns=("*_w1*.tif",)))
+    assert sorted(_status(first)) == ["s1_w1.tif", "s2_w1.tif"]
+    write_tif(out / "dropped_here.tif", 4)  # inside the output folder: never an input
+    again = watch_folder(root, PipelineConfig(), RUN, OutputOptions(out_dir=out),
+                         WatchOptions(once=True, settle=0.05))
+    assert sorted(_status(again)) == ["s1_w2.tif"]
