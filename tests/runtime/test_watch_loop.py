@@ -66,6 +66,10 @@ def test_a_restart_neither_redoes_nor_skips(tmp_path, monkeypatch):
     assert (out / "plate" / "B2" / "a0_cp_masks.tif").is_file()
     files = [r["file"] for r in read_records(out / JOURNAL)]
     assert sorted(files) == ["a0.tif", "a1.tif", "a2.tif", "a3.tif", "plate/B2/a0.tif"]
+    before = tifffile.imread(out / "a1_cp_masks.tif")
+    write_tif(root / "a1.tif", 11)  # the same name written again (a new acquisition): done again
+    assert _status(_once(root, out)) == {"a1.tif": "done"}
+    assert not (tifffile.imread(out / "a1_cp_masks.tif") == before).all()
 
 
 def test_a_torn_last_journal_line_is_ignored_and_the_next_record_starts_a_new_line(tmp_path, monkeypatch):

@@ -85,6 +85,11 @@ class Journal:
         """Whether this version of ``path`` has a record (done, skipped or failed)."""
         return self._known.get(self.name(path)) == key
 
+    def changed(self, path: Path, key: FileKey) -> bool:
+        """Whether ``path`` has a record of another version (the file was written again since)."""
+        known = self._known.get(self.name(path))
+        return known is not None and known != key
+
     def record(self, path: Path, key: FileKey, status: str, **extra: Any) -> None:
         """Append one record and fsync it (raises OutputError when the disk refuses)."""
         rec = {"schema": SCHEMA, "file": self.name(path), "size": key.size, "mtime_ns": key.mtime_ns,

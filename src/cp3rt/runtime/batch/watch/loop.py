@@ -174,7 +174,9 @@ def _work(pipeline: ImageRunner, detector: _Detector, journal: Journal, run: Run
         if item is _DONE:
             break
         emit(WatchEvent("start", item.path, detector.backlog(), len(detector.settler)))
-        outcome = _one(pipeline, item, run, outputs, owners, cancel)
+        again = journal.changed(item.path, item.key)  # written anew: its old outputs are replaced
+        outcome = _one(pipeline, item, run, dataclasses.replace(outputs, overwrite=True) if again else outputs,
+                       owners, cancel)
         if outcome is None:  # cancelled while another run held it
             break
         journal.record(item.path, item.key, outcome.status, objects=outcome.n_objects,
