@@ -92,6 +92,24 @@ def test_an_output_that_would_overwrite_an_input_is_refused(tmp_path, stand_in):
                    OutputOptions(save_flows=True))
 
 
+@pytest.mark.parametrize("layout", ["two folders, one --out", "one folder, .ome.zarr + .zarr"])
+def test_two_plates_that_would_write_one_wells_table_are_refused_before_any_work(tmp_path, stand_in, layout):
+    from scale_testutil import write_plate
+
+    if layout.startswith("two"):
+        plates, out = [tmp_path / "a" / "p.ome.zarr", tmp_path / "b" / "p.ome.zarr"], tmp_path / "out"
+    else:
+        plates, out = [tmp_path / "p.ome.zarr", tmp_path / "p.zarr"], None
+    for plate in plates:
+        plate.parent.mkdir(parents=True, exist_ok=True)
+        write_plate(plate)
+    with pytest.raises(ConfigError) as err:
+        _run(plates, out)
+    msg = str(err.value)
+    assert str(plates[0]) in msg and str(plates[1]) in msg and "p_wells.csv" in msg and "\n" not in msg
+    assert stand_in == [] and not list(tmp_path.rglob("labels"))
+
+
 # 2 --------------------------------------------------------------------------------------------
 
 def test_an_image_claimed_by_a_live_run_is_left_alone_then_settled(tmp_path, stand_in):

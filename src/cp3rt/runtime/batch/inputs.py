@@ -28,7 +28,7 @@ from cp3rt.runtime.batch.blocks.files import merge_summaries, run_huge, split_in
 from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
 from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, run_batch
-from cp3rt.runtime.batch.out_paths import check_output_dir, plan_outputs
+from cp3rt.runtime.batch.out_paths import check_output_dir, check_plate_outputs, plan_outputs
 from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
 from cp3rt.runtime.batch.provenance import describe_config, describe_nets
 from cp3rt.runtime.batch.stream import stream_batch
@@ -108,6 +108,7 @@ def run_inputs(
     outputs = outputs or OutputOptions()
     check_output_dir(outputs.out_dir)
     outputs = plan_outputs([*routes.images, *routes.huge], outputs)
+    check_plate_outputs(routes.plates, outputs)
     if record is not None:
         on_event = record.listen(on_event)
 

@@ -56,6 +56,25 @@ def plan_outputs(items: Sequence[Path], outputs: OutputOptions) -> OutputOptions
     return outputs
 
 
+def check_plate_outputs(plates: Sequence[Path], outputs: OutputOptions) -> None:
+    """:class:`ConfigError` when two plates would write one output: the same wells table
+    (``p.ome.zarr`` + ``p.zarr`` in one folder, or two ``p.ome.zarr`` with one ``--out``) or the
+    same label mirror under ``--out``. Plates are not mirrored like images: their tables and
+    picture are named after the plate, and screening software finds them by that name."""
+    from cp3rt.runtime.batch.plates import output_plate, wells_csv_path
+
+    seen: dict[Path, Path] = {}
+    for plate in plates:
+        mirror = output_plate(plate, outputs)
+        for final in (wells_csv_path(plate, outputs), *([mirror] if mirror is not None else [])):
+            key = Path(os.path.abspath(final))
+            if key in seen and Path(os.path.abspath(seen[key])) != Path(os.path.abspath(plate)):
+                raise ConfigError(
+                    f"plates {seen[key]} and {plate} would both write {final}; run them with "
+                    "different --out folders (or rename one).")
+            seen[key] = plate
+
+
 def _writes_inside(path: Path) -> bool:
     """An OME-Zarr input gets its labels inside itself: it cannot collide with anything."""
     if not path.is_dir():

@@ -93,6 +93,17 @@ def _plate_stem(root: Path) -> str:
     return root.name.removesuffix(".zarr").removesuffix(".ome")
 
 
+def plate_outputs_folder(root: str | os.PathLike[str], outputs: OutputOptions) -> Path:
+    """Where ``<plate>_wells.csv`` and the plate's other tables and pictures go: ``out_dir``,
+    or the folder that holds the plate."""
+    return Path(outputs.out_dir) if outputs.out_dir is not None else Path(root).parent
+
+
+def wells_csv_path(root: str | os.PathLike[str], outputs: OutputOptions) -> Path:
+    """``<plate>_wells.csv`` for the plate at ``root`` (its name without .ome.zarr)."""
+    return plate_outputs_folder(root, outputs) / f"{_plate_stem(Path(root))}{CSV_SUFFIX}"
+
+
 def output_plate(root: str | os.PathLike[str], outputs: OutputOptions) -> Path | None:
     """Where a plate's labels go: ``out_dir/<plate name>`` with an output folder, None (into
     the plate itself) without one or when that is the plate."""
@@ -208,8 +219,8 @@ def finish_plate(root: Path, fields: Sequence[Field], outcomes: Sequence[ImageOu
     out_plate = output_plate(root, outputs)
     roots = [labels_root(f, root, out_plate) for f in fields]
     wells = well_table(fields, roots)
-    folder = Path(outputs.out_dir) if outputs.out_dir is not None else Path(root).parent
-    csv_path = folder / f"{_plate_stem(Path(root))}{CSV_SUFFIX}"
+    folder = plate_outputs_folder(root, outputs)
+    csv_path = wells_csv_path(root, outputs)
     atomic_write_bytes(csv_path, _csv_bytes(wells))
     write_plate_outputs(root, fields, roots, wells, folder, outputs)  # --table / --overlay: objects, heat-map
     return PlateSummary(BatchSummary(tuple(outcomes), seconds), wells, csv_path)
