@@ -19,7 +19,7 @@ def test_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["versions"]["numpy"] == np.__version__
     assert data["onnxruntime_providers"] == onnxruntime.get_available_providers()
     backends = {b["name"]: b for b in data["backends"]}
-    assert list(backends) == ["trt", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch"]
+    assert list(backends) == ["trt", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch", "openvino"]
     assert backends["ort-cpu"]["available"] is True
     for b in backends.values():
         assert b["detail"]

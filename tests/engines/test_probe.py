@@ -29,7 +29,7 @@ def test_varint_matches_protobuf_encoding() -> None:
 
 def test_report_here_lists_every_backend() -> None:
     report = {s.name: s for s in probe.backend_report()}
-    assert list(report) == ["trt", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch"]
+    assert list(report) == ["trt", "ort-tensorrt", "ort-cuda", "ort-cpu", "torch", "openvino"]
     assert report["ort-cpu"].available
     for status in report.values():
         assert status.detail.endswith(".")

@@ -17,7 +17,7 @@ from typing import Any
 
 from cp3rt._version import __version__
 
-_PACKAGES = ("numpy", "numba", "scipy", "onnxruntime", "onnxruntime-gpu", "onnx", "torch", "tensorrt")
+_PACKAGES = ("numpy", "numba", "scipy", "onnxruntime", "onnxruntime-gpu", "openvino", "onnx", "torch", "tensorrt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ def onnxruntime_providers() -> list[str]:
 
 
 def backend_report() -> tuple[BackendStatus, ...]:
-    """Status of every backend ``open_engine`` knows, in its ``auto`` order, then torch."""
+    """Status of every backend ``open_engine`` knows, in its ``auto`` order, then torch and openvino."""
     ort_statuses = _onnxruntime_statuses()
     return (
         _tensorrt_status(),
@@ -79,6 +79,7 @@ def backend_report() -> tuple[BackendStatus, ...]:
         ort_statuses["cuda"],
         ort_statuses["cpu"],
         _torch_status(),
+        _openvino_status(),
     )
 
 
@@ -193,6 +194,22 @@ def identity_model_bytes() -> bytes:
     return _int_field(1, 8) + _bytes_field(7, graph) + _bytes_field(8, opset)
 
 
+def _openvino_status() -> BackendStatus:
+    """OpenVINO installed (metadata; not imported here) and whether this CPU does bf16 in
+    hardware (AMX or AVX512-BF16: ``--precision bf16`` is fast only there)."""
+    version = package_version("openvino")
+    if version is None:
+        return BackendStatus("openvino", False, "openvino is not installed (pip install 'cp3rt[openvino]').")
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    bf16 = "yes" if flags & {"amx_bf16", "avx512_bf16"} else "no" if flags else "unknown"
+    return BackendStatus("openvino", True, f"openvino {version} (CPU; only when asked for; not imported here); "
+                                           f"bf16 in hardware: {bf16}.")
+
+
 if __name__ == "__main__":  # pragma: no cover - debugging aid
     for status in backend_report():
         sys.stdout.write(f"{status.name}: {status.available} {status.detail}\n")
+

@@ -18,7 +18,7 @@ from cp3rt.runtime.dynamics.config import DynamicsConfig
 from cp3rt.runtime.prep.normalize import NormalizeConfig
 from cp3rt.runtime.tiles.options import TileOptions, check_tile_size
 
-Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda"]
+Backend = Literal["auto", "ort", "trt", "torch", "torch-cuda", "openvino"]
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")  # int8: calibrated .int8.onnx artefacts only
 
