@@ -149,13 +149,13 @@ class RunRecorder:
 
     def write(self, *, complete: bool = False, summary: Mapping[str, Any] | None = None) -> Path:
         """Replace the file with the record so far (atomically)."""
-        with self._lock:
-            data = {**self.record.to_dict(), "complete": complete,
-                    "finished": _utc_now().isoformat(timespec="seconds") if complete else None,
-                    **self._extra, "summary": summary, "images": list(self._entries)}
+        with self._write_lock:  # one writer at a time, snapshot taken inside: the newest lands last
+            with self._lock:
+                data = {**self.record.to_dict(), "complete": complete,
+                        "finished": _utc_now().isoformat(timespec="seconds") if complete else None,
+                        **self._extra, "summary": summary, "images": list(self._entries)}
+                self._last = time.monotonic()
             text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-            self._last = time.monotonic()
-        with self._write_lock:  # one writer at a time: the newest snapshot is the last renamed
             if self._published:
                 atomic_write_bytes(self.path, text.encode("utf-8"))
             else:  # first write: never onto another run's record of the same second
