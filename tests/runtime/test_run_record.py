@@ -169,3 +169,23 @@ def test_a_cluster_run_records_the_models_as_resolved_here(tmp_path):
     assert info["artefact"] == str(model) and info["artefact_sha256"] == sha256_file(model)
     assert info["engine_backend"] is None  # opened by the workers
     assert [e["objects"] for e in data["images"]] == [5, 5] and data["complete"] is True
+
+
+def test_images_finishing_on_many_threads_are_all_recorded(tmp_path):
+    """The streaming runner ends images on worker threads: every add lands, each write is whole."""
+    import threading
+
+    recorder = R.start_run_record(PipelineConfig(), None, tmp_path, flush_seconds=0)
+
+    def worker(k):
+        for i in range(25):
+            recorder.add(ImageOutcome(tmp_path / f"t{k}_{i}.tif", "done", i, {"dynamics": 0.01}))
+            json.loads(recorder.path.read_text())  # whatever is there now parses
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(json.loads(recorder.path.read_text())["images"]) == 100
+    assert [p.name for p in tmp_path.iterdir()] == [recorder.path.name]
