@@ -50,13 +50,14 @@ def warmup(
     backend: str = typer.Option(D.BACKEND, "--backend", help="auto | ort | trt | torch | torch-cuda, as for cp3rt run."),
     precision: str = typer.Option(D.PRECISION, "--precision", help="fp32 | fp16, as for cp3rt run."),
     volumes: bool = typer.Option(True, "--volumes/--no-volumes", help="Also compile the 3-D (volume) kernels."),
+    compile_nets: bool = typer.Option(False, "--compile", help="With --backend torch-cuda: also compile the nets with TorchInductor for the tile shapes the synthetic images use (cached on disk)."),
 ) -> None:
     from cp3rt.cli.app import is_verbose
     from cp3rt.runtime import PipelineConfig
     from cp3rt.runtime.batch.warmup import warmup as run_warmup
 
     config = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
-                            precision=precision)
+                            precision=precision, compile=compile_nets)
     report = run_warmup(config, volumes=volumes, on_step=lambda name: typer.echo(f"{name} ...", err=True))
     for m in report.models:
         sha = (m.artefact_sha256 or "")[:12]
