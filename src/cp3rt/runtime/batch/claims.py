@@ -137,3 +137,18 @@ def wait_released(key: Path, stop: Cancel | None = None) -> bool:
             time.sleep(POLL_SECONDS)
         elif stop.wait(POLL_SECONDS):
             return False
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Delete temporary files a killed run left for ``final`` (see cp3rt._fs.atomic_path)."""
+    removed = []
+    if final.parent.is_dir():
+        for p in final.parent.glob(f".{final.name}.*.part*"):
+            try:
+                p.unlink()
+                removed.append(p)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise OutputError(f"{p}: cannot remove a stale partial file ({exc.strerror}).") from exc
+    return removed

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from cp3rt.errors import Cp3rtError, OutputError
+from cp3rt.errors import Cp3rtError
 from cp3rt.runtime.batch.cancel import Cancel, Cancelled, is_cancelled
-from cp3rt.runtime.batch.claims import clear_stale_lock, holder, try_claim
+from cp3rt.runtime.batch.claims import clear_stale_lock, holder, remove_stale_partials, try_claim
 from cp3rt.runtime.config import RunConfig
 from cp3rt.runtime.result import STAGES
 
@@ -163,21 +163,6 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
                 for s in (RESTORED_SUFFIX, OVERLAY_SUFFIX, FLOWS_SUFFIX, DP_SUFFIX, CELLPROB_SUFFIX))
     explicit = {Path(p) for p in inputs if Path(p).is_file()}
     return [p for p in find_images(inputs) if p in explicit or not p.stem.endswith(own)]
-
-
-def remove_stale_partials(final: Path) -> list[Path]:
-    """Delete temporary files a killed run left for ``final`` (see cp3rt._fs.atomic_path)."""
-    removed = []
-    if final.parent.is_dir():
-        for p in final.parent.glob(f".{final.name}.*.part*"):
-            try:
-                p.unlink()
-                removed.append(p)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise OutputError(f"{p}: cannot remove a stale partial file ({exc.strerror}).") from exc
-    return removed
 
 
 def run_batch(

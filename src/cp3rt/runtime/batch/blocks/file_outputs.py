@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from cp3rt import defaults as D
 from cp3rt._fs import atomic_path
 from cp3rt.errors import ConfigError
-from cp3rt.runtime.batch.files import ImageOutcome, OutputOptions, remove_stale_partials
+from cp3rt.runtime.batch.claims import remove_stale_partials
+from cp3rt.runtime.batch.files import ImageOutcome, OutputOptions
 from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
