@@ -122,6 +122,7 @@ def run(
     block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
 ) -> None:
     from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, route_inputs, run_inputs
+    from cp3rt.runtime.batch.object_outputs import table_format
 
     run_cfg = RunConfig(
         diameter=diameter, channels=(chan, chan2), flow_threshold=flow_threshold,
@@ -132,21 +133,12 @@ def run(
     pipe_cfg = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
                               precision=precision, compile=compile_nets)
     outputs = OutputOptions(out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
-                            overlay=overlay, overwrite=overwrite, table=_table_format(table), rois=rois,
+                            overlay=overlay, overwrite=overwrite, table=table_format(table), rois=rois,
                             outlines=outlines, exclude_on_edges=exclude_on_edges)
     _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
              lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
              cluster, out=out, volume=run_cfg.is_volume, config=pipe_cfg, record=lambda routes: _start_record(
                  routes, pipe_cfg, run_cfg, outputs, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
-
-
-def _table_format(value: str | None) -> str | None:
-    from cp3rt.errors import ConfigError
-    from cp3rt.runtime.batch.object_outputs import TABLE_FORMATS
-
-    if value is not None and value.lower() not in TABLE_FORMATS:
-        raise ConfigError(f"--table {value!r} is not allowed; allowed: {', '.join(TABLE_FORMATS)}.")
-    return value.lower() if value else None
 
 
 def _start_record(routes, pipe_cfg, run_cfg, outputs, **parameters):  # noqa: ANN001, ANN003 - the run's own values

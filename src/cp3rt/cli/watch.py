@@ -100,13 +100,13 @@ watch.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
 def build_configs(options: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(PipelineConfig, RunConfig, OutputOptions) from ``cp3rt run``'s option values by name;
     an option that is no field of the three raises (a new run option needs a line here)."""
-    from cp3rt.cli.run import _table_format
+    from cp3rt.runtime.batch.object_outputs import table_format
     from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig
 
     values = {_FIELD.get(k, k): v for k, v in options.items()}
     values["channels"] = (values.pop("chan"), values.pop("chan2"))
     values["niter"] = values["niter"] or None
-    values["table"] = _table_format(values["table"])
+    values["table"] = table_format(values["table"])
     parts = []
     for cls in (PipelineConfig, RunConfig, OutputOptions):
         names = {f.name for f in dataclasses.fields(cls)}

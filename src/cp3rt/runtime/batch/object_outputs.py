@@ -32,6 +32,14 @@ EXTRA_KINDS = ("table", "rois", "outlines", "overlay")
 TABLE_FORMATS = ("csv", "parquet")
 
 
+def table_format(value: str | None) -> str | None:
+    """A ``--table`` value as OutputOptions.table wants it (lower case), None for none;
+    ConfigError naming the allowed formats otherwise."""
+    if value is not None and value.lower() not in TABLE_FORMATS:
+        raise ConfigError(f"--table {value!r} is not allowed; allowed: {', '.join(TABLE_FORMATS)}.")
+    return value.lower() if value else None
+
+
 def without_edge_objects(result: Result) -> Result:
     """``result`` with the objects touching the image border removed and the rest relabelled
     1..n (``--exclude-on-edges``, Cellpose's ``exclude_on_edges``)."""
