@@ -255,3 +255,43 @@ def test_a_pre_0_4_image_gets_0_4_labels_scaled_by_level_size(tmp_path):
     assert [d["coordinateTransformations"] for d in datasets] == [[{"type": "scale", "scale": [1.0, 1.0]}],
                                                                  [{"type": "scale", "scale": [2.0, 2.0]}]]
     assert average_precision(truth, np.asarray(lab["0"][...]), [0.5])[0][0] >= MIN_AP50_TRUTH
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_an_image_run_with_out_leaves_the_input_alone_and_writes_a_labels_store_there(tmp_path, version):
+    """``cp3rt run img.ome.zarr --out DIR``: DIR/img.ome.zarr holds only labels/ (NGFF labels of
+    the input's version, validated by the NGFF models) whose source is the input; the input
+    itself is not written to."""
+    img, truth = blob_image((300, 260), 50, 7, radius=7)
+    root = tmp_path / "in" / "img.ome.zarr"
+    _write_library_image(zarr.open_group(str(root), mode="w", zarr_format=format_from_version(version).zarr_format),
+                         np.stack([img, img // 2]), version)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    out = tmp_path / "out"
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as p:
+        outcome = segment_file(p, root, RUN, OutputOptions(out_dir=out), block_size=BLOCK)
+    assert outcome.status == "done", outcome.error
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # the input is untouched
+    store = out / "img.ome.zarr"
+    assert is_complete(store) and outcome.outputs == (store / "labels" / "cp3rt",)
+    lab_group = zarr.open_group(str(store / "labels" / "cp3rt"), mode="r")
+    assert type(ome_zarr_models.open_ome_zarr(lab_group)).__module__ == f"ome_zarr_models.v0{version[-1]}.image_label"
+    source = ome_zarr.writer.get_metadata(lab_group)["image-label"]["source"]["image"]
+    assert (store / "labels" / "cp3rt" / source).resolve() == root.resolve()
+    assert average_precision(truth, np.asarray(lab_group["0"][...]), [0.5])[0][0] >= MIN_AP50_TRUTH
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as p:  # done: skipped, not redone
+        assert segment_file(p, root, RUN, OutputOptions(out_dir=out), block_size=BLOCK).status == "skipped"
+
+
+def test_two_images_of_one_name_with_one_out_are_refused_before_any_work(tmp_path):
+    from cp3rt.errors import ConfigError
+    from cp3rt.runtime import PipelineConfig, run_inputs
+
+    img, _ = blob_image((96, 96), 4, 1, radius=7)
+    roots = [tmp_path / d / "img.ome.zarr" for d in ("a", "b")]
+    for root in roots:
+        _write_library_image(zarr.open_group(str(root), mode="w", zarr_format=2), img[None], "0.4", 1)
+    with pytest.raises(ConfigError) as err:  # raised before the nets open (PipelineConfig() names none here)
+        run_inputs(roots, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "out"))
+    assert str(roots[0]) in str(err.value) and str(roots[1]) in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "out").exists()

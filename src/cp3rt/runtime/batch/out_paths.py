@@ -42,7 +42,9 @@ def check_output_dir(path: str | os.PathLike[str] | None) -> None:
 def plan_outputs(items: Sequence[Path], outputs: OutputOptions) -> OutputOptions:
     """``outputs``, mirroring the input tree under ``out_dir`` when stems collide across
     folders; :class:`ConfigError` when they collide inside one folder (see the module doc)."""
-    files = [Path(p) for p in items if not _writes_inside(Path(p))]
+    stores = [Path(p) for p in items if _writes_inside(Path(p))]
+    _check_stores(stores, outputs)
+    files = [Path(p) for p in items if Path(p) not in stores]
     if _clashes(files, outputs) and outputs.out_dir is not None:
         root = Path(os.path.commonpath([os.path.abspath(p.parent) for p in files]))
         outputs = dataclasses.replace(outputs, mirror_root=root)
@@ -75,8 +77,23 @@ def check_plate_outputs(plates: Sequence[Path], outputs: OutputOptions) -> None:
             seen[key] = plate
 
 
+def _check_stores(stores: Sequence[Path], outputs: OutputOptions) -> None:
+    """OME-Zarr images get their labels inside themselves, or with ``--out`` inside a store of
+    the same name there (``blocks.files.image_output_store``): two of one name would share it."""
+    if outputs.out_dir is None:
+        return
+    seen: dict[str, Path] = {}
+    for store in stores:
+        if store.name in seen and os.path.abspath(seen[store.name]) != os.path.abspath(store):
+            raise ConfigError(
+                f"{seen[store.name]} and {store} would both write their labels to "
+                f"{Path(outputs.out_dir) / store.name}; run them with different --out folders (or rename one).")
+        seen[store.name] = store
+
+
 def _writes_inside(path: Path) -> bool:
-    """An OME-Zarr input gets its labels inside itself: it cannot collide with anything."""
+    """An OME-Zarr image: its labels go into an NGFF store (itself, or its mirror under --out),
+    never into files named after its stem."""
     if not path.is_dir():
         return False
     from cp3rt.runtime.batch.blocks.file_outputs import is_ome_zarr

@@ -233,6 +233,20 @@ def store_version(path: str | os.PathLike[str]) -> str:
     return loc.version
 
 
+def mirror_image(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Create (or keep) at ``dst`` an empty group in the zarr format of ``src``'s NGFF version:
+    where an OME-Zarr image's labels go when the run has an output folder, as a plate's fields
+    go into ``mirror_plate``'s store. It holds only ``labels/``, whose ``image-label`` source
+    points back to ``src``; the input is never written to."""
+    oz = ome_zarr()
+    version = store_version(src)
+    fmt = oz.format.format_from_version(version if version in ("0.4", "0.5") else "0.4")
+    try:
+        _zarr().open_group(str(dst), mode="a", zarr_format=fmt.zarr_format)
+    except OSError as exc:
+        raise OutputError(f"{dst}: cannot write the output image store ({exc.strerror or exc}).") from exc
+
+
 def mirror_plate(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     """Create (or refresh) at ``dst`` an HCS plate store with ``src``'s plate and well metadata
     in its NGFF version, and an empty group per field: where the labels of a read-only plate go.

@@ -68,6 +68,7 @@ def segment_file(
     try:
         check_pixel_data(path)
         volume = run.is_volume and is_volume_input(path)
+        labels_root = labels_root or image_output_store(path, outputs)
         key, final, done = _claim_key(path, outputs, labels_root)
     except (Cp3rtError, OSError) as err:  # an unreadable file is one failed image, as in both runs
         return failed_outcome(path, err)
@@ -97,6 +98,22 @@ def segment_file(
             raise
         except Exception as err:  # noqa: BLE001 - unexpected in one image: its failure, not the batch's end
             return unexpected_outcome(path, err)
+
+
+def image_output_store(path: Path, outputs: OutputOptions) -> Path | None:
+    """Where an OME-Zarr image's ``labels/`` go: with an output folder, a store of the same
+    name there (``io.ngff.mirror_image``: labels only, pointing back to the input), so that
+    ``--out`` never writes into the input; None (the input itself) without one, or for
+    anything that is not an OME-Zarr image."""
+    if outputs.out_dir is None or not (path.is_dir() and is_ome_zarr(path)):
+        return None
+    store = Path(outputs.out_dir) / path.name
+    if store.resolve() == path.resolve():
+        return None
+    from cp3rt.runtime.io.ngff import mirror_image
+
+    mirror_image(path, store)
+    return store
 
 
 def check_pixel_data(path: Path) -> None:
