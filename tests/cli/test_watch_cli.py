@@ -160,3 +160,13 @@ def test_on_a_terminal_the_status_line_shows_the_backlog(tmp_path):
         line = status._line()
     assert "done 1" in line and "backlog 3" in line and "settling 1" in line and "a.tif: 12 objects" in line
     assert "latency" not in buf.getvalue()  # no per-image log lines on a terminal: the status line says it
+
+
+def test_the_run_record_names_the_command_as_typed_not_the_host_process(tmp_path):
+    """In-process (as here, under pytest) the record says `cp3rt watch ...`, not sys.argv."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    args = ["watch", str(folder), "--once", "--model", "cp3rt_nuclei", "--diameter", "17", "--out", str(out)]
+    assert main(args) == 0
+    record = json.loads(next(out.glob("cp3rt_watch_*.json")).read_text())
+    assert record["command"] == ["cp3rt", *args]

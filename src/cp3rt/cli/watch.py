@@ -120,7 +120,7 @@ def _execute(folder: Path, config: Any, run_cfg: Any, outputs: Any, watch_opts: 
     from cp3rt.cli import _run_render
     from cp3rt.cli import _watch_render as render
     from cp3rt.cli._signals import cancel_on_signals, exit_code
-    from cp3rt.cli.app import is_verbose
+    from cp3rt.cli.app import command_line, is_verbose
     from cp3rt.runtime.batch.cancel import Cancel
     from cp3rt.runtime.batch.run_record import start_run_record
     from cp3rt.runtime.batch.watch import check_folders, watch_folder
@@ -128,7 +128,8 @@ def _execute(folder: Path, config: Any, run_cfg: Any, outputs: Any, watch_opts: 
     check_folders(folder, outputs)  # before the run record is written into one of them
     cancel = Cancel()
     record = start_run_record(config, None, outputs.out_dir or folder, run=run_cfg, outputs=outputs,
-                              tool="cp3rt watch", extra_parameters={"watch": dataclasses.asdict(watch_opts)})
+                              tool="cp3rt watch", extra_parameters={"watch": dataclasses.asdict(watch_opts)},
+                              command=command_line())
     with _run_render.one_line_warnings(), cancel_on_signals(cancel) as got, \
             render.Status(folder, verbose=is_verbose()) as status:
         summary = watch_folder(folder, config, run_cfg, outputs, watch_opts, on_event=status.update,
