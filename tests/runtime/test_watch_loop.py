@@ -166,3 +166,22 @@ def test_patterns_choose_the_inputs_and_an_output_folder_inside_the_tree_is_not_
     again = watch_folder(root, PipelineConfig(), RUN, OutputOptions(out_dir=out),
                          WatchOptions(once=True, settle=0.05))
     assert sorted(_status(again)) == ["s1_w2.tif"]
+
+
+def test_a_later_file_of_the_same_stem_is_refused_in_a_later_session_too(tmp_path, monkeypatch):
+    """x.tif done in one session, x.png arriving in the next: x.png would be taken for done (its
+    masks file exists) or overwrite x.tif's; it fails naming both, and x.tif's masks stay."""
+    import numpy as np
+    from PIL import Image
+
+    stand_in(monkeypatch)
+    root, out = tmp_path / "in", tmp_path / "out"
+    write_tif(root / "x.tif", 1)
+    assert _status(_once(root, out)) == {"x.tif": "done"}
+    masks = (out / "x_cp_masks.tif").read_bytes()
+    Image.fromarray((tifffile.imread(root / "x.tif") // 256).astype(np.uint8)).save(root / "x.png")
+    second = _once(root, out)
+    assert _status(second) == {"x.png": "failed"}
+    (outcome,) = second.batch.outcomes
+    assert "x.png" in outcome.error and "x.tif" in outcome.error and "\n" not in outcome.error
+    assert (out / "x_cp_masks.tif").read_bytes() == masks

@@ -35,6 +35,7 @@ class Journal:
     def __init__(self, path: Path, root: Path) -> None:
         self.path, self.root = Path(path), Path(root)
         self._known: dict[str, FileKey] = {}
+        self._wrote: set[str] = set()  # files whose outputs exist ('done' or 'skipped' last)
         self.torn = 0  # unreadable lines skipped (a crash mid-write leaves at most one)
         self._lock = threading.Lock()
         self._load()
@@ -58,6 +59,7 @@ class Journal:
             try:
                 rec = json.loads(line)
                 self._known[rec["file"]] = FileKey(int(rec["size"]), int(rec["mtime_ns"]))
+                self._note_outputs(rec["file"], rec.get("status"))
             except (ValueError, KeyError, TypeError):
                 self.torn += 1
 
@@ -102,6 +104,18 @@ class Journal:
             except OSError as exc:
                 raise OutputError(f"Cannot write the watch journal {self.path}: {exc.strerror}.") from exc
             self._known[rec["file"]] = key
+            self._note_outputs(rec["file"], status)
+
+    def _note_outputs(self, name: str, status: object) -> None:
+        if status in ("done", "skipped"):
+            self._wrote.add(name)
+        else:
+            self._wrote.discard(name)
+
+    def with_outputs(self) -> list[Path]:
+        """The inputs whose outputs an earlier record says exist (to keep a later file of the
+        same stem from being taken for done, or from overwriting them)."""
+        return [self.root / name for name in sorted(self._wrote)]
 
     def close(self) -> None:
         if self._fd is not None:

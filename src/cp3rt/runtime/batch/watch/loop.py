@@ -164,7 +164,8 @@ def _work(pipeline: ImageRunner, detector: _Detector, journal: Journal, run: Run
           cancel: Cancel) -> list[tuple[ImageOutcome, float]]:
     """Take ready files off the queue until cancelled or (once) the detector says done."""
     done: list[tuple[ImageOutcome, float]] = []
-    owners: dict[Path, Path] = {}  # masks file -> the input that wrote it this session
+    # masks file -> the input that wrote it, this session or (journal) an earlier one
+    owners: dict[Path, Path] = {outputs.paths_for(p)["masks"]: p for p in journal.with_outputs()}
     while not cancel.is_set():
         try:
             item = detector.queue.get(timeout=0.1)
