@@ -76,7 +76,7 @@ def _watch(
     folder: Path = typer.Argument(..., metavar="DIR", help="Folder to watch (subfolders too)."),
     pattern: Optional[list[str]] = typer.Option(None, "--pattern", help="Only files whose name (or path under DIR) matches this glob; repeat for several. Default: every .tif/.tiff/.flex/.png/.jpg/.jpeg."),
     poll: Optional[float] = typer.Option(None, "--poll", min=0.01, metavar="SECONDS", help="Rescan the folder every SECONDS instead of listening to file events (network shares)."),
-    settle: float = typer.Option(D.WATCH_SETTLE, "--settle", min=0.0, metavar="SECONDS", help="A file must keep its size and time this long (and parse whole) before it is read."),
+    settle: float = typer.Option(D.WATCH_SETTLE, "--settle", min=0.0, metavar="SECONDS", help="A file must keep its size and time this long (and parse whole) before it is read; set it above the longest pause of software that closes a multi-page TIFF between pages."),
     give_up: float = typer.Option(D.WATCH_GIVE_UP, "--give-up", min=0.0, metavar="SECONDS", help="A file unchanged this long that still does not parse whole is processed anyway (and reported)."),
     once: bool = typer.Option(False, "--once", help="Process the files present (once complete) and exit."),
 ) -> None:
