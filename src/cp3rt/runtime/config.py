@@ -174,6 +174,9 @@ class RunConfig:
                 raise _bad(name, getattr(self, name), "True or False")
         if self.normalize is not None and not isinstance(self.normalize, NormalizeConfig):
             raise _bad("normalize", self.normalize, "a NormalizeConfig or None (no normalisation)")
+        if self.reference_bugs and self.normalize is not None and not self.normalize.reference_bugs:
+            # one switch for every reference defect, the normalisation's included
+            object.__setattr__(self, "normalize", dataclasses.replace(self.normalize, reference_bugs=True))
 
     def _check_volume(self) -> None:
         if self.anisotropy is not None:

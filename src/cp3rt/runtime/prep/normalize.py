@@ -56,9 +56,12 @@ class NormalizeConfig:
     smooth_radius: float = 0.0   # pixels; 0 = off
     tile_norm_blocksize: int = 0  # 0 = whole-image percentiles
     tile_norm_smooth3D: float = 1.0
+    # The reference's smoothing/sharpening kernel and tiled-normalisation smoothing, defects
+    # included (docs/deviations.md rows 12-13); RunConfig(reference_bugs=True) sets it.
+    reference_bugs: bool = False
 
     def __post_init__(self) -> None:
-        for field in ("normalize", "invert", "norm3D"):
+        for field in ("normalize", "invert", "norm3D", "reference_bugs"):
             if not isinstance(getattr(self, field), (bool, np.bool_)):
                 raise ConfigError(
                     f"{field}={getattr(self, field)!r} is not allowed; allowed: True or False."
@@ -161,7 +164,7 @@ def normalize_image(
         good = np.ones(nchan, dtype=bool)
     else:
         if cfg.sharpen_radius > 0 or cfg.smooth_radius > 0:
-            stack[...] = smooth_sharpen(stack, cfg.smooth_radius, cfg.sharpen_radius)
+            stack[...] = smooth_sharpen(stack, cfg.smooth_radius, cfg.sharpen_radius, reference=cfg.reference_bugs)
         if cfg.tile_norm_blocksize > 0:
             stack[...] = tile_normalize(stack, cfg)
             good = np.ones(nchan, dtype=bool)  # deviation: the reference never inverts here

@@ -8,9 +8,13 @@ back to full resolution and used pixel by pixel:
    ``int(linspace(0, L - block, n))``); numpy linear percentiles per block, channel and plane;
 2. a block whose range is < 1e-3 takes the values of the nearest good block of its plane and
    channel (squared grid distance, first in row-major order on ties); no good block -> 0 / 1;
-3. the (Z, ny, nx, C) grids are Gaussian-smoothed (sigma 1, scipy, reflect) along Z and along
-   the block rows — the block columns are never smoothed (reference quirk, kept) — and with
-   ``norm3D`` once more along the block rows with sigma ``tile_norm_smooth3D`` (0 -> 1);
+3. the (Z, ny, nx, C) grids are Gaussian-smoothed (sigma 1, scipy, reflect) along the block
+   rows and the block columns, and with ``norm3D`` along Z with sigma ``tile_norm_smooth3D``
+   (0 -> 1). Deviation (docs/deviations.md; ``reference_bugs`` reproduces the reference): the
+   reference, written for (ny, nx) grids before planes were added in front, smooths along Z and
+   the block rows, never the block columns (a left-right illumination ramp stays in steps of a
+   block), and with ``norm3D`` the rows once more instead of Z; without ``norm3D`` its Z
+   smoothing also mixes the percentiles of neighbouring planes that are meant to be separate;
 4. ``norm3D``: grids averaged over Z and resized to (Y, X) with OpenCV-exact bilinear; otherwise
    one resized grid per plane;
 5. ``x <- (x - low) / (high - low)`` in float32, without a range check.
@@ -75,12 +79,16 @@ def block_percentiles(stack: np.ndarray, blocksize: int, lower: float, upper: fl
     return lo, hi
 
 
-def _smooth(grid: np.ndarray, norm3D: bool, smooth3D: float) -> np.ndarray:
-    for axis in (0, 1):
+def _smooth(grid: np.ndarray, norm3D: bool, smooth3D: float, reference: bool = False) -> np.ndarray:
+    """Smooth a (Z, ny, nx, C) grid of block percentiles (see the module docstring, step 3)."""
+    sigma_z = smooth3D if smooth3D != 0 else 1
+    if reference:
+        for axis in (0, 1):
+            grid = gaussian_filter1d(grid, 1, axis=axis)
+        return gaussian_filter1d(grid, sigma_z, axis=1) if norm3D else grid  # sic: axis 1
+    for axis in (1, 2):  # block rows, block columns
         grid = gaussian_filter1d(grid, 1, axis=axis)
-    if norm3D:
-        grid = gaussian_filter1d(grid, smooth3D if smooth3D != 0 else 1, axis=1)  # sic: axis 1
-    return grid
+    return gaussian_filter1d(grid, sigma_z, axis=0) if norm3D and grid.shape[0] > 1 else grid
 
 
 def tile_normalize(stack: np.ndarray, cfg) -> np.ndarray:
@@ -88,8 +96,8 @@ def tile_normalize(stack: np.ndarray, cfg) -> np.ndarray:
     lower, upper = cfg.percentiles
     nz, _, ly, lx = stack.shape
     lo, hi = block_percentiles(stack, cfg.tile_norm_blocksize, lower, upper)
-    lo = _smooth(lo, cfg.norm3D, cfg.tile_norm_smooth3D)
-    hi = _smooth(hi, cfg.norm3D, cfg.tile_norm_smooth3D)
+    lo = _smooth(lo, cfg.norm3D, cfg.tile_norm_smooth3D, cfg.reference_bugs)
+    hi = _smooth(hi, cfg.norm3D, cfg.tile_norm_smooth3D, cfg.reference_bugs)
 
     def full(grid: np.ndarray) -> np.ndarray:  # (ny, nx, C) -> (C, Y, X)
         return resize_bilinear(np.ascontiguousarray(np.moveaxis(grid, -1, 0)), (ly, lx))
