@@ -198,3 +198,25 @@ def test_2d_image_with_do_3d_is_refused():
     with Pipeline.from_engines(FakeEngine("segment", gradient_net, nchan=2)) as pipe:
         with pytest.raises(InputError, match="3-D stack"):
             pipe.run(np.ones((40, 40), np.float32), do_3D=True)
+
+
+def test_the_style_is_one_per_z_plane_by_default_and_the_references_last_view_on_request():
+    """docs/deviations.md row 14: the reference returns the styles of its last (ZY) view, one per
+    X column; cp3rt returns the YX view's, one per Z plane like a stack's, equal to the styles of
+    the planes run alone."""
+    from cp3rt.runtime.tiles.infer import run_tiled_stack
+
+    vol = np.random.default_rng(1).random((5, 2, 7, 9)).astype(np.float32)
+
+    def styled(tiles):
+        b = tiles.shape[0]
+        style = np.zeros((b, 256), np.float32)
+        style[:, 0], style[:, 1] = tiles[:, 0].mean(axis=(1, 2)), 1.0
+        return np.repeat(tiles[:, :1], 3, axis=1), style
+
+    _, style = run_views(vol, styled, tiles=TileOptions(0.1, 4))
+    _, alone = run_tiled_stack(vol, styled, nout=3, tiles=TileOptions(0.1, 4))
+    assert style.shape == (5, 256)
+    np.testing.assert_array_equal(style, alone)
+    _, last = run_views(vol, styled, tiles=TileOptions(0.1, 4), style_view=2)
+    assert last.shape == (9, 256)

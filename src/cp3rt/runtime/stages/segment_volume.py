@@ -39,7 +39,7 @@ class VolumeNetOutput:
 
     dP: np.ndarray        # (3, Z, Y, X) float32, Z/Y/X flow (each the sum of two views)
     cellprob: np.ndarray  # (Z, Y, X) float32, sum of the three views
-    style: np.ndarray     # (X', 256) float32: per-plane styles of the last (ZY) view, as the reference
+    style: np.ndarray     # (Z', 256) float32: per-plane styles of the YX view ((X', 256), ZY view, with reference_bugs)
     rescale: float
 
 
@@ -73,8 +73,11 @@ def run_views(
     tiles: TileOptions,
     infer_ortho: InferFn | None = None,
     progress: Progress | None = None,
+    style_view: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(Z, C, Y, X) net-sized volume -> ((4, Z, Y, X) summed outputs, last view's styles)."""
+    """(Z, C, Y, X) net-sized volume -> ((4, Z, Y, X) summed outputs, the per-plane styles of
+    view ``style_view``: 0 the YX planes (one per Z plane, the default), 2 the ZY planes (the
+    reference's, its last view; docs/deviations.md row 14))."""
     nz, _, ny, nx = x.shape
     yf = np.zeros((4, nz, ny, nx), np.float32)
     sizes = [(nz, ny, nx), (ny, nz, nx), (nx, nz, ny)]
@@ -94,7 +97,7 @@ def run_views(
         yf[row_c] += vol[0]
         yf[col_c] += vol[1]
         del y, vol
-        if styles is not None:
+        if styles is not None and k == style_view:
             style = styles
     return yf, style
 
@@ -110,15 +113,19 @@ def run_net_3d(
     flow3D_smooth: float = 0.0,
     infer_ortho: InferFn | None = None,
     progress: Progress | None = None,
+    reference_bugs: bool = False,
 ) -> VolumeNetOutput:
-    """Normalised (Z, C, Y, X) volume -> combined 3-D flows and cellprob (§3.9)."""
+    """Normalised (Z, C, Y, X) volume -> combined 3-D flows and cellprob (§3.9); the style is
+    one per Z plane of the YX view (with ``reference_bugs`` the reference's, one per X column
+    of its last, ZY view)."""
     vol = np.asarray(volume, dtype=np.float32)
     if vol.ndim != 4 or 0 in vol.shape:
         raise InputError(f"do_3D needs a (Z, C, Y, X) volume; got shape {vol.shape}.")
     lz, _, ly, lx = vol.shape
     shape_r = net_size((lz, ly, lx), rescale, anisotropy)
     x = resize_volume(vol, shape_r)
-    yf, style = run_views(x, infer, tiles=tiles, infer_ortho=infer_ortho, progress=progress)
+    yf, style = run_views(x, infer, tiles=tiles, infer_ortho=infer_ortho, progress=progress,
+                          style_view=len(_VIEWS) - 1 if reference_bugs else 0)
     del x
     if resample and shape_r != (lz, ly, lx):
         # back to the image size: per plane in Y/X, then per Y-slice in Z (bilinear, values kept)

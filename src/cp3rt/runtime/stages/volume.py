@@ -81,7 +81,8 @@ def run_volume(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer, p
 def _do_3d(vol, seg, rescale, anisotropy, niter, cfg: RunConfig, shape, timer: StageTimer, progress):
     with timer.stage("segment"):
         out = run_net_3d(vol, seg.infer_fn(), rescale=rescale, anisotropy=anisotropy, resample=cfg.resample,
-                         tiles=cfg.tiles, flow3D_smooth=cfg.flow3D_smooth, progress=progress)
+                         tiles=cfg.tiles, flow3D_smooth=cfg.flow3D_smooth, progress=progress,
+                         reference_bugs=cfg.reference_bugs)
     with timer.stage("dynamics"):
         masks = compute_masks_3d(
             out.dP, out.cellprob, niter=niter, cellprob_threshold=cfg.cellprob_threshold,
