@@ -110,8 +110,17 @@ def _jobs(dirs: dict[str, Path], out: Path, plate: Path | None) -> list[tuple[st
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(_stable_bytes(p)).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Relative path -> sha256 of every file; a run record (named by its UTC start, holding
+    timings and the host) counts by its presence only."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file():
+            continue
+        if p.name.startswith("cp3rt_run_") and p.suffix == ".json":
+            out[str(p.relative_to(folder).with_name("cp3rt_run_<UTC>.json"))] = "run record"
+            continue
+        out[str(p.relative_to(folder))] = hashlib.sha256(_stable_bytes(p)).hexdigest()
+    return out
 
 
 def _stable_bytes(path: Path) -> bytes:
