@@ -54,6 +54,7 @@ class Int8Config:
     diameter: float | None = None
     name: str | None = None
     cache_dir: Path | None = None
+    keep_fp32: tuple[str, ...] | None = None  # op types not quantized; None: D.INT8_KEEP_FP32 by role
 
     def __post_init__(self) -> None:
         from cp3rt.export.int8 import ACTIVATIONS, METHODS
@@ -68,6 +69,8 @@ class Int8Config:
                 raise ConfigError(f"{field}={value!r} is not allowed; allowed: a number in [0, 1].")
         if self.diameter is not None and not (math.isfinite(self.diameter) and self.diameter > 0):
             raise ConfigError(f"diameter={self.diameter!r} is not allowed; allowed: a finite number > 0 or None.")
+        if self.keep_fp32 is not None:
+            object.__setattr__(self, "keep_fp32", tuple(self.keep_fp32))
         if self.name is not None and (not self.name or "/" in self.name or "\\" in self.name):
             raise ConfigError(f"name={self.name!r} is not allowed; give a plain file name without folders.")
 
@@ -101,7 +104,9 @@ def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
         say(f"running the fp32 {manifest.role} net on {len(calib)} calibration + {len(holdout)} holdout images")
         batches, masks32 = _run_fp32(cfg, fp32, manifest, calib, holdout)
         say(f"calibrating on {sum(len(b) for b in batches)} tiles ({cfg.method}, {cfg.activations} activations)")
-        data = quantize_int8(fp32.read_bytes(), batches, method=cfg.method, activations=cfg.activations)
+        keep = cfg.keep_fp32 if cfg.keep_fp32 is not None else D.INT8_KEEP_FP32[manifest.role]
+        data = quantize_int8(fp32.read_bytes(), batches, method=cfg.method, activations=cfg.activations,
+                             keep_fp32=keep)
         int8 = Path(tmp) / "int8.onnx"
         int8.write_bytes(data)
         say("running the int8 pipeline on the same images")
@@ -113,7 +118,7 @@ def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
         min_ap50=float(cfg.min_ap50), min_ap75=float(cfg.min_ap75), holdout=_files(holdout),
         holdout_accuracy=agreement(masks32[n:], masks8[n:]) if holdout else None,
         diameter=cfg.diameter, segment_with=cfg.segment_with, restore_with=cfg.restore_with,
-        fp32_sha256=fp32_sha, onnxruntime_version=_ort_version(),
+        fp32_sha256=fp32_sha, onnxruntime_version=_ort_version(), keep_fp32=tuple(keep),
     )
     _check_bar(cfg, manifest.source_model, record)
     out_manifest = dataclasses.replace(

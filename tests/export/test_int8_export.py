@@ -170,3 +170,17 @@ def test_manifest_without_calibration_keeps_the_old_json(tmp_path: Path) -> None
     assert "calibration" not in m.to_dict()
     path = m.write(tmp_path / "x.onnx.json")
     assert M.read(path) == m and "calibration" not in json.loads(path.read_text())
+
+
+def test_restore_net_is_judged_through_segment_with_and_keeps_its_adds_fp32(tmp_path: Path) -> None:
+    calib = _folder(tmp_path, "calib", [6])
+    result = export_int8(Int8Config("cp3rt_denoise_nuclei", calib, tmp_path / "engines", diameter=DIAMETER,
+                                    segment_with=MODEL, min_ap50=0, min_ap75=0))
+    cal = result.manifest.calibration
+    assert result.manifest.role == "restore" and cal.segment_with == MODEL
+    assert cal.keep_fp32 == ("Gemm", "Add", "Mul") and cal.accuracy.objects_fp32 >= 5
+    model = onnx.load(str(result.onnx_path))
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]  # the style layers: fp32 weights
+    assert gemms and all(producers.get(n.input[1]) != "DequantizeLinear" for n in gemms)
+    assert any(producers.get(n.input[1]) == "DequantizeLinear" for n in model.graph.node if n.op_type == "Conv")

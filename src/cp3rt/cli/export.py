@@ -40,7 +40,8 @@ _EPILOG = """
   pipeline's on those images and on `--holdout` images; below the bar (AP@0.5 >= 0.98 and
   AP@0.75 >= 0.95 unless `--min-ap50/--min-ap75` say otherwise) it refuses and writes nothing.
   For a restoration net the masks are those of restore -> segment with `--segment-with MODEL`
-  (fp32); a segmentation net used after a restoration takes `--restore-with MODEL`. The
+  (fp32); a segmentation net used after a restoration takes `--restore-with MODEL`. A
+  restoration net keeps its adds, scales and style layers in fp32 (`--keep-fp32`). The
   manifest records the images (names, sha256), the method and the accuracy. Run it with
   `cp3rt run --model engines/NAME.int8.onnx` (onnxruntime CPU).
 """
@@ -72,10 +73,12 @@ def export(
     restore_with: Optional[str] = typer.Option(None, "--restore-with", help="int8 of a segmentation net: the restoration model (fp32) run in front of it, as in `cp3rt run --restore`."),
     min_ap50: float = typer.Option(INT8_MIN_AP50, "--min-ap50", help="int8: refuse below this AP@0.5 of int8 vs fp32 masks."),
     min_ap75: float = typer.Option(INT8_MIN_AP75, "--min-ap75", help="int8: refuse below this AP@0.75 of int8 vs fp32 masks."),
+    keep_fp32: Optional[str] = typer.Option(None, "--keep-fp32", help="int8: op types left in fp32, comma-separated, or 'none' (default: Gemm,Add,Mul for restoration nets, none for segmentation nets)."),
 ) -> None:
     if precision == "int8" or calibrate is not None:
+        keep = None if keep_fp32 is None else tuple(o.strip() for o in keep_fp32.split(",") if o.strip() not in ("", "none"))
         _export_int8(model, out, precision, name, calibrate, holdout, method, activations, diameter,
-                     segment_with, restore_with, min_ap50, min_ap75)
+                     segment_with, restore_with, min_ap50, min_ap75, keep)
         return
     from cp3rt._lazy import require
     from cp3rt.zoo.resolve import check_torch_file
@@ -106,7 +109,7 @@ def export(
 def _export_int8(model: str, out: Path, precision: str, name: Optional[str], calibrate: Optional[Path],
                  holdout: Optional[Path], method: str, activations: str, diameter: Optional[float],
                  segment_with: Optional[str], restore_with: Optional[str], min_ap50: float,
-                 min_ap75: float) -> None:
+                 min_ap75: float, keep_fp32: Optional[tuple[str, ...]]) -> None:
     from cp3rt._lazy import require
     from cp3rt.errors import ConfigError
 
@@ -119,10 +122,11 @@ def _export_int8(model: str, out: Path, precision: str, name: Optional[str], cal
 
     cfg = Int8Config(model, calibrate, out, holdout=holdout, method=method, activations=activations,
                      min_ap50=min_ap50, min_ap75=min_ap75, segment_with=segment_with,
-                     restore_with=restore_with, diameter=diameter, name=name)
+                     restore_with=restore_with, diameter=diameter, name=name, keep_fp32=keep_fp32)
     result = export_int8(cfg, say=lambda msg: typer.echo(msg, err=True))
     cal = result.manifest.calibration
-    typer.echo(f"wrote {result.onnx_path} ({result.manifest.role}, int8, {cal.method}, {cal.activations} activations)")
+    kept = f", {'/'.join(cal.keep_fp32)} kept fp32" if cal.keep_fp32 else ""
+    typer.echo(f"wrote {result.onnx_path} ({result.manifest.role}, int8, {cal.method}, {cal.activations} activations{kept})")
     typer.echo(f"wrote {result.manifest_path}")
     for label, acc in (("calibration", cal.accuracy), ("holdout", cal.holdout_accuracy)):
         if acc is not None:

@@ -74,8 +74,10 @@ class TileBatches(CalibrationDataReader):
         return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch, np.float32)}
 
 
-def quantize_int8(fp32_graph: bytes, batches: Sequence[np.ndarray], *, method: str, activations: str) -> bytes:
-    """The int8 QDQ graph of ``fp32_graph`` calibrated on ``batches`` (see the module doc)."""
+def quantize_int8(fp32_graph: bytes, batches: Sequence[np.ndarray], *, method: str, activations: str,
+                  keep_fp32: Sequence[str] = ()) -> bytes:
+    """The int8 QDQ graph of ``fp32_graph`` calibrated on ``batches`` (see the module doc);
+    ``keep_fp32``: op types left in fp32 (e.g. ``Gemm``: the style path)."""
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not allowed; allowed: {', '.join(METHODS)}.")
     if activations not in ACTIVATIONS:
@@ -95,12 +97,19 @@ def quantize_int8(fp32_graph: bytes, batches: Sequence[np.ndarray], *, method: s
                 quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=ACTIVATIONS[activations], weight_type=QuantType.QInt8,
                 calibrate_method=METHODS[method],
+                op_types_to_quantize=_op_types(pre, keep_fp32) if keep_fp32 else None,
                 extra_options={"ActivationSymmetric": activations == "s8", "WeightSymmetric": True,
                                "CalibStridedMinMax": 1},
             )
         model = onnx.load(str(out))
     _annotate(model, method, activations)
     return model.SerializeToString()
+
+
+def _op_types(path: Path, keep_fp32: Sequence[str]) -> list[str]:
+    """The graph's op types minus ``keep_fp32`` (the quantizer skips the ones it cannot do)."""
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return sorted(ops - set(keep_fp32))
 
 
 def folded_fp32_graph(onnx_path: str | os.PathLike[str], manifest: EngineManifest) -> bytes:
