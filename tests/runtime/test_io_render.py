@@ -106,3 +106,16 @@ def test_overlay_errors(tmp_path):
         write_overlay_png(tmp_path / "o.png", np.zeros((5, 5)), np.zeros((5, 5), np.uint16),
                           color=(300, 0, 0))
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("components", [3, 2])  # do_3D (dZ, dY, dX); stitched planes (dY, dX)
+def test_a_volumes_flow_picture_is_each_planes_dy_dx(tmp_path, components):
+    from cp3rt.runtime.io.render import write_flow_picture_tif
+
+    rng = np.random.default_rng(components)
+    dP = rng.normal(size=(components, 4, 20, 24)).astype(np.float32)
+    path = write_flow_picture_tif(tmp_path / "v_flows.tif", dP)
+    pic = tifffile.imread(path)
+    assert pic.shape == (4, 20, 24, 3) and pic.dtype == np.uint8
+    for z in range(4):
+        np.testing.assert_array_equal(pic[z], flows_to_rgb(dP[-2:, z]))

@@ -44,9 +44,10 @@ def stack(tmp_path_factory) -> Path:
 def test_volume_in_volume_labels_out(onnx_model, stack, tmp_path, flags, settings):
     out = tmp_path / "out"
     assert main(["run", str(stack), "--model", str(onnx_model), "--backend", "ort",
-                 "--diameter", "30", "--out", str(out), *flags]) == 0
+                 "--diameter", "30", "--out", str(out), "--save-flows", *flags]) == 0
     masks = tifffile.imread(out / "stack_cp_masks.tif")
     assert masks.shape == (10, 48, 56) and masks.dtype == np.uint16
+    assert tifffile.imread(out / "stack_flows.tif").shape == (10, 48, 56, 3)  # one picture per plane
     with Pipeline(onnx_model, backend="ort") as pipe:
         want = pipe.run(stack, diameter=30.0, channels=(0, 0), **settings).masks
     assert np.array_equal(masks, want)

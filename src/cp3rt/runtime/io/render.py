@@ -126,14 +126,14 @@ def write_overlay_png(
 def write_flow_picture_tif(path: str | os.PathLike[str], dP: Any) -> Path:
     """Write Cellpose's ``_flows.tif``: the colour flow picture of ``dP`` as a uint8 RGB TIFF.
 
-    2-D ``dP (2, Y, X)`` gives one (Y, X, 3) page; 3-D ``dP (3, Z, Y, X)`` one picture of
-    (dY, dX) per plane, (Z, Y, X, 3). The reference scales the uint8 picture by 65535 first,
+    2-D ``dP (2, Y, X)`` gives one (Y, X, 3) page; a volume's ``dP`` — ``(3, Z, Y, X)`` from
+    do_3D, ``(2, Z, Y, X)`` from stitched planes — one picture of (dY, dX) per plane, (Z, Y, X, 3). The reference scales the uint8 picture by 65535 first,
     which wraps around (NumPy 1) or raises (NumPy 2): cp3rt keeps the picture as it is.
     """
     import tifffile
 
     d = np.asarray(dP)
-    rgb = flows_to_rgb(d) if d.ndim == 3 else np.stack([flows_to_rgb(d[1:, z]) for z in range(d.shape[1])])
+    rgb = flows_to_rgb(d) if d.ndim == 3 else np.stack([flows_to_rgb(d[-2:, z]) for z in range(d.shape[1])])
     with output_path(path) as tmp:
         tifffile.imwrite(tmp, rgb, compression="zlib", photometric="rgb")
     return Path(path)
