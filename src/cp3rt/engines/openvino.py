@@ -47,7 +47,11 @@ class OpenVinoEngine(BaseEngine):
         core = ov.Core()
         if "CPU" not in core.available_devices:
             raise BackendUnavailableError(f"OpenVINO {ov.__version__} sees no CPU device here ({core.available_devices}).")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision]}
+        # No thread pinning: a pinned OpenVINO thread waits for its core while another program
+        # runs there, an unpinned one moves. On this shared 2-core Xeon (load 3-4), bf16 tiles/s
+        # pinned 11.6-12.7, unpinned 12.1-21.6 (benchmarks/results/openvino_pinning.md); quiet: equal.
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": OV_PRECISIONS[precision],
+                                  "ENABLE_CPU_PINNING": False}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
