@@ -47,6 +47,8 @@ def test_warmup_then_runs_compile_nothing(tmp_path):
 
     cold = _cp3rt("run", image, *run, "--out", tmp_path / "cold", env=env)
     assert NOTICE in cold.stderr  # said before the first image, not a bar sitting at 0/1
+    second = _cp3rt("run", image, *run, "--out", tmp_path / "second", env=env)
+    assert NOTICE not in second.stderr  # one run compiled what a run needs: not said again
 
     warm = _cp3rt("warmup", "--model", "cp3rt_nuclei", "--backend", "ort", env=env)
     assert "segment: cp3rt_nuclei -> ort-cpu" in warm.stdout, warm.stdout
@@ -118,3 +120,14 @@ def test_a_first_export_is_announced_and_then_not(tmp_path, capsys):
         assert main(["run", str(image), "--model", "cyto3", "--backend", "ort", "--diameter", "30",
                      "--overwrite"]) == 0
         assert "exporting" not in capsys.readouterr().err
+
+
+def test_the_first_run_kernels_are_cached_kernels_of_the_runtime():
+    """A renamed kernel must not silently turn the first-run notice off."""
+    from cp3rt.runtime.batch.kernel_cache import FIRST_RUN_KERNELS_2D, FIRST_RUN_KERNELS_3D, kernel_states
+
+    if os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"):
+        assert kernel_states() == ()
+        return
+    names = {s.name for s in kernel_states(volume=True)}
+    assert set(FIRST_RUN_KERNELS_2D + FIRST_RUN_KERNELS_3D) <= names

@@ -137,7 +137,7 @@ def run(
                             outlines=outlines, exclude_on_edges=exclude_on_edges)
     _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
              lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
-             cluster, out=out, volume=run_cfg.is_volume, config=pipe_cfg, record=lambda routes: _start_record(
+             cluster, out=out, do_3D=run_cfg.do_3D, config=pipe_cfg, record=lambda routes: _start_record(
                  routes, pipe_cfg, run_cfg, outputs, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
 
 
@@ -151,7 +151,7 @@ def _start_record(routes, pipe_cfg, run_cfg, outputs, **parameters):  # noqa: AN
                             command=command_line())
 
 
-def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume: bool = False,
+def _execute(route, go, cluster: str | None, *, out: Path | None = None, do_3D: bool = False,
              config=None, record=None) -> None:  # noqa: ANN001
     """``route()`` the inputs (first, to size the progress bar), start the run ``record``, run
     ``go(routes, ...)`` with a progress bar (plain lines when stdout is not a terminal) and
@@ -163,7 +163,7 @@ def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume:
     from cp3rt.cli.app import is_verbose
     from cp3rt.distributed import open_cluster
     from cp3rt.runtime.batch.cancel import Cancel
-    from cp3rt.runtime.batch.kernel_cache import COLD_NOTICE, cold_kernels
+    from cp3rt.runtime.batch.kernel_cache import COLD_NOTICE, first_run_cold
     from cp3rt.runtime.batch.warmup import first_use_work
 
     cancel = Cancel()
@@ -172,7 +172,7 @@ def _execute(route, go, cluster: str | None, *, out: Path | None = None, volume:
         recorder = record(routes) if record is not None else None
         for line in first_use_work(config) if config is not None and cluster is None else ():
             render.say(line)
-        notice = COLD_NOTICE if cluster is None and cold_kernels(volume=volume) else None
+        notice = COLD_NOTICE if cluster is None and first_run_cold(do_3D=do_3D) else None
         with cancel_on_signals(cancel) as got, render.progress(routes.total, verbose=is_verbose(), notice=notice) as progress, \
                 open_cluster(cluster) as on_cluster:
             summary = go(routes, cluster=on_cluster, on_event=progress.update, cancel=cancel, record=recorder)

@@ -26,6 +26,16 @@ KERNEL_MODULES_2D = (
 )
 KERNEL_MODULES_3D = ("cp3rt.runtime.dynamics._euler3d", "cp3rt.runtime.dynamics._seeds3d",
                      "cp3rt.runtime.dynamics._fill3d")
+# Kernels every 2-D run compiles (tile blending, dynamics), and every do_3D run too: the "first
+# run" notice looks at these only, since a run leaves kernels it had no use for (the one-pass
+# percentile of big images, the 2x box shrink, outlines, training's heat flows...) cold, and the
+# notice would never go away.
+FIRST_RUN_KERNELS_2D = (
+    "cp3rt.runtime.tiles._blend_kernels.blend_add",
+    "cp3rt.runtime.dynamics._prepare.prepare", "cp3rt.runtime.dynamics._seeds.find_seeds",
+    "cp3rt.runtime.dynamics._fill.fill_all",
+)
+FIRST_RUN_KERNELS_3D = ("cp3rt.runtime.dynamics._euler3d._follow3d",)
 COLD_NOTICE = ("compiling numba kernels (first run, ~20 s; `cp3rt warmup` does this ahead, "
                "e.g. in an install script)")
 
@@ -79,6 +89,13 @@ def kernel_states(*, volume: bool = True) -> tuple[KernelState, ...]:
 def cold_kernels(*, volume: bool = False) -> list[str]:
     """Names of the kernels a run would compile first (empty when all are on disk)."""
     return [s.name for s in kernel_states(volume=volume) if not s.warm]
+
+
+def first_run_cold(*, do_3D: bool = False) -> list[str]:
+    """The kernels every such run compiles that are not on disk yet: non-empty on a fresh
+    install (or a new numba / CPU), empty once one run of the kind has finished."""
+    wanted = FIRST_RUN_KERNELS_2D + (FIRST_RUN_KERNELS_3D if do_3D else ())
+    return [s.name for s in kernel_states(volume=do_3D) if s.name in wanted and not s.warm]
 
 
 def cache_location() -> str:
