@@ -91,6 +91,8 @@ def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
     say = say or (lambda _msg: None)
     calib = find_images([cfg.calibrate])
     holdout = find_images([cfg.holdout]) if cfg.holdout is not None else []
+    calib_files, holdout_files = _files(calib), _files(holdout)
+    _check_held_out(calib_files, holdout_files)
     source = resolve_model(cfg.model, precision="fp32", backend="ort", cache_root=cfg.cache_dir)
     manifest = source.manifest
     if manifest is None:  # resolve_model for 'ort' always gives one: cp3rt's bug otherwise
@@ -113,9 +115,9 @@ def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
         masks8 = _run_pipeline(cfg, int8, dataclasses.replace(manifest, precision="int8"), [*calib, *holdout])
     n = len(calib)
     record = Calibration(
-        method=cfg.method, activations=cfg.activations, files=_files(calib),
+        method=cfg.method, activations=cfg.activations, files=calib_files,
         tiles=sum(len(b) for b in batches), accuracy=agreement(masks32[:n], masks8[:n]),
-        min_ap50=float(cfg.min_ap50), min_ap75=float(cfg.min_ap75), holdout=_files(holdout),
+        min_ap50=float(cfg.min_ap50), min_ap75=float(cfg.min_ap75), holdout=holdout_files,
         holdout_accuracy=agreement(masks32[n:], masks8[n:]) if holdout else None,
         diameter=cfg.diameter, segment_with=cfg.segment_with, restore_with=cfg.restore_with,
         fp32_sha256=fp32_sha, onnxruntime_version=_ort_version(), keep_fp32=tuple(keep),
@@ -219,6 +221,16 @@ def _check_bar(cfg: Int8Config, model: str, record: Calibration) -> None:
                 f"{label} images: AP@0.5 {acc.ap50:.3f} (bar {cfg.min_ap50:g}), AP@0.75 "
                 f"{acc.ap75:.3f} (bar {cfg.min_ap75:g}) against the fp32 masks; nothing written "
                 "(try another --calibration-method or more calibration images)."
+            )
+
+
+def _check_held_out(calib: tuple[CalibrationFile, ...], holdout: tuple[CalibrationFile, ...]) -> None:
+    seen = {f.sha256: f.name for f in calib}
+    for f in holdout:
+        if f.sha256 in seen:
+            raise ConfigError(
+                f"holdout image {f.name} is also a calibration image ({seen[f.sha256]}, same "
+                "content); held-out images must not be used for calibration."
             )
 
 

@@ -184,3 +184,24 @@ def test_restore_net_is_judged_through_segment_with_and_keeps_its_adds_fp32(tmp_
     gemms = [n for n in model.graph.node if n.op_type == "Gemm"]  # the style layers: fp32 weights
     assert gemms and all(producers.get(n.input[1]) != "DequantizeLinear" for n in gemms)
     assert any(producers.get(n.input[1]) == "DequantizeLinear" for n in model.graph.node if n.op_type == "Conv")
+
+
+def test_auto_skips_tensorrt_for_an_int8_graph_with_a_reason(exported, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cp3rt.engines.select as select
+    import cp3rt.engines.tensorrt._trt as trt_env
+
+    monkeypatch.setattr(trt_env, "current_environment", lambda gpu=0: object())  # "TensorRT is here"
+    with pytest.raises(Exception, match="int8 graph, which cp3rt does not build into TensorRT plans") as info:
+        select._open_trt(str(exported[1].onnx_path))
+    from cp3rt.errors import BackendUnavailableError
+
+    assert isinstance(info.value, BackendUnavailableError)  # so 'auto' moves on to onnxruntime
+
+
+def test_holdout_must_not_repeat_a_calibration_image(tmp_path: Path) -> None:
+    calib = _folder(tmp_path, "calib", [7])
+    hold = tmp_path / "holdout"
+    hold.mkdir()
+    (hold / "same.tif").write_bytes((calib / "img7.tif").read_bytes())
+    with pytest.raises(ConfigError, match="also a calibration image"):
+        export_int8(Int8Config(MODEL, calib, tmp_path / "engines", holdout=hold, diameter=DIAMETER))
