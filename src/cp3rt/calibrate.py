@@ -85,7 +85,7 @@ class Int8Result:
 def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
     """Calibrate, quantize, check and write (see the module doc); ExportError below the bar."""
     from cp3rt.artefacts import resolve_model
-    from cp3rt.export.int8 import folded_fp32_graph, quantize_int8
+    from cp3rt.export.int8 import folded_fp32_graph, nodes_named, quantize_int8
     from cp3rt.runtime.io import find_images
 
     say = say or (lambda _msg: None)
@@ -106,9 +106,10 @@ def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
         say(f"running the fp32 {manifest.role} net on {len(calib)} calibration + {len(holdout)} holdout images")
         batches, masks32 = _run_fp32(cfg, fp32, manifest, calib, holdout)
         say(f"calibrating on {sum(len(b) for b in batches)} tiles ({cfg.method}, {cfg.activations} activations)")
-        keep = cfg.keep_fp32 if cfg.keep_fp32 is not None else D.INT8_KEEP_FP32[manifest.role]
-        data = quantize_int8(fp32.read_bytes(), batches, method=cfg.method, activations=cfg.activations,
-                             keep_fp32=keep)
+        keep, scope = _kept(cfg, manifest.role)
+        graph = fp32.read_bytes()
+        data = quantize_int8(graph, batches, method=cfg.method, activations=cfg.activations,
+                             keep_nodes=nodes_named(graph, keep, scope))
         int8 = Path(tmp) / "int8.onnx"
         int8.write_bytes(data)
         say("running the int8 pipeline on the same images")
@@ -120,7 +121,7 @@ def export_int8(cfg: Int8Config, say: Say | None = None) -> Int8Result:
         min_ap50=float(cfg.min_ap50), min_ap75=float(cfg.min_ap75), holdout=holdout_files,
         holdout_accuracy=agreement(masks32[n:], masks8[n:]) if holdout else None,
         diameter=cfg.diameter, segment_with=cfg.segment_with, restore_with=cfg.restore_with,
-        fp32_sha256=fp32_sha, onnxruntime_version=_ort_version(), keep_fp32=tuple(keep),
+        fp32_sha256=fp32_sha, onnxruntime_version=_ort_version(), keep_fp32=keep, keep_scope=scope,
     )
     _check_bar(cfg, manifest.source_model, record)
     out_manifest = dataclasses.replace(
@@ -144,6 +145,13 @@ def agreement(masks_fp32: Sequence[np.ndarray], masks_int8: Sequence[np.ndarray]
         objects_fp32=int(sum(int(m.max()) for m in masks_fp32)),
         objects_int8=int(sum(int(m.max()) for m in masks_int8)),
     )
+
+
+def _kept(cfg: Int8Config, role: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(op types, node-name scope) left in fp32: the role's default, or the given op types everywhere."""
+    if cfg.keep_fp32 is not None:
+        return tuple(cfg.keep_fp32), ()
+    return tuple(D.INT8_KEEP_FP32[role]), tuple(D.INT8_KEEP_SCOPE[role])
 
 
 def _check_partner(cfg: Int8Config, role: str) -> None:

@@ -94,10 +94,13 @@ INT8_MIN_AP50 = 0.98
 INT8_MIN_AP75 = 0.95
 INT8_METHOD = "percentile"
 INT8_ACTIVATIONS = "u8"
-# Op types a restoration net keeps in fp32 by default: with its residual adds, per-channel
-# scales and style layers in int8 too, the restored image moved the starter's masks to AP@0.5
-# 0.90 on held-out GOWT1 images; kept in fp32, 0.99 (a segmentation net keeps none).
+# What a restoration net keeps in fp32 by default: the Gemm/Add/Mul nodes (style layers, residual
+# adds, per-channel scales) of its last decoder level and output head (cp3rt's export names them
+# /net/up.0/..., /net/out_pre/...). All-int8, the starter denoiser moved restore -> segment masks
+# to AP@0.5 0.90 on held-out GOWT1 images; with these 15 nodes fp32, 0.99 (a segmentation net
+# keeps none). benchmarks/results/int8.md.
 INT8_KEEP_FP32 = {"restore": ("Gemm", "Add", "Mul"), "segment": ()}
+INT8_KEEP_SCOPE = {"restore": ("/net/up.0/", "/net/out_pre/"), "segment": ()}
 
 # Input conversion (§3.2)
 CHANNEL_GUESS_MAX = 10     # without channel_axis, a smallest axis below this is the channel axis

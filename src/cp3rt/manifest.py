@@ -73,7 +73,8 @@ class Calibration:
     restore_with: str | None = None
     fp32_sha256: str = ""        # the fp32 graph that was quantized
     onnxruntime_version: str = ""
-    keep_fp32: tuple[str, ...] = ()  # op types left in fp32 (not quantized)
+    keep_fp32: tuple[str, ...] = ()  # op types left in fp32 (not quantized) ...
+    keep_scope: tuple[str, ...] = ()  # ... in the nodes whose names contain one of these (all: empty)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
@@ -81,6 +82,7 @@ class Calibration:
         for key in ("files", "holdout"):
             data[key] = tuple(CalibrationFile(**f) for f in data.get(key) or ())
         data["keep_fp32"] = tuple(data.get("keep_fp32") or ())
+        data["keep_scope"] = tuple(data.get("keep_scope") or ())
         data["accuracy"] = MaskAgreement(**data["accuracy"])
         if data.get("holdout_accuracy") is not None:
             data["holdout_accuracy"] = MaskAgreement(**data["holdout_accuracy"])

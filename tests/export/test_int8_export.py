@@ -179,10 +179,13 @@ def test_restore_net_is_judged_through_segment_with_and_keeps_its_adds_fp32(tmp_
     cal = result.manifest.calibration
     assert result.manifest.role == "restore" and cal.segment_with == MODEL
     assert cal.keep_fp32 == ("Gemm", "Add", "Mul") and cal.accuracy.objects_fp32 >= 5
+    assert cal.keep_scope == ("/net/up.0/", "/net/out_pre/")
     model = onnx.load(str(result.onnx_path))
     producers = {o: n.op_type for n in model.graph.node for o in n.output}
-    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]  # the style layers: fp32 weights
-    assert gemms and all(producers.get(n.input[1]) != "DequantizeLinear" for n in gemms)
+    gemms = {n.name: n for n in model.graph.node if n.op_type == "Gemm"}  # style layers
+    # the last decoder level's style layers keep fp32 weights, the deeper levels' are int8
+    assert all(producers.get(n.input[1]) != "DequantizeLinear" for k, n in gemms.items() if "/up.0/" in k)
+    assert any(producers.get(n.input[1]) == "DequantizeLinear" for k, n in gemms.items() if "/up.1/" in k)
     assert any(producers.get(n.input[1]) == "DequantizeLinear" for n in model.graph.node if n.op_type == "Conv")
 
 

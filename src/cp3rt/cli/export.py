@@ -41,7 +41,8 @@ _EPILOG = """
   AP@0.75 >= 0.95 unless `--min-ap50/--min-ap75` say otherwise) it refuses and writes nothing.
   For a restoration net the masks are those of restore -> segment with `--segment-with MODEL`
   (fp32); a segmentation net used after a restoration takes `--restore-with MODEL`. A
-  restoration net keeps its adds, scales and style layers in fp32 (`--keep-fp32`). The
+  restoration net keeps the adds, scales and style layers of its last decoder level and output
+  head in fp32 (`--keep-fp32` to choose). The
   manifest records the images (names, sha256), the method and the accuracy. Run it with
   `cp3rt run --model engines/NAME.int8.onnx` (onnxruntime CPU).
 """
@@ -73,7 +74,7 @@ def export(
     restore_with: Optional[str] = typer.Option(None, "--restore-with", help="int8 of a segmentation net: the restoration model (fp32) run in front of it, as in `cp3rt run --restore`."),
     min_ap50: float = typer.Option(INT8_MIN_AP50, "--min-ap50", help="int8: refuse below this AP@0.5 of int8 vs fp32 masks."),
     min_ap75: float = typer.Option(INT8_MIN_AP75, "--min-ap75", help="int8: refuse below this AP@0.75 of int8 vs fp32 masks."),
-    keep_fp32: Optional[str] = typer.Option(None, "--keep-fp32", help="int8: op types left in fp32, comma-separated, or 'none' (default: Gemm,Add,Mul for restoration nets, none for segmentation nets)."),
+    keep_fp32: Optional[str] = typer.Option(None, "--keep-fp32", help="int8: op types left in fp32 everywhere, comma-separated, or 'none' (default: a restoration net keeps the Gemm/Add/Mul of its last decoder level and output head, a segmentation net nothing)."),
 ) -> None:
     if precision == "int8" or calibrate is not None:
         keep = None if keep_fp32 is None else tuple(o.strip() for o in keep_fp32.split(",") if o.strip() not in ("", "none"))
@@ -125,7 +126,7 @@ def _export_int8(model: str, out: Path, precision: str, name: Optional[str], cal
                      restore_with=restore_with, diameter=diameter, name=name, keep_fp32=keep_fp32)
     result = export_int8(cfg, say=lambda msg: typer.echo(msg, err=True))
     cal = result.manifest.calibration
-    kept = f", {'/'.join(cal.keep_fp32)} kept fp32" if cal.keep_fp32 else ""
+    kept = f", {'/'.join(cal.keep_fp32)} kept fp32{' in ' + ' '.join(cal.keep_scope) if cal.keep_scope else ''}" if cal.keep_fp32 else ""
     typer.echo(f"wrote {result.onnx_path} ({result.manifest.role}, int8, {cal.method}, {cal.activations} activations{kept})")
     typer.echo(f"wrote {result.manifest_path}")
     for label, acc in (("calibration", cal.accuracy), ("holdout", cal.holdout_accuracy)):

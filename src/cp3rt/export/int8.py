@@ -75,9 +75,10 @@ class TileBatches(CalibrationDataReader):
 
 
 def quantize_int8(fp32_graph: bytes, batches: Sequence[np.ndarray], *, method: str, activations: str,
-                  keep_fp32: Sequence[str] = ()) -> bytes:
+                  keep_fp32: Sequence[str] = (), keep_nodes: Sequence[str] = ()) -> bytes:
     """The int8 QDQ graph of ``fp32_graph`` calibrated on ``batches`` (see the module doc);
-    ``keep_fp32``: op types left in fp32 (e.g. ``Gemm``: the style path)."""
+    ``keep_fp32``: op types left in fp32 (e.g. ``Gemm``: the style path); ``keep_nodes``: nodes
+    (by name) left in fp32."""
     if method not in METHODS:
         raise ConfigError(f"method={method!r} is not allowed; allowed: {', '.join(METHODS)}.")
     if activations not in ACTIVATIONS:
@@ -98,12 +99,20 @@ def quantize_int8(fp32_graph: bytes, batches: Sequence[np.ndarray], *, method: s
                 activation_type=ACTIVATIONS[activations], weight_type=QuantType.QInt8,
                 calibrate_method=METHODS[method],
                 op_types_to_quantize=_op_types(pre, keep_fp32) if keep_fp32 else None,
+                nodes_to_exclude=list(keep_nodes) or None,
                 extra_options={"ActivationSymmetric": activations == "s8", "WeightSymmetric": True,
                                "CalibStridedMinMax": 1},
             )
         model = onnx.load(str(out))
     _annotate(model, method, activations)
     return model.SerializeToString()
+
+
+def nodes_named(graph: bytes, op_types: Sequence[str], scope: Sequence[str] = ()) -> list[str]:
+    """Names of the nodes of ``op_types`` whose name contains one of ``scope`` (all if empty)."""
+    model = onnx.load_from_string(graph)
+    return [n.name for n in model.graph.node
+            if n.op_type in op_types and (not scope or any(part in n.name for part in scope))]
 
 
 def _op_types(path: Path, keep_fp32: Sequence[str]) -> list[str]:
