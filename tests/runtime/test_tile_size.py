@@ -182,3 +182,29 @@ def test_cli_tile_size_runs_and_refuses_in_one_line(tmp_path, capsys) -> None:
     (err,) = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     assert err.startswith("error: tile_size=256 is larger than the segment engine")
     assert not (tmp_path / "b" / "a_cp_masks.tif").exists()
+
+
+def test_a_streamed_folder_uses_the_tile_size_as_one_image_does(tmp_path) -> None:
+    """Several files go through the streaming runner (images share engine batches): its masks
+    at tile size 448 equal one-at-a-time Pipeline.run at 448, and differ from 224's."""
+    import tifffile
+
+    from cp3rt.runtime import OutputOptions, PipelineConfig, run_inputs
+
+    src = tifffile.imread(ASSETS / "samples" / "dsb2018_nuclei.tif")
+    files = []
+    for i, (y, x) in enumerate(((0, 0), (200, 150), (100, 212))):
+        files.append(tmp_path / f"c{i}.tif")
+        tifffile.imwrite(files[-1], src[y:y + 300, x:x + 300])
+    seg = str(ASSETS / "models" / "cp3rt_nuclei.onnx")
+    run = RunConfig(diameter=17.0, tile_size=448)
+    summary = run_inputs([str(tmp_path)], PipelineConfig(segment=seg, backend="ort"), run,
+                         OutputOptions(out_dir=tmp_path / "out"))
+    assert summary.ok and len(summary.outcomes) == 3
+    with Pipeline(seg, backend="ort") as pipe:
+        for f in files:
+            got = tifffile.imread(tmp_path / "out" / f"{f.stem}_cp_masks.tif")
+            np.testing.assert_array_equal(got, pipe.run(tifffile.imread(f), run=run).masks)
+        assert any(not np.array_equal(pipe.run(tifffile.imread(f), run=run).masks,
+                                      pipe.run(tifffile.imread(f), run=run.replace(tile_size=224)).masks)
+                   for f in files)
