@@ -124,7 +124,8 @@ def _op_types(path: Path, keep_fp32: Sequence[str]) -> list[str]:
 def folded_fp32_graph(onnx_path: str | os.PathLike[str], manifest: EngineManifest) -> bytes:
     """The fp32 graph to quantize: ``onnx_path`` itself when cp3rt exported it with folded
     BatchNorms, else the same net re-exported folded (its weights recovered from the graph).
-    A graph cp3rt cannot read back is quantized as it is (correct, but slower on the CPU)."""
+    A graph cp3rt cannot read back, or any unfolded graph where torch is not installed, is
+    quantized as it is (correct, but slower on the CPU)."""
     path = Path(onnx_path)
     model = onnx.load(str(path), load_external_data=False)
     meta = {p.key: p.value for p in model.metadata_props}
@@ -132,8 +133,11 @@ def folded_fp32_graph(onnx_path: str | os.PathLike[str], manifest: EngineManifes
         raise ExportError(f"{path.name} is a {manifest.precision} graph; int8 is calibrated from the fp32 one.")
     if meta.get("cp3rt.fold_bn") == "true":
         return path.read_bytes()
-    from cp3rt.export.from_onnx import recover_weight_file
-    from cp3rt.export.to_onnx import export_onnx
+    try:  # the re-export needs torch; without it the graph is quantized as it is
+        from cp3rt.export.from_onnx import recover_weight_file
+        from cp3rt.export.to_onnx import export_onnx
+    except ModuleNotFoundError:
+        return path.read_bytes()
 
     with tempfile.TemporaryDirectory(prefix="cp3rt-int8-") as tmp:
         try:
