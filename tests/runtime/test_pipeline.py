@@ -228,7 +228,9 @@ def test_pipeline_config_validation():
     with pytest.raises(ConfigError, match="restore_chan2"):
         PipelineConfig(restore_chan2="denoise_nuclei")
     with pytest.raises(ConfigError, match="precision"):
-        PipelineConfig(precision="int8")
+        PipelineConfig(precision="int4")
+    with pytest.raises(ConfigError, match="backend 'openvino'"):
+        PipelineConfig(precision="bf16")  # bf16 is OpenVINO's arithmetic, no graph of its own
 
 
 def test_role_mismatch_is_a_clear_error():
