@@ -67,3 +67,18 @@ def test_device_resize_computes_the_hosts_function(nchan, src, dst) -> None:  # 
     span = float(img.max() - img.min())
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= RESIZE_TOLERANCE * span, np.abs(got - want).max() / span
+
+
+def test_a_low_range_channel_is_zeroed_with_the_hosts_warning() -> None:
+    """Issue 13 item 8 on the GPU-resident path: never silently zero."""
+    from cp3rt.errors import LowRangeWarning
+
+    img = np.random.default_rng(0).random((2, 40, 50)).astype(np.float32)
+    img[1] *= 1e-6  # a 1-99 % range under the reference's 1e-3 cut
+    with pytest.warns(LowRangeWarning) as host:
+        want = normalize_image(img)
+    with pytest.warns(LowRangeWarning) as device:
+        got = normalize_on_device(torch.from_numpy(img)).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert not got[1].any()
+    assert [str(w.message) for w in device] == [str(w.message) for w in host]

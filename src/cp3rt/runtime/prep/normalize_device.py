@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cp3rt import defaults as D
+from cp3rt.runtime.prep.normalize import warn_low_range
 
 
 def _kth(flat: Any, k: int) -> np.float32:
@@ -52,9 +53,10 @@ def normalize_on_device(image: Any, lower: float = D.PERCENTILES[0], upper: floa
     """A normalised float32 copy of a (C, Y, X) tensor: percentile ``lower`` -> 0, ``upper`` -> 1.
 
     A constant channel stays as it is; a channel whose percentile range is at most
-    ``MIN_PERCENTILE_RANGE`` becomes zeros (as on the host).
+    ``MIN_PERCENTILE_RANGE`` becomes zeros, with a ``LowRangeWarning`` naming it (as on the host).
     """
     x = image.float().clone()
+    zeroed = []
     for c in range(x.shape[0]):
         channel = x[c]
         if not bool((channel.max() > channel.min()).item()):
@@ -65,5 +67,7 @@ def normalize_on_device(image: Any, lower: float = D.PERCENTILES[0], upper: floa
         if span > D.MIN_PERCENTILE_RANGE:
             channel.sub_(float(low)).div_(float(span))
         else:
+            zeroed.append((c, float(low), float(high)))
             channel.zero_()
+    warn_low_range(zeroed)
     return x
