@@ -63,19 +63,33 @@ def test_object_table_volume_and_physical_area() -> None:
     assert t["volume_um3"].tolist() == [12.0, 4.0]
 
 
-def test_object_table_parquet_needs_pyarrow_or_round_trips(tmp_path: Path) -> None:
+def test_object_table_parquet_without_pyarrow_is_one_line_naming_the_extra(tmp_path: Path, monkeypatch) -> None:
+    from cp3rt.errors import Cp3rtError
+
     masks = np.zeros((8, 8), np.uint16)
     masks[2:4, 2:5] = 1
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        from cp3rt.errors import Cp3rtError
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # as if not installed
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow.parquet", None)
+    with pytest.raises(Cp3rtError, match="pyarrow") as err:
+        write_object_table(tmp_path / "t.parquet", object_table(masks))
+    assert "\n" not in str(err.value) and not (tmp_path / "t.parquet").exists()
 
-        with pytest.raises(Cp3rtError, match="pyarrow"):
-            write_object_table(tmp_path / "t.parquet", object_table(masks))
-        return
-    write_object_table(tmp_path / "t.parquet", object_table(masks))
-    assert pq.read_table(tmp_path / "t.parquet").to_pydict()["area_px"] == [6]
+
+def test_object_table_parquet_reads_in_pandas_as_the_csv_does(tmp_path: Path) -> None:
+    """What a screening analyst does with it: pandas.read_parquet (pyarrow) gives the same
+    columns, types and values as pandas.read_csv of the CSV table."""
+    import pandas as pd
+
+    masks = np.zeros((40, 50), np.uint16)
+    masks[2:9, 3:12], masks[20:31, 30:50], masks[35:40, 0:4] = 1, 7, 3
+    image = np.random.default_rng(0).random((40, 50)).astype(np.float32)
+    table = object_table(masks, image)
+    write_object_table(tmp_path / "t.parquet", table)
+    write_object_table(tmp_path / "t.csv", table)
+    got, want = pd.read_parquet(tmp_path / "t.parquet"), pd.read_csv(tmp_path / "t.csv")
+    assert list(got.columns) == list(want.columns)
+    assert got["label"].tolist() == [1, 3, 7] and got["area_px"].tolist() == want["area_px"].tolist()
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-6)
 
 
 def test_exclude_on_edges_same_as_reference_semantics() -> None:
