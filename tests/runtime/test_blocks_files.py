@@ -84,9 +84,56 @@ def test_tiff_with_blocks_flag_writes_bigtiff_next_to_small_images(tmp_path, sce
 
 def test_extra_outputs_for_huge_images_fail_with_one_line(tmp_path, scene, fake_pipeline, capsys):
     tifffile.imwrite(tmp_path / "big.tif", scene[0])
-    assert main(["run", str(tmp_path / "big.tif"), "--blocks", "--overlay", "--diameter", str(DIAM)]) == 1
+    assert main(["run", str(tmp_path / "big.tif"), "--blocks", "--save-seg", "--diameter", str(DIAM)]) == 1
     err = capsys.readouterr().err
-    assert "big.tif" in err and "--overlay" in err and "blocks" in err
+    assert "big.tif" in err and "--seg" in err and "blocks" in err
+
+
+@pytest.mark.parametrize("kind", ["tiff", "ome-zarr"])
+def test_a_huge_image_gets_an_overview_picture_of_its_labels(tmp_path, fake_pipeline, monkeypatch, kind):
+    """--overlay on a block run: the labels' outlines on the image, every n-th pixel, the
+    caption saying so; drawn from the written labels (an OME-Zarr's labels/ or the BigTIFF)."""
+    from PIL import Image
+
+    from cp3rt.runtime.io import pictures
+
+    monkeypatch.setattr(pictures, "MAX_SIDE", 128)  # a 300 x 260 image stands in for a huge one
+    image, _ = blob_image((300, 260), 40, 5, radius=7)
+    src = tmp_path / ("big.tif" if kind == "tiff" else "big.ome.zarr")
+    if kind == "tiff":
+        tifffile.imwrite(src, image)
+    else:
+        write_ngff_image(src, image, chunks=64)
+    out = tmp_path / "out"
+    assert main(["run", str(src), "--blocks", "--overlay", "--diameter", str(DIAM), "--block-size", str(BLOCK),
+                 "--out", str(out)]) == 0
+    picture = np.asarray(Image.open(out / "big_overlay.png").convert("RGB"))
+    labels = np.asarray(open_lazy(out / "big_cp_masks.tif") if kind == "tiff"
+                        else open_lazy(out / "big.ome.zarr" / "labels" / "cp3rt")[...])
+    assert labels.max() > 0 and pictures.overview_stride(labels.shape) == 3  # 300 px -> 100 px samples
+    outline = np.all(picture == pictures.OUTLINE, axis=-1)
+    assert outline.any() and outline.mean() < 0.5  # outlines drawn, not a red sheet
+
+
+def test_the_overview_reads_only_every_nth_pixel(tmp_path):
+    """Bounded memory: the image and the labels are sliced with the stride, never read whole."""
+    from cp3rt.runtime.io import pictures
+
+    image, labels = blob_image((5000, 900), 30, 2, radius=30)
+    asked = []
+
+    class Lazy:
+        def __init__(self, a):
+            self.a, self.shape = a, a.shape
+
+        def __getitem__(self, key):
+            asked.append(key)
+            return self.a[key]
+
+    caption = pictures.result_caption(30, name="big.tif")
+    pictures.write_overview_picture(tmp_path / "o.png", Lazy(image), Lazy(labels), caption)
+    assert asked and all(k[-1] == slice(None, None, 3) and k[-2] == slice(None, None, 3) for k in asked)
+    assert (tmp_path / "o.png").is_file()
 
 
 def test_size_threshold_decides_blocks(tmp_path):

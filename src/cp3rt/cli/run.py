@@ -106,7 +106,7 @@ def run(
     save_flows: bool = typer.Option(False, "--save-flows", help="Also write STEM_flows.tif (RGB flow picture), STEM_dP.tif (dY, dX) and STEM_cellprob.tif (float32), as Cellpose names them."),
     save_restored: bool = typer.Option(False, "--save-restored", help="Also write STEM_restored.tif (with --restore)."),
     save_seg: bool = typer.Option(False, "--save-seg", help="Also write a Cellpose-compatible STEM_seg.npy."),
-    overlay: bool = typer.Option(False, "--overlay", help="Also write STEM_overlay.png (outlines on the image)."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write STEM_overlay.png (outlines on the image; for a huge image done in blocks an overview at 1 in N pixels, at most 2048 px a side; a plate gets a count heat-map)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo images whose outputs already exist."),
     table: Optional[str] = typer.Option(None, "--table", help="Also write STEM_cp_objects.csv (csv) or .parquet (parquet, needs pyarrow): one row per object with area, centroid, box, mean/summed intensity per input channel, touches-edge."),
     rois: bool = typer.Option(False, "--rois", help="Also write STEM_rois.zip: one polygon ROI per object for Fiji's ROI Manager."),

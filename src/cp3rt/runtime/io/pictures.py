@@ -1,6 +1,7 @@
 """Pictures a person looks at instead of reading numbers: a result overlay that says what it
-shows (object count, diameter, model; raw beside restored with ``--restore``) and an
-evaluation picture of matched / missed / extra objects.
+shows (object count, diameter, model; raw beside restored with ``--restore``), an overview of a
+huge image's labels (every n-th pixel, read lazily) and an evaluation picture of matched /
+missed / extra objects.
 
 Drawn with numpy and Pillow (a core dependency; its bundled default font, no matplotlib).
 Every picture is a 1/99-percentile-normalised image (as ``render.write_overlay_png``) with a
@@ -202,3 +203,23 @@ def write_volume_picture(path: str | os.PathLike[str], volume: Any, masks: Any, 
         rows.append(np.concatenate([np.pad(p, ((0, 4), (0, 4), (0, 0)), constant_values=BACKGROUND[0]) for p in row],
                                    axis=1))
     return save_png(path, compose([np.concatenate(rows, axis=0)], caption))
+
+
+def overview_stride(shape_yx: Sequence[int], max_side: int | None = None) -> int:
+    """Every how many pixels an overview samples so that no side exceeds ``max_side`` (``MAX_SIDE``)."""
+    return max(1, -(-max(int(n) for n in shape_yx) // (max_side or MAX_SIDE)))
+
+
+def write_overview_picture(path: str | os.PathLike[str], image: Any, labels: Any, caption: Caption) -> Path:
+    """Outlines of a huge image's labels on the image, both read lazily at every n-th pixel
+    (``overview_stride``; labels by nearest sample, never blended), so memory stays bounded by
+    the picture. ``image``: sliceable (Y, X) or (C, Y, X); ``labels``: sliceable (Y, X)."""
+    ly, lx = labels.shape[-2:]
+    step = overview_stride((ly, lx))
+    lab = np.asarray(labels[::step, ::step])
+    img = np.asarray(image[..., ::step, ::step])
+    if img.ndim == 3:  # (C, Y, X) -> (Y, X, C) for display
+        img = np.moveaxis(img, 0, -1)
+    if step > 1:
+        caption = [*caption, f"overview: 1 in {step} pixels per axis ({lab.shape[1]} x {lab.shape[0]} of {lx} x {ly})"]
+    return save_png(path, compose([outlined(img, lab, enlarge_factor(lab.shape))], caption))

@@ -5,8 +5,9 @@
   re-run skips it; a half-written group from a killed run is redone.
 * TIFF or plain zarr array -> ``<stem>_cp_masks.tif`` as BigTIFF, written under a temporary
   name and renamed when complete (same resume rule as small images).
-Only masks are written for such images (no overlay/_seg.npy/flows: they would be as big as
-the image and the point is bounded memory).
+Only masks are written for such images (no _seg.npy/flows/tables: they would be as big as the
+image, or need it whole, and the point is bounded memory); a 2-D one gets an overview picture
+with ``--overlay`` (``image_files``).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def block_diameter(pipeline: Pipeline, run: RunConfig) -> float:
     return float(run.diameter) if run.diameter else float(pipeline.segment_net.diam_mean)
 
 
-def refuse_extra_outputs(path: Path, outputs: OutputOptions, what: str) -> None:
-    extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS if getattr(outputs, k)]
+def refuse_extra_outputs(path: Path, outputs: OutputOptions, what: str, allowed: tuple[str, ...] = ()) -> None:
+    extra = [f"--{k.replace('_', '-').removeprefix('save-')}" for k in _EXTRA_OUTPUTS
+             if getattr(outputs, k) and k not in allowed]
     if extra:
         raise ConfigError(f"{path}: {', '.join(extra)} are not written for {what} processed in blocks; "
                           "only the masks are.")

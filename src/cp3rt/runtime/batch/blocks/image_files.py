@@ -58,7 +58,7 @@ def segment_image_file(
     write its labels (``file_outputs``; ``labels_root`` there); a failure is returned as a failed outcome."""
     try:
         block_size = block_size or D.BLOCK_SIZE
-        refuse_extra_outputs(path, outputs, "huge images")
+        refuse_extra_outputs(path, outputs, "huge images", allowed=("overlay",))
         t0 = time.perf_counter()
         image = open_plane(path)
         diameter = block_diameter(pipeline, run)
@@ -70,9 +70,22 @@ def segment_image_file(
             lambda out, s: dict(n_objects=s.n_objects, blocks=s.n_blocks, diameter=diameter, halo=s.halo,
                                 foreground_px=_foreground(out, block_size)),
             labels_root=labels_root)
+        if outputs.overlay and summary is not None:  # drawn with the labels it shows
+            written += (_overview(pipeline, path, image, written[0], outputs, summary.n_objects, diameter),)
         return outcome_of(path, written, summary, time.perf_counter() - t0)
     except (Cp3rtError, OSError) as err:
         return failed_outcome(path, err)
+
+
+def _overview(pipeline: Pipeline, path: Path, image: Any, labels_path: Path, outputs: OutputOptions,
+              n_objects: int, diameter: float) -> Path:
+    """``<stem>_overlay.png``: the labels' outlines on the image, every n-th pixel (io.pictures)."""
+    from cp3rt.runtime.io.pictures import result_caption, write_overview_picture
+    from cp3rt.runtime.io.zarr_io import open_lazy
+
+    final = outputs.paths_for(path)["overlay"]
+    caption = result_caption(n_objects, diameter=diameter, model=pipeline.config.segment, name=path.name)
+    return write_overview_picture(final, image, open_lazy(labels_path), caption)
 
 
 def _foreground(labels, rows: int) -> int:
