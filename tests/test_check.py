@@ -48,6 +48,27 @@ def test_ort_against_the_torch_reference(setup) -> None:  # noqa: ANN001
     assert mask.n_reference > 10 and mask.ap[0] == 1.0  # same masks, object for object
 
 
+def test_the_check_picture_shows_the_engines_masks_against_the_references(setup, tmp_path) -> None:  # noqa: ANN001
+    """``cp3rt check --pictures``: the eval picture with the reference as truth; ort and torch
+    agree object for object here, so every object is drawn green ('in both'), none magenta or yellow."""
+    from PIL import Image
+
+    from cp3rt.runtime.io.pictures import EXTRA, MATCHED, MISSED
+    from cp3rt.runtime.quality.eval_pictures import write_check_picture
+
+    weights, images = setup
+    written = []
+    report = run_check(CheckConfig(str(weights), images=images, flow_threshold=QC_OFF),
+                       on_masks=lambda name, image, ref, eng: written.append(write_check_picture(
+                           tmp_path, name, image, ref, eng, engine_name="ort", reference_name="torch")))
+    assert [p.name for p in written] == ["crop_check.png"] and report.masks[0].n_reference > 10
+    picture = np.asarray(Image.open(written[0]).convert("RGB"))
+    body = picture[picture.shape[0] // 4:]  # below the caption, whose legend shows each colour once
+    count = {name: int(np.all(body == colour, axis=-1).sum()) for name, colour in
+             (("matched", MATCHED), ("missed", MISSED), ("extra", EXTRA))}
+    assert count["matched"] > 100 and count["missed"] == count["extra"] == 0, count
+
+
 def test_fp16_graph_against_fp32_and_a_check_that_fails(setup) -> None:  # noqa: ANN001
     weights, images = setup
     # A random net's flows are far more fragile than a trained net's: fp16 rounding moves some

@@ -28,6 +28,7 @@ REFERENCES = ("torch", "ort")
 PRECISIONS = ("fp32", "fp16", "bf16")
 CHECK_MAX_SHARE = 1e-3  # at most 0.1 % of elements beyond the tolerance
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+OnMasks = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]  # each image: (name, pixels, reference masks, engine masks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,13 +177,13 @@ def open_pair(cfg: CheckConfig) -> tuple[Any, Any]:
     return engine, reference
 
 
-def run_check(cfg: CheckConfig, *, progress: Progress | None = None) -> CheckReport:
-    """Compare the engine ``cfg.backend`` at ``cfg.precision`` with ``cfg.against``."""
+def run_check(cfg: CheckConfig, *, progress: Progress | None = None, on_masks: OnMasks | None = None) -> CheckReport:
+    """Compare the engine ``cfg.backend`` at ``cfg.precision`` with ``cfg.against`` (``on_masks``: below)."""
     images = _images(cfg)
     engine, reference = open_pair(cfg)
     try:
         outputs, ntiles = _compare_tiles(cfg, engine, reference, images, progress)
-        masks = (_compare_masks(cfg, engine, reference, images, progress)
+        masks = (_compare_masks(cfg, engine, reference, images, progress, on_masks)
                  if engine.manifest.role == "segment" else ())
     finally:
         engine.close()
@@ -263,7 +264,7 @@ class _Borrowed:
         pass
 
 
-def _compare_masks(cfg, engine, reference, images, progress) -> list[MaskCheck]:  # noqa: ANN001
+def _compare_masks(cfg, engine, reference, images, progress, on_masks=None) -> list[MaskCheck]:  # noqa: ANN001
     """Both engines through the full Pipeline (diameter: the model's default, no estimate)."""
     from cp3rt.runtime.config import RunConfig
     from cp3rt.runtime.pipeline import Pipeline
@@ -281,6 +282,8 @@ def _compare_masks(cfg, engine, reference, images, progress) -> list[MaskCheck]:
             else:
                 ap = tuple(float(v) for v in average_precision(ref_masks, eng_masks, D.AP_THRESHOLDS)[0])
             out.append(MaskCheck(name, ap, n_ref, n_eng))
+            if on_masks is not None:
+                on_masks(name, image, ref_masks, eng_masks)
             if progress:
                 progress("masks", n + 1, len(images))
     finally:

@@ -40,6 +40,17 @@ def test_pass_prints_errors_and_writes_json(setup, capsys) -> None:  # noqa: ANN
     assert report["ok"] is True and {o["name"] for o in report["outputs"]} == {"flows", "style"}
 
 
+def test_pictures_are_written_per_image(setup, capsys) -> None:  # noqa: ANN001
+    """--pictures: one IMAGE_check.png per image (their content: tests/test_check.py)."""
+    from PIL import Image
+
+    weights, images, root = setup
+    assert main(["check", str(weights), "--images", str(images), "--flow-threshold", "0",
+                 "--pictures", str(root / "pics")]) == 0
+    assert "pics/a_check.png" in capsys.readouterr().err
+    assert Image.open(root / "pics" / "a_check.png").size[0] >= 120
+
+
 def test_out_of_tolerance_exits_1(setup, capsys) -> None:  # noqa: ANN001
     weights, images, _ = setup
     rc = main(["check", str(weights), "--images", str(images), "--precision", "fp16", "--against", "ort",

@@ -53,13 +53,15 @@ def check(
     min_ap50: Optional[float] = typer.Option(None, "--min-ap50", help="Lowest acceptable mean mask AP@0.5."),
     flow_threshold: float = typer.Option(D.FLOW_THRESHOLD, "--flow-threshold", help="Flow QC of the mask pipelines (0 = off)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON."),
+    pictures: Optional[Path] = typer.Option(None, "--pictures", help="Also write IMAGE_check.png per image into this folder: the engine's masks against the reference's (in both green, reference only magenta, engine only yellow)."),
 ) -> None:
     from cp3rt.check import CheckConfig, describe_position, run_check
 
     cfg = CheckConfig(model, backend=backend, against=against, precision=precision, images=images,
                       max_images=max_images, batch_size=batch_size, tolerance=tolerance,
                       min_ap50=min_ap50, flow_threshold=flow_threshold)
-    report = run_check(cfg, progress=lambda stage, done, total: typer.echo(f"{stage} {done}/{total}", err=True))
+    report = run_check(cfg, progress=lambda stage, done, total: typer.echo(f"{stage} {done}/{total}", err=True),
+                       on_masks=_picture_writer(pictures, f"{backend} {precision}", against))
     typer.echo(f"{report.engine} ({precision}) vs {report.reference} on {report.tiles} tiles; "
                f"tolerance {cfg.tol:g} x output range, at most {cfg.max_share:.2%} of elements beyond it")
     for o in report.outputs:
@@ -79,3 +81,17 @@ def check(
     typer.echo("PASS" if report.ok else "FAIL: the engine is out of tolerance")
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _picture_writer(folder: Path | None, engine_name: str, reference_name: str):  # noqa: ANN202
+    if folder is None:
+        return None
+
+    def write(name: str, image, reference, engine) -> None:  # noqa: ANN001
+        from cp3rt.runtime.quality.eval_pictures import write_check_picture
+
+        path = write_check_picture(folder, name, image, reference, engine, engine_name=engine_name,
+                                   reference_name=reference_name)
+        typer.echo(f"wrote {path}", err=True)
+
+    return write

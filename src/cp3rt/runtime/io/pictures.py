@@ -153,17 +153,22 @@ def match_picture(gt: np.ndarray, pred: np.ndarray, matched: np.ndarray, missed:
     return out
 
 
+EVAL_LEGEND = ("matched (true positives)", "missed (false negatives)", "extra (false positives)")
+
+
 def write_match_picture(path: str | os.PathLike[str], gt: Any, pred: Any, matched: Any, missed: Any,
-                        extra: Any, *, title: str, threshold: float, image: Any = None) -> Path:
-    """:func:`match_picture` under a caption with the counts, written as a PNG."""
+                        extra: Any, *, title: str, threshold: float, image: Any = None,
+                        legend: Sequence[str] = EVAL_LEGEND) -> Path:
+    """:func:`match_picture` under a caption with the counts (named by ``legend``: matched,
+    only in ``gt``, only in ``pred``), written as a PNG."""
     gt, pred = np.asarray(gt), np.asarray(pred)
     if gt.shape != pred.shape or gt.ndim != 2:
         raise ConfigError(f"ground truth has shape {gt.shape} and prediction {pred.shape}; an evaluation "
                           "picture needs two 2-D label images of one shape.")
     rgb = match_picture(gt, pred, np.asarray(matched), np.asarray(missed), np.asarray(extra), image)
     caption = [f"{title} (IoU >= {threshold:g})",
-               (f"matched (true positives) {len(matched)}", MATCHED), (f"missed (false negatives) {len(missed)}", MISSED),
-               (f"extra (false positives) {len(extra)}", EXTRA)]
+               (f"{legend[0]} {len(matched)}", MATCHED), (f"{legend[1]} {len(missed)}", MISSED),
+               (f"{legend[2]} {len(extra)}", EXTRA)]
     return save_png(path, compose([rgb], caption))
 
 

@@ -101,3 +101,23 @@ def write_eval_pictures(
         if progress is not None:
             progress(done, len(pairs), key)
     return written
+
+
+CHECK_PICTURE_SUFFIX = "_check.png"
+CHECK_LEGEND = ("in both", "reference only", "engine only")
+
+
+def write_check_picture(out_dir: str | os.PathLike[str], name: str, image: Any, reference: Any, engine: Any,
+                        *, engine_name: str, reference_name: str, threshold: float = MASK_IOU_THRESHOLD) -> Path:
+    """``cp3rt check --pictures``: the engine's masks against the reference's on ``image``, as an
+    evaluation picture with the reference in place of the ground truth (``<name>_check.png``)."""
+    from cp3rt.runtime.io.pictures import write_match_picture
+
+    c = match_classes(reference, engine, threshold)
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[1:] == np.shape(reference):  # (C, Y, X) -> (Y, X, C)
+        img = np.moveaxis(img, 0, -1)
+    stem = Path(name).stem.removesuffix(".ome")  # a.tif -> a_check.png
+    return write_match_picture(Path(out_dir) / f"{stem}{CHECK_PICTURE_SUFFIX}", reference, engine, c.matched,
+                               c.missed, c.extra, title=f"{name}: {engine_name} vs {reference_name}",
+                               threshold=threshold, image=img, legend=CHECK_LEGEND)
