@@ -31,9 +31,17 @@ def test_normalisation_is_bit_identical_to_the_host(kind, shape) -> None:  # noq
     img[-1, :5, :5] = img[-1, 5, 5]  # ties at one value
     if shape[0] > 1:
         img[0] = 7.0  # a constant channel stays as it is
-    want = normalize_image(img)
-    got = normalize_on_device(torch.from_numpy(img)).numpy()
+    import warnings
+
+    with warnings.catch_warnings(record=True) as host:  # "tiny" channels are zeroed with a warning
+        warnings.simplefilter("always")
+        want = normalize_image(img)
+    with warnings.catch_warnings(record=True) as device:
+        warnings.simplefilter("always")
+        got = normalize_on_device(torch.from_numpy(img)).numpy()
     np.testing.assert_array_equal(got, want)
+    assert [str(w.message) for w in device] == [str(w.message) for w in host]
+    assert bool(host) == (kind == "tiny")
 
 
 @pytest.mark.parametrize("shape", [(100, 120), (224, 224), (500, 333), (30, 700)])
