@@ -17,10 +17,22 @@ import tifffile
 from PIL import Image
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "samples" / "dsb2018_nuclei.tif"
+MODEL = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models" / "cp3rt_nuclei.onnx"
 
 
 def sample(size: int = 96, y0: int = 0, x0: int = 0) -> np.ndarray:
     return tifffile.imread(SAMPLE)[y0 : y0 + size, x0 : x0 + size]
+
+
+def crops(folder: Path, n: int, size: int) -> list[Path]:
+    """``n`` different ``size``-px crops of the sample as ``folder/imgNN.tif``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i:02d}.tif"
+        tifffile.imwrite(p, sample(size, (i * 53) % (512 - size), (i * 97) % (512 - size)))
+        paths.append(p)
+    return paths
 
 
 def _header_only_bigtiff(path: Path, side: int = 100_000) -> None:

@@ -17,22 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from bad_corpus import SAMPLE, env_for, failed_lines, sample, write_corpus
+from bad_corpus import MODEL, SAMPLE, crops, env_for, failed_lines, sample, write_corpus
 
 from cp3rt.cli.app import main
 
-MODEL = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models" / "cp3rt_nuclei.onnx"
 RUN = ["--model", str(MODEL), "--diameter", "17"]
 
 
 def _crops(folder: Path, n: int, size: int = 128) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        p = folder / f"img{i:02d}.tif"
-        tifffile.imwrite(p, sample(size, (i * 53) % (512 - size), (i * 97) % (512 - size)))
-        paths.append(p)
-    return paths
+    return crops(folder, n, size)
 
 
 def _cp3rt(*args, workdir: Path) -> subprocess.Popen:

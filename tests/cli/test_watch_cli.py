@@ -14,22 +14,15 @@ from collections import Counter
 from pathlib import Path
 
 import tifffile
-from bad_corpus import env_for, sample
+from bad_corpus import MODEL, crops, env_for
 
 from cp3rt.cli.app import main
 
-MODEL = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "models" / "cp3rt_nuclei.onnx"
 RUN = ["--model", str(MODEL), "--diameter", "17", "--settle", "0.1"]
 
 
 def _crops(folder: Path, n: int, size: int = 160) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        p = folder / f"img{i:02d}.tif"
-        tifffile.imwrite(p, sample(size, (i * 53) % (512 - size), (i * 97) % (512 - size)))
-        paths.append(p)
-    return paths
+    return crops(folder, n, size)
 
 
 def _watch(*args, workdir: Path) -> subprocess.Popen:
