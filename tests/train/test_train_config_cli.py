@@ -74,3 +74,49 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys) -> None:
                str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and err.count("\n") == 0 and "nope is not a folder" in err
+
+
+def _conv_weights(state: dict) -> dict:
+    # Conv/Linear weights only: BatchNorm running statistics move even at learning rate 0.
+    return {k: v for k, v in state.items() if k.endswith(".weight") and v.ndim >= 2}
+
+
+def test_cli_fine_tunes_from_a_weight_file(synth_set: Path, tiny_segmenter: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ft"
+    nbase = ",".join(map(str, TINY_NBASE))
+    # One epoch runs at learning rate 0 (warm-up starts at 0), so the weights must come back
+    # exactly as the pretrained file holds them: a random initialisation would not.
+    rc = main(["train", "segment", "--images", str(synth_set / "images"), "--masks", str(synth_set / "masks"),
+               "--out", str(out), "--nbase", nbase, "--diam-mean", "17", "--epochs", "1", "--crop", "32",
+               "--batch-size", "6", "--pretrained", str(tiny_segmenter)])
+    assert rc == 0, capsys.readouterr()
+    before = _conv_weights(read_weight_file(tiny_segmenter).state_dict)
+    after = read_weight_file(out)
+    assert before and all(torch.equal(after.state_dict[k], v) for k, v in before.items())
+    # diam_labels comes from the new training set, as when training from scratch.
+    assert after.diam_labels != read_weight_file(tiny_segmenter).diam_labels
+
+
+def test_cli_fine_tunes_a_shipped_onnx_model(synth_set: Path, tmp_path: Path, capsys) -> None:
+    from cp3rt.export.from_onnx import recover_weight_file
+    from cp3rt.zoo.resolve import resolve_weights
+
+    out = tmp_path / "ft"
+    rc = main(["train", "segment", "--images", str(synth_set / "images"), "--masks", str(synth_set / "masks"),
+               "--out", str(out), "--nbase", "16,32,64,128", "--diam-mean", "17", "--epochs", "1",
+               "--crop", "32", "--batch-size", "6", "--pretrained", "cp3rt_nuclei"])
+    assert rc == 0, capsys.readouterr()
+    shipped = read_weight_file(recover_weight_file(resolve_weights("cp3rt_nuclei"), tmp_path / "recovered"))
+    after = read_weight_file(out)
+    assert all(torch.equal(after.state_dict[k], v) for k, v in _conv_weights(shipped.state_dict).items())
+
+
+def test_cli_pretrained_of_another_shape_is_one_line(synth_set: Path, tiny_segmenter: Path, tmp_path: Path,
+                                                     capsys) -> None:
+    rc = main(["train", "segment", "--images", str(synth_set / "images"), "--masks", str(synth_set / "masks"),
+               "--out", str(tmp_path / "o"), "--nbase", "16,32,64,128", "--diam-mean", "17", "--epochs", "1",
+               "--crop", "32", "--pretrained", str(tiny_segmenter)])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and err.count("\n") == 0
+    assert "--pretrained" in err and "nbase [2, 8, 16, 32, 64]" in err and "nbase [2, 16, 32, 64, 128]" in err
+    assert not (tmp_path / "o").exists()

@@ -36,3 +36,27 @@ def test_bad_settings() -> None:
         SynthNuclei(shape=(8, 64))
     with pytest.raises(ConfigError, match="diameter"):
         SynthNuclei(diameter=(20.0, 10.0))
+
+
+def test_no_halo_keeps_the_starters_random_stream() -> None:
+    # The starter nets' procedural training images (benchmarks/train_data.py) must stay
+    # reproducible: without a glow the generator draws exactly the numbers it drew before.
+    import hashlib
+
+    img, masks = synth_nuclei(np.random.default_rng(0), SynthNuclei(shape=(64, 64)))
+    assert hashlib.sha256(img.tobytes()).hexdigest()[:16] == "12d013f4aaadc61f"
+    assert hashlib.sha256(masks.tobytes()).hexdigest()[:16] == "83b5518391b6e229"
+
+
+def test_halo_brightens_the_rim_outside_but_not_the_masks() -> None:
+    plain = SynthNuclei(shape=(128, 128), photons=(1e6, 1e6), background=(0.0, 0.0))
+    glow = SynthNuclei(shape=(128, 128), photons=(1e6, 1e6), background=(0.0, 0.0),
+                       halo=(0.5, 0.5), halo_sigma=(3.0, 3.0))
+    img0, m0 = synth_nuclei(np.random.default_rng(5), plain)
+    img1, m1 = synth_nuclei(np.random.default_rng(5), glow)
+    np.testing.assert_array_equal(m0, m1)  # the objects are the same; only the light differs
+    fg = m0 > 0
+    rim_out = ndimage.binary_dilation(fg, iterations=4) & ~ndimage.binary_dilation(fg, iterations=1)
+    assert img1[rim_out].mean() > 1.5 * img0[rim_out].mean()
+    with pytest.raises(ConfigError, match="halo"):
+        SynthNuclei(halo=(0.5, 0.1))

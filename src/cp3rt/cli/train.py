@@ -19,6 +19,8 @@ _SEG_EPILOG = """
 
     cp3rt train segment --images data/train/images --masks data/train/masks --out my_nuclei --diam-mean 17
     cp3rt train segment --images data/train --out my_cyto --resume my_cyto.ckpt
+    cp3rt train segment --images mine/images --masks mine/masks --out my_nuclei --pretrained cp3rt_nuclei \
+        --nbase 16,32,64,128 --diam-mean 17 --lr 0.001 --epochs 60   # fine-tune a shipped net
 
 **Notes**
 
@@ -81,6 +83,9 @@ def segment(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default OUT.ckpt)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from this checkpoint."),
     flow_cache: Optional[Path] = typer.Option(None, "--flow-cache", help="Folder to keep computed flows in."),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained",
+        help="Fine-tune: start from this model (zoo name, weight file or cp3rt ONNX) instead of random weights."),
 ) -> None:
     from cp3rt._lazy import require
 
@@ -93,7 +98,7 @@ def segment(
         diam_mean=diam_mean, epochs=epochs, learning_rate=lr, weight_decay=weight_decay,
         batch_size=batch_size, crop=crop, min_train_masks=min_masks,
         images_per_epoch=images_per_epoch, seed=seed, checkpoint=checkpoint,
-        save_every=save_every, resume=resume, flow_cache=flow_cache,
+        save_every=save_every, resume=resume, flow_cache=flow_cache, pretrained=pretrained,
     )
     _render(train_segment, cfg)
 

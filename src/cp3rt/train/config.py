@@ -85,6 +85,7 @@ class SegmentTrainConfig:
     save_every: int = 1
     resume: Path | None = None
     flow_cache: Path | None = None      # None: flows are kept in memory only
+    pretrained: str | None = None       # zoo name, weight file or cp3rt ONNX to fine-tune from
 
     def __post_init__(self) -> None:
         _check_common(self)

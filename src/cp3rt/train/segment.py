@@ -2,7 +2,8 @@
 
 Loss ``MSE(y[:, :2], 5 flows) / 2 + BCE(y[:, 2], cellprob)``, AdamW with the warm-up/constant/
 halving schedule, the reference augmentations, images with too few masks dropped, and
-``diam_labels`` set to the mean training diameter. Writes a Cellpose v3 weight file.
+``diam_labels`` set to the mean training diameter (also when fine-tuning a ``pretrained`` net,
+as the reference does). Writes a Cellpose v3 weight file.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from cp3rt.train.loop import LoopPlan, TrainResult, run_epochs, settings_dict, s
 from cp3rt.train.losses import segmentation_loss
 from cp3rt.train.progress import ProgressCallback, TrainProgress
 from cp3rt.train.schedule import segment_lr_schedule
-from cp3rt.train.segnet import SEG_NOUT, new_net
+from cp3rt.train.segnet import SEG_NOUT, new_net, pretrained_net
 
 KIND = "segment"
 RESUME_FIELDS = ("nbase", "nchan", "diam_mean")
@@ -57,7 +58,11 @@ def train_segment(
     )
     names = [it.name for it in items]
     diam_labels = mean_diameter(items)
-    net = new_net(cfg.nchan, cfg.nbase, SEG_NOUT, cfg.diam_mean, cfg.seed)
+    if cfg.pretrained is None:
+        net = new_net(cfg.nchan, cfg.nbase, SEG_NOUT, cfg.diam_mean, cfg.seed)
+    else:
+        net = pretrained_net(cfg.pretrained, nchan=cfg.nchan, nbase=cfg.nbase, nout=SEG_NOUT,
+                             diam_mean=cfg.diam_mean)
     with torch.no_grad():
         net.diam_labels.fill_(diam_labels)
     optimizer = torch.optim.AdamW(

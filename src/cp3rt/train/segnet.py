@@ -43,6 +43,39 @@ def one_channel(net: CPnet) -> CPnet:
     return one
 
 
+def pretrained_net(
+    name_or_path: str | os.PathLike[str], *, nchan: int, nbase: Sequence[int], nout: int, diam_mean: float
+) -> CPnet:
+    """The net to fine-tune from: a zoo name, a Cellpose v3 weight file or a cp3rt-exported ONNX.
+
+    Its shape and ``diam_mean`` must be the ones this run asks for: fine-tuning changes the
+    weights, not what the net is (a different width would need new layers, a different
+    ``diam_mean`` a different object scale than the net learnt).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from cp3rt.zoo.resolve import resolve_weights
+
+    path = resolve_weights(name_or_path)
+    if path.suffix == ".onnx":
+        from cp3rt.export.from_onnx import recover_weight_file
+
+        with tempfile.TemporaryDirectory() as tmp:
+            net = load_cpnet(recover_weight_file(path, Path(tmp) / "recovered"))
+    else:
+        net = load_cpnet(path)
+    got = (list(net.nbase), net.nout, float(net.diam_mean.item()))
+    want = ([nchan, *nbase], nout, float(diam_mean))
+    if got != want:
+        raise WeightFileError(
+            f"--pretrained {name_or_path}: a net with nbase {got[0]}, {got[1]} outputs and diam_mean "
+            f"{got[2]:g}; this run asks for nbase {want[0]}, {want[1]} outputs and diam_mean {want[2]:g} "
+            "(pass matching --nchan/--nbase/--diam-mean)."
+        )
+    return net.train()
+
+
 def freeze(net: CPnet) -> CPnet:
     """Eval mode (BN uses running statistics) and no gradients for the weights."""
     net.eval()

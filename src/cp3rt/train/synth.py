@@ -1,8 +1,10 @@
 """Procedural nucleus-like images with exact instance masks (extra training volume, test data).
 
 Each image: a dim uneven background, a few dozen ellipses of random size/orientation/brightness
-(touching allowed, overlap limited), smooth interior texture, an optical blur and camera-like
-noise. Masks are the ellipses as drawn (the later one wins where two touch), so they are exact.
+(touching allowed, overlap limited), smooth interior texture, an optical blur, optionally a wide
+out-of-focus glow, and camera-like noise. Masks are the ellipses as drawn (the later one wins
+where two touch), so they are exact: with any blur the drawn edge stays where the intensity is
+half-way between inside and outside, which is where annotators put it.
 """
 
 from __future__ import annotations
@@ -27,11 +29,16 @@ class SynthNuclei:
     psf_sigma: tuple[float, float] = (0.6, 1.6)
     photons: tuple[float, float] = (20.0, 400.0)    # peak photon counts (lower = noisier)
     background: tuple[float, float] = (0.05, 0.25)  # relative to the brightest nucleus
+    # Out-of-focus glow: the signal blurred by ``halo_sigma`` x the PSF, added at ``halo`` times
+    # its strength. Widefield images (e.g. DSB2018) have it; a net that never saw it draws its
+    # masks out to the end of the glow. (0, 0): none, and no random numbers drawn for it.
+    halo: tuple[float, float] = (0.0, 0.0)
+    halo_sigma: tuple[float, float] = (2.0, 4.0)
 
     def __post_init__(self) -> None:
         if len(self.shape) != 2 or min(self.shape) < 16:
             raise ConfigError(f"shape={self.shape!r} is not allowed: need (Y, X) with both >= 16.")
-        for name in ("diameter", "elongation", "psf_sigma", "photons", "background"):
+        for name in ("diameter", "elongation", "psf_sigma", "photons", "background", "halo", "halo_sigma"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ConfigError(f"{name}={(lo, hi)!r} is not allowed: need 0 <= low <= high.")
@@ -85,7 +92,12 @@ def synth_nuclei(
     signal *= 1.0 + 0.15 * texture
     bg_level = rng.uniform(*settings.background)
     bg = bg_level * (1.0 + 0.5 * ndimage.gaussian_filter(rng.standard_normal(shape), 30.0) * 10)
-    image = ndimage.gaussian_filter(signal, rng.uniform(*settings.psf_sigma)) + np.clip(bg, 0, None)
+    psf = rng.uniform(*settings.psf_sigma)
+    image = ndimage.gaussian_filter(signal, psf)
+    if settings.halo[1] > 0:
+        glow = ndimage.gaussian_filter(signal, psf * rng.uniform(*settings.halo_sigma))
+        image += rng.uniform(*settings.halo) * glow
+    image += np.clip(bg, 0, None)
     photons = rng.uniform(*settings.photons)
     noisy = rng.poisson(np.clip(image, 0, None) * photons).astype(np.float32)
     # Relabel so that labels are consecutive after overdraws removed some objects entirely.
