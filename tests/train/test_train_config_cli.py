@@ -120,3 +120,19 @@ def test_cli_pretrained_of_another_shape_is_one_line(synth_set: Path, tiny_segme
     assert rc != 0 and err.count("\n") == 0
     assert "--pretrained" in err and "nbase [2, 8, 16, 32, 64]" in err and "nbase [2, 16, 32, 64, 128]" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_refits_a_shipped_restorer_to_another_segmenter(synth_set: Path, tiny_segmenter: Path,
+                                                            tmp_path: Path, capsys) -> None:
+    from cp3rt.export.from_onnx import recover_weight_file
+    from cp3rt.zoo.resolve import resolve_weights
+
+    out = tmp_path / "dn"
+    rc = main(["train", "restore", "--task", "denoise", "--segmenter", str(tiny_segmenter), "--images",
+               str(synth_set / "images"), "--masks", str(synth_set / "masks"), "--out", str(out),
+               "--nbase", "16,32,64,128", "--epochs", "1", "--crop", "32", "--canvas", "64",
+               "--images-per-epoch", "3", "--pretrained", "cp3rt_denoise_nuclei"])
+    assert rc == 0, capsys.readouterr()
+    shipped = read_weight_file(recover_weight_file(resolve_weights("cp3rt_denoise_nuclei"), tmp_path / "rec"))
+    after = read_weight_file(out)
+    assert all(torch.equal(after.state_dict[k], v) for k, v in _conv_weights(shipped.state_dict).items())

@@ -39,6 +39,7 @@ _RESTORE_EPILOG = """
 
 - Degradations are drawn on the fly (Poisson / blur / downsampling presets of the task).
 - The segmenter stays frozen; a 2-channel segmenter is converted to 1 channel for the losses.
+- After replacing a segmenter, refit its restorer to it: `--pretrained OLD_RESTORER --segmenter NEW`.
 """
 
 
@@ -128,6 +129,9 @@ def restore(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint"),
     resume: Optional[Path] = typer.Option(None, "--resume"),
     flow_cache: Optional[Path] = typer.Option(None, "--flow-cache"),
+    pretrained: Optional[str] = typer.Option(
+        None, "--pretrained",
+        help="Fine-tune: start from this restoration model (zoo name, weight file or cp3rt ONNX)."),
 ) -> None:
     from cp3rt._lazy import require
 
@@ -141,7 +145,7 @@ def restore(
         weight_decay=weight_decay, batch_size=batch_size, crop=crop, canvas=canvas,
         lam_per=lam_per, lam_seg=lam_seg, lam_rec=lam_rec, rotate=rotate,
         min_train_masks=min_masks, images_per_epoch=images_per_epoch, seed=seed,
-        checkpoint=checkpoint, save_every=save_every, resume=resume, flow_cache=flow_cache,
+        checkpoint=checkpoint, save_every=save_every, resume=resume, flow_cache=flow_cache, pretrained=pretrained,
     )
     _render(train_restore, cfg)
 

@@ -127,6 +127,7 @@ class RestoreTrainConfig:
     save_every: int = 1
     resume: Path | None = None
     flow_cache: Path | None = None
+    pretrained: str | None = None       # zoo name, weight file or cp3rt ONNX to fine-tune from
 
     def __post_init__(self) -> None:
         if self.task not in RESTORE_TASKS:

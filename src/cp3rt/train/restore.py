@@ -23,7 +23,7 @@ from cp3rt.train.loop import LoopPlan, TrainResult, run_epochs, settings_dict, s
 from cp3rt.train.losses import restoration_losses
 from cp3rt.train.progress import ProgressCallback, TrainProgress
 from cp3rt.train.schedule import restore_lr_schedule
-from cp3rt.train.segnet import RESTORE_NOUT, load_segmenter, new_net
+from cp3rt.train.segnet import RESTORE_NOUT, load_segmenter, new_net, pretrained_net
 
 KIND = "restore"
 RESUME_FIELDS = ("task", "nbase", "diam_mean", "segmenter_sha256", "lam_per", "lam_seg", "lam_rec")
@@ -125,7 +125,10 @@ def train_restore(
     diam_mean = float(cfg.diam_mean or segmenter.diam_mean.item())
     items, dropped = _load_clean_set(cfg, progress, t0)
     names = [it.name for it in items]
-    net = new_net(1, cfg.nbase, RESTORE_NOUT, diam_mean, cfg.seed)
+    if cfg.pretrained is None:
+        net = new_net(1, cfg.nbase, RESTORE_NOUT, diam_mean, cfg.seed)
+    else:
+        net = pretrained_net(cfg.pretrained, nchan=1, nbase=cfg.nbase, nout=RESTORE_NOUT, diam_mean=diam_mean)
     optimizer = torch.optim.AdamW(
         [p for p in net.parameters() if p.requires_grad],
         lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
