@@ -107,7 +107,11 @@ def main() -> None:
         wf = read_weight_file(args.weights)
         res = export_onnx(args.weights, tmp, precision="fp32", name=f"{args.name}.onnx",
                           source_model=args.name, diam_mean=wf.diam_mean,
-                          diam_labels=wf.diam_labels)
+                          diam_labels=wf.diam_labels,
+                          # unfolded BatchNorms: cp3rt.export.from_onnx recovers the weight file
+                          # from the shipped graph (GPU checks, int8, fine-tuning); onnxruntime
+                          # fuses Conv+BN itself when it opens the session.
+                          fold_bn=False)
         model, style_width = pad_style(fp16_storage(onnx.load(str(res.onnx_path))))
         data = model.SerializeToString()
         final = args.out / f"{args.name}.onnx"

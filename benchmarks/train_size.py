@@ -1,12 +1,13 @@
 """Train the size model (style -> diameter, §2.4) of the starter ``cp3rt_nuclei`` on its own
 training set, and measure the diameter estimate on the held-out nuclei sets (issue 20).
 
-    python benchmarks/train_data.py --work /tmp/cp3rt_size --n-synth 150     # the starter's data
+    python benchmarks/train_data.py --work /tmp/cp3rt_size --n-synth 150 --n-wide 300  # the starter's data
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 OMP_NUM_THREADS=1 \\
         .venv/bin/python benchmarks/train_size.py --work /tmp/cp3rt_size
 
-Method (Cellpose's ``train_size``, spec §2.4): ``--epochs`` (10) passes over the 300 training
-images of the starter (ctc_sim_nuclei sequence 02 + 150 procedural images, MODEL_CARD.md); each
+Method (Cellpose's ``train_size``, spec §2.4): ``--epochs`` (10) passes over the 600 training
+images of the starter (ctc_sim_nuclei sequence 02 + 150 procedural + 300 wide-appearance
+procedural images, MODEL_CARD.md); each
 pass draws per image a zoom ``s`` uniform in [0.5, 1.5] (Cellpose's ``scale_range=1``), a random
 flip / 90-degree turn and a crop of at most 240 x 240 (one 128 x 128 tile at the net's scale:
 Cellpose crops 512 x 512, too slow for the shared 2-core machine); the style comes from the same path the

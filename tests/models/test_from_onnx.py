@@ -18,7 +18,7 @@ ASSETS = Path(__file__).resolve().parents[2] / "src" / "cp3rt" / "assets" / "mod
 
 
 @pytest.mark.parametrize(("name", "nchan", "nout", "diam_labels"),
-                         [("cp3rt_nuclei", 2, 3, 32.89), ("cp3rt_denoise_nuclei", 1, 1, 17.0)])
+                         [("cp3rt_nuclei", 2, 3, 27.17), ("cp3rt_denoise_nuclei", 1, 1, 17.0)])
 def test_shipped_starters_come_back_as_weight_files(tmp_path, name, nchan, nout, diam_labels) -> None:  # noqa: ANN001
     path = recover_weight_file(ASSETS / f"{name}.onnx", tmp_path / name)
     wf = read_weight_file(path)

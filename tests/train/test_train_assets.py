@@ -23,7 +23,7 @@ SEGMENTER = ASSETS / "models" / "cp3rt_nuclei.onnx"
 DENOISER = ASSETS / "models" / "cp3rt_denoise_nuclei.onnx"
 SAMPLE = ASSETS / "samples" / "dsb2018_nuclei.tif"
 SAMPLE_MASKS = ASSETS / "samples" / "dsb2018_nuclei_masks.tif"
-MIN_SAMPLE_AP50 = 0.3     # sanity floor for the segmenter on the sample
+MIN_SAMPLE_AP50 = 0.6     # floor for the shipped nets on the sample (0.68-0.81 measured, v1 0.50-0.63)
 PHOTONS = 2.0             # heavy Poisson noise for the denoiser check
 MAX_REPO_MB = 8.0         # the shipped models must stay small
 
@@ -101,14 +101,15 @@ def test_run_without_diameter_estimates_it(tmp_path: Path) -> None:
         result = pipe.run(SAMPLE)
     truth = np.asarray(read_masks(SAMPLE_MASKS))
     assert abs(result.diameter - pipe.segment_net.diam_labels) > 0.1  # the no-size-model rule's diameter
-    # measured 1.36 x the truth's median diameter on this image (train_size_cp3rt_nuclei.md)
-    assert 0.7 < result.diameter / diameters(truth) < 1.6
+    # issue 20: within 15 % of the truth's median diameter (1.10 x measured,
+    # benchmarks/results/train_size_cp3rt_nuclei.md); the first starter gave 1.36 x here.
+    assert 0.85 <= result.diameter / diameters(truth) <= 1.15
 
 
 def test_quick_start_names_run_restore_then_segment(tmp_path: Path) -> None:
     with Pipeline(segment="cp3rt_nuclei", restore="cp3rt_denoise_nuclei", backend="ort",
                   cache_dir=tmp_path, download=False) as pipe:
-        result = pipe.run(SAMPLE, diameter=17.0)
+        result = pipe.run(SAMPLE)  # the README's quick start: no diameter, the size model's
     truth = np.asarray(read_masks(SAMPLE_MASKS))
     assert result.restored is not None
     assert average_precision(truth, result.masks, [0.5])[0][0] >= MIN_SAMPLE_AP50

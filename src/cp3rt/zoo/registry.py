@@ -237,7 +237,7 @@ def _restoration_models() -> list[ModelInfo]:
     return models
 
 
-CP3RT_NUCLEI_SIZE_SHA256 = "fde00f25efa5ad940a76067934f1e8ab8e2c17734721de12734b4271568f051f"
+CP3RT_NUCLEI_SIZE_SHA256 = "2f8fc8effe6d558670a5fa1da414b64f9897e8159cbd32928cbe16133cb3f937"
 
 
 def _packaged_models() -> list[ModelInfo]:
