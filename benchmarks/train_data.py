@@ -51,6 +51,14 @@ def _link_set(name: str, prefix: str, out: Path) -> int:
     return n
 
 
+def _write_synth(train: Path, prefix: str, n: int, settings: SynthNuclei, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img, msk = synth_nuclei(rng, settings)
+        tifffile.imwrite(train / "images" / f"{prefix}_{i:04d}.tif", img.astype(np.float32), compression="zlib")
+        tifffile.imwrite(train / "masks" / f"{prefix}_{i:04d}.tif", msk, compression="zlib")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True)
@@ -59,18 +67,8 @@ def main() -> None:
     args = ap.parse_args()
     train = args.work / "train"
     n_real = _link_set("ctc_sim_nuclei", "seq02_", train)
-    rng = np.random.default_rng(SYNTH_SEED)
-    for i in range(args.n_synth):
-        img, msk = synth_nuclei(rng, SYNTH)
-        tifffile.imwrite(train / "images" / f"synth_{i:04d}.tif", img.astype(np.float32),
-                         compression="zlib")
-        tifffile.imwrite(train / "masks" / f"synth_{i:04d}.tif", msk, compression="zlib")
-    rng = np.random.default_rng(SYNTH_WIDE_SEED)
-    for i in range(args.n_wide):
-        img, msk = synth_nuclei(rng, SYNTH_WIDE)
-        tifffile.imwrite(train / "images" / f"wide_{i:04d}.tif", img.astype(np.float32),
-                         compression="zlib")
-        tifffile.imwrite(train / "masks" / f"wide_{i:04d}.tif", msk, compression="zlib")
+    _write_synth(train, "synth", args.n_synth, SYNTH, SYNTH_SEED)
+    _write_synth(train, "wide", args.n_wide, SYNTH_WIDE, SYNTH_WIDE_SEED)
     held = args.work / "heldout"
     counts = {
         "ctc_sim_seq01": _link_set("ctc_sim_nuclei", "seq01_", held / "ctc_sim_seq01"),
