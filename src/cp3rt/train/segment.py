@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from cp3rt.models.cpnet import CPnet
 from cp3rt.train.augment import random_rotate_and_resize
 from cp3rt.train.config import SegmentTrainConfig
 from cp3rt.train.data import FlowCache, TrainImage, find_pairs, load_training_set, mean_diameter
@@ -40,6 +41,18 @@ def segment_batch(
     return torch.from_numpy(imgs), torch.from_numpy(lbls)
 
 
+def _initial_net(cfg: SegmentTrainConfig, diam_labels: float) -> CPnet:
+    """Random weights, or the ``pretrained`` net's; ``diam_labels`` from this training set."""
+    if cfg.pretrained is None:
+        net = new_net(cfg.nchan, cfg.nbase, SEG_NOUT, cfg.diam_mean, cfg.seed)
+    else:
+        net = pretrained_net(cfg.pretrained, nchan=cfg.nchan, nbase=cfg.nbase, nout=SEG_NOUT,
+                             diam_mean=cfg.diam_mean)
+    with torch.no_grad():
+        net.diam_labels.fill_(diam_labels)
+    return net
+
+
 def train_segment(
     cfg: SegmentTrainConfig, progress: ProgressCallback | None = None
 ) -> TrainResult:
@@ -58,13 +71,7 @@ def train_segment(
     )
     names = [it.name for it in items]
     diam_labels = mean_diameter(items)
-    if cfg.pretrained is None:
-        net = new_net(cfg.nchan, cfg.nbase, SEG_NOUT, cfg.diam_mean, cfg.seed)
-    else:
-        net = pretrained_net(cfg.pretrained, nchan=cfg.nchan, nbase=cfg.nbase, nout=SEG_NOUT,
-                             diam_mean=cfg.diam_mean)
-    with torch.no_grad():
-        net.diam_labels.fill_(diam_labels)
+    net = _initial_net(cfg, diam_labels)
     optimizer = torch.optim.AdamW(
         [p for p in net.parameters() if p.requires_grad],
         lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
