@@ -129,6 +129,23 @@ def test_two_concurrent_runs_share_a_folder_and_match_a_single_run(tmp_path, cap
     assert overlapped, "the second run never ran while the first was still working"
 
 
+def test_a_folder_runs_on_numbas_workqueue_layer_without_aborting(tmp_path, capsys):
+    """The streaming workers run the dynamics on several threads at once. numba's fallback layer
+    (workqueue: no TBB, no OpenMP, e.g. a pip install on macOS) aborts the process on concurrent
+    parallel launches (rc 134 before the launch guard); cp3rt serialises them there instead."""
+    images = _crops(tmp_path / "in", 6, size=256)
+    ref = tmp_path / "ref"
+    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(ref)]) == 0
+    capsys.readouterr()
+    env = dict(env_for(tmp_path), NUMBA_THREADING_LAYER="workqueue")
+    proc = subprocess.run([sys.executable, "-m", "cp3rt.cli.app", "run", str(tmp_path / "in"), *RUN,
+                           "--out", str(tmp_path / "wq")], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for image in images:
+        name = f"{image.stem}_cp_masks.tif"
+        assert np.array_equal(tifffile.imread(tmp_path / "wq" / name), tifffile.imread(ref / name)), name
+
+
 # signals --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

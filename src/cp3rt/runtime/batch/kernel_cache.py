@@ -55,6 +55,7 @@ def _dispatchers(module_name: str) -> list[tuple[str, Any]]:
     module = importlib.import_module(module_name)
     found = []
     for name, obj in sorted(vars(module).items()):
+        obj = getattr(obj, "dispatcher", obj)  # a dynamics.threads.parallel_kernel's compiled kernel
         if isinstance(obj, Dispatcher) and getattr(obj, "__module__", None) == module_name:
             if obj.targetoptions.get("inline") == "always":
                 continue

@@ -22,6 +22,7 @@ import numba
 import numpy as np
 
 from cp3rt.runtime.dynamics._sched import chunked
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 _LANES = 32  # trajectories in flight per thread (measured: 16 -> 0.87 s, 32 -> 0.77 s CPU)
 _CHUNK = 4096  # points per parallel work item
@@ -177,7 +178,7 @@ def _starts(ys, xs):  # pragma: no cover - compiled
 
 # The two drivers differ only in the step function. They are separate kernels on purpose: a
 # runtime branch between the two step loops stops LLVM from vectorising them (1.6x slower).
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def _follow_bilinear(flow, ys, xs, niter):  # pragma: no cover - compiled
     """End points (2, N) float32 after ``niter`` (1 .. 2**31-1) bilinear steps."""
     ly = flow.shape[1]
@@ -209,7 +210,7 @@ def _follow_bilinear(flow, ys, xs, niter):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def _follow_nearest(flow, ys, xs, niter):  # pragma: no cover - compiled
     """End points (2, N) float32 after ``niter`` (1 .. 2**31-1) steps without interpolation."""
     ly = flow.shape[1]

@@ -24,6 +24,7 @@ import numba
 import numpy as np
 
 from cp3rt.runtime.dynamics._sched import chunked
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 NEAREST = 0
 GRID = 1
@@ -124,7 +125,7 @@ _LANES = 32
 _CHUNK_BLOCKS = 16
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def _follow3d(field, start, niter, mode, lo, hi):  # pragma: no cover - compiled
     """End states (3, N) float32 after ``niter`` steps from ``start`` (3, N) float32."""
     lz, ly, lx = field.shape[1], field.shape[2], field.shape[3]

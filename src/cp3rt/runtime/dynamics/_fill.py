@@ -5,6 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from cp3rt.runtime.dynamics.threads import parallel_kernel
+
 
 @numba.njit(cache=True, nogil=True)
 def _fill_label(lab, k, y0, y1, x0, x1, value):  # pragma: no cover - compiled
@@ -71,7 +73,7 @@ def fill_all(lab, boxes, keep_numbering_of_vanished):  # pragma: no cover - comp
 _COUNT_BLOCKS = 16  # row blocks counted in parallel, then summed
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def label_counts(lab, nlab):  # pragma: no cover - compiled
     """Pixel count per label value 0..nlab (partial counts per row block, then summed)."""
     ly, lx = lab.shape

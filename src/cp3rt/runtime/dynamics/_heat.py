@@ -13,6 +13,7 @@ import numpy as np
 
 from cp3rt.defaults import FLOW_NORM_EPS
 from cp3rt.runtime.dynamics._sched import chunked
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 _LABEL_CHUNK = 4  # labels handed out at a time (cell sizes vary a lot)
 _INV9 = 1.0 / 9.0  # the reference multiplies by the double 1/9, it does not divide by 9
@@ -77,7 +78,7 @@ def _unit(dy, dx):  # pragma: no cover - compiled
     return dy / norm, dx / norm
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def _flows_kernel(lab, boxes, niter, mu):  # pragma: no cover - compiled
     """Write unit flows (2, Y, X) float64 of every label present in ``boxes`` into ``mu``."""
     nlab = boxes.shape[0] - 1
@@ -96,7 +97,7 @@ def _flows_kernel(lab, boxes, niter, mu):  # pragma: no cover - compiled
                     mu[1, y0 + y - 1, x0 + x - 1] = dx
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def _flow_error_kernel(lab, boxes, flow5, niter):  # pragma: no cover - compiled
     """Per-label mean squared difference between mask flows and ``flow5`` (= network dP / 5).
 

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 
 from cp3rt.errors import InputError
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 # Box table columns: [ymin, ymax (exclusive), xmin, xmax (exclusive), pixel count].
 BOX_COLS = 5
@@ -89,7 +90,7 @@ def _first_appearance_map(flat, nlab):  # pragma: no cover - compiled
     return remap, nxt - 1
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def apply_map(lab, remap):  # pragma: no cover - compiled
     ly, lx = lab.shape
     out = np.empty_like(lab)

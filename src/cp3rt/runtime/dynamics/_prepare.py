@@ -6,11 +6,12 @@ import numba
 import numpy as np
 
 from cp3rt.defaults import FLOW_SCALE
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 _SCALE = np.float32(FLOW_SCALE)
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def prepare(dP, cellprob, threshold):  # pragma: no cover - compiled
     """Return (flow5, field, ys, xs).
 

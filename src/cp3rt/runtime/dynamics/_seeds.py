@@ -13,6 +13,7 @@ from cp3rt.defaults import (
     SEED_MIN_COUNT,
     SEED_WINDOW,
 )
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 _WIN = 2 * EXPAND_RADIUS + 1
 _HALF = SEED_WINDOW // 2
@@ -48,7 +49,7 @@ def _is_seed(hist, y, x):  # pragma: no cover - compiled
     return True
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def find_seeds(hist):  # pragma: no cover - compiled
     """Seeds in raster order: bins with more than SEED_MIN_COUNT end points that equal the
     maximum of their 5x5 neighbourhood (plateaus included). Returns (ys, xs, counts)."""
@@ -78,7 +79,7 @@ def find_seeds(hist):  # pragma: no cover - compiled
     return sy, sx, cnt
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def seed_regions(hist, sy, sx):  # pragma: no cover - compiled
     """Per seed, the 11x11 window bins reachable from the centre in <= 5 king moves through
     bins with more than EXPAND_MIN_COUNT end points (5 x [3x3 dilation, then mask])."""
@@ -118,7 +119,7 @@ def paint(shape, sy, sx, regions, order):  # pragma: no cover - compiled
     return canvas
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def lookup(canvas, qy, qx):  # pragma: no cover - compiled
     n = qy.shape[0]
     out = np.empty(n, np.int32)
@@ -148,7 +149,7 @@ def drop_big_and_renumber(labels, nseeds, max_count):  # pragma: no cover - comp
     return nxt
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def scatter(shape, ys, xs, labels):  # pragma: no cover - compiled
     out = np.zeros(shape, np.int32)
     for j in numba.prange(ys.shape[0]):

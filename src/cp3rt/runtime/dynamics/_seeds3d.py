@@ -18,6 +18,7 @@ from cp3rt.defaults import (
     SEED_MIN_COUNT,
     SEED_WINDOW,
 )
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 _WIN = 2 * EXPAND_RADIUS + 1
 _HALF = SEED_WINDOW // 2
@@ -52,7 +53,7 @@ def _is_seed3d(hist, z, y, x):  # pragma: no cover - compiled
     return True
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def find_seeds3d(hist):  # pragma: no cover - compiled
     """Seeds in raster order: bins with more than SEED_MIN_COUNT end points equal to the
     maximum of their 5x5x5 neighbourhood. Returns (seeds (3, S) int64, counts (S,))."""
@@ -84,7 +85,7 @@ def find_seeds3d(hist):  # pragma: no cover - compiled
     return seeds, cnt
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def seed_regions3d(hist, seeds):  # pragma: no cover - compiled
     """Per seed, the 11^3 window bins reachable from the centre in <= 5 moves to any of the
     26 neighbours through bins with more than EXPAND_MIN_COUNT end points."""
@@ -131,7 +132,7 @@ def paint3d(shape, seeds, regions, order):  # pragma: no cover - compiled
     return canvas
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def lookup3d(canvas, q):  # pragma: no cover - compiled
     n = q.shape[1]
     out = np.empty(n, np.int32)
@@ -140,7 +141,7 @@ def lookup3d(canvas, q):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def scatter3d(shape, inds, labels):  # pragma: no cover - compiled
     out = np.zeros(shape, np.int32)
     for j in numba.prange(inds.shape[1]):

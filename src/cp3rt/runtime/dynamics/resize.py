@@ -6,6 +6,7 @@ import numba
 import numpy as np
 
 from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.dynamics.threads import parallel_kernel
 
 
 def nearest_source_index(n_out: int, n_in: int) -> np.ndarray:
@@ -20,7 +21,7 @@ def nearest_source_index(n_out: int, n_in: int) -> np.ndarray:
     return np.minimum(src, n_in - 1)
 
 
-@numba.njit(parallel=True, cache=True)
+@parallel_kernel
 def _gather(img, sy, sx):  # pragma: no cover - compiled
     out = np.empty((sy.shape[0], sx.shape[0]), img.dtype)
     for i in numba.prange(sy.shape[0]):
