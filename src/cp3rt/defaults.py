@@ -151,7 +151,10 @@ CHECK_TOLERANCE = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}
 CHECK_MIN_AP50 = {"fp32": 0.99, "fp16": 0.95, "bf16": 0.9}
 
 # Throughput at scale (issue 6; cp3rt-only, no reference counterpart)
-STREAM_WORKERS = 3         # images in flight: one reading, one on the engine, one in dynamics
+STREAM_WORKERS = 3         # images in flight at least: one reading, one on the engine, one in dynamics
+STREAM_WORKERS_MAX = 8     # ... and at most (each holds an image, its tiles and flows in memory)
+STREAM_CORES_PER_WORKER = 2  # many-core hosts: one more image in flight per 2 cores, up to the max
+STREAM_GIL_SWITCH_S = 0.0005  # GIL switch interval while workers run (Python's default 5 ms: see stream/switch.py)
 STREAM_MAX_BATCH = 32      # tiles per shared engine call (same tile shape only)
 BLOCK_SIZE = 2048          # core side of a block of a huge image (pixels)
 MIN_BLOCK_SIDE = 64        # smallest Y/X block core: smaller blocks would be mostly halo

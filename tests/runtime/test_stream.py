@@ -16,7 +16,9 @@ from cp3rt import Pipeline
 from cp3rt.errors import ConfigError, EngineError
 from cp3rt.runtime.batch.files import OutputOptions, run_batch
 from cp3rt.runtime.batch.stream import StreamConfig, StreamStats, TileBatcher, stream_batch, stream_map
+from cp3rt.runtime.batch.stream.batcher import default_workers
 from cp3rt.runtime.config import RunConfig
+from cp3rt.runtime.dynamics.threads import usable_cores
 from cp3rt.runtime.quality.metrics import average_precision
 
 MIN_AP90 = 1.0  # batching must not change a single mask
@@ -140,10 +142,34 @@ def test_in_flight_bounded_by_workers():
     assert sorted(v for _, v, _ in got) == [2 * i for i in range(20)] and peak[0] <= 3
 
 
-@pytest.mark.parametrize("field", ["workers", "max_batch"])
+@pytest.mark.parametrize("field", ["workers", "max_batch", "kernel_threads"])
 def test_config_validation(field):
     with pytest.raises(ConfigError, match=field):
         StreamConfig(**{field: 0})
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 3), (2, 3), (8, 4), (16, 8), (128, 8)])
+def test_default_workers_grow_with_the_cores(cores, workers):
+    assert default_workers(cores) == workers
+
+
+@pytest.mark.parametrize(("config", "expected"), [(StreamConfig(workers=2, kernel_threads=1), 1),
+                                                  (StreamConfig(workers=1), None)])
+def test_each_worker_runs_its_kernels_on_its_share_of_the_cores(config, expected):
+    """numba's thread count is per thread: every worker sets its own before its first image."""
+    import numba
+
+    seen, lock = set(), threading.Lock()
+
+    def work(view, item):
+        with lock:
+            seen.add(numba.get_num_threads())
+        return item
+
+    with Pipeline.from_engines(NumpyEngine()) as p:
+        list(stream_map(p, range(6), work, config))
+    want = expected or min(numba.config.NUMBA_NUM_THREADS, usable_cores())
+    assert seen == {want} and config.threads_per_worker() == want
 
 
 def test_stream_with_onnx_net_equals_plain(folder, tmp_path):
@@ -155,3 +181,45 @@ def test_stream_with_onnx_net_equals_plain(folder, tmp_path):
                                 stream=StreamConfig(workers=2, max_batch=32))
     assert sum(o.n_objects for o in plain.outcomes) > 0
     _assert_same(_masks(plain), _masks(streamed))
+
+
+@pytest.fixture
+def switch_5ms():
+    import sys
+
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    yield
+    sys.setswitchinterval(before)
+
+
+@pytest.mark.parametrize(("config", "inside"), [(StreamConfig(workers=3), 0.0005),
+                                                (StreamConfig(workers=3, gil_switch_s=None), 0.005),
+                                                (StreamConfig(workers=1), 0.005)])
+def test_gil_switch_interval_is_short_while_workers_run_and_restored_after(config, inside, switch_5ms):
+    """A worker coming back from a nogil kernel waits up to the switch interval for the GIL."""
+    import sys
+
+    seen = []
+    with Pipeline.from_engines(NumpyEngine()) as p:
+        list(stream_map(p, range(4), lambda view, item: seen.append(sys.getswitchinterval()), config))
+    assert seen == pytest.approx([inside] * 4) and sys.getswitchinterval() == pytest.approx(0.005)
+
+
+def test_a_stream_ending_inside_another_leaves_the_short_interval_until_the_last_ends(switch_5ms):
+    import sys
+
+    release = threading.Event()
+    with Pipeline.from_engines(NumpyEngine()) as p:
+        outer = stream_map(p, range(3), lambda view, item: release.wait(30) if item else None, StreamConfig(workers=2))
+        next(outer)  # item 0 done; item 1 holds a worker, so the outer stream is still running
+        list(stream_map(p, range(2), lambda view, item: None, StreamConfig(workers=2)))
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        release.set()
+        list(outer)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+def test_gil_switch_setting_is_validated():
+    with pytest.raises(ConfigError, match="gil_switch_s"):
+        StreamConfig(gil_switch_s=1.0)

@@ -13,9 +13,13 @@ Design (issue 6, part 1)
 * While one worker waits on the engine another reads its file or runs dynamics: reading,
   engine and dynamics overlap. Memory is bounded: at most ``workers`` images are in flight.
 
-The GIL: onnxruntime releases it while it runs. The dynamics' serial numba kernels are
-compiled with ``nogil=True``; the ``parallel=True`` ones (prange) are not, but spread their
-work over numba's own thread pool, so a worker in dynamics still uses the cores.
+The GIL and the cores: onnxruntime releases the GIL while it runs, and every numba kernel of
+the dynamics is compiled ``nogil`` (``dynamics.threads``), so a worker in dynamics does not stop
+the others; what holds the GIL is the Python between kernels (``benchmarks/bench_cores.py``
+measures how much). Each worker launches its kernels on its share of the cores
+(``StreamConfig.kernel_threads``, default usable cores // workers), and hosts with more cores
+get more workers (``default_workers``). On numba's workqueue layer, which aborts the process on
+concurrent parallel launches, those launches take turns.
 """
 
 from cp3rt.runtime.batch.stream.batcher import StreamConfig, StreamingView, StreamStats, TileBatcher, streaming_view

@@ -14,6 +14,7 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
+from cp3rt.runtime.dynamics.threads import kernel_threads, usable_cores
 from cp3rt.runtime.nets import Nets
 from cp3rt.runtime.pipeline import run_stages
 
@@ -24,17 +25,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.result import Result
 
 
+def default_workers(cores: int | None = None) -> int:
+    """Images in flight by default: 3, plus one per 2 cores on bigger hosts, at most 8."""
+    cores = cores if cores is not None else usable_cores()
+    return max(D.STREAM_WORKERS, min(D.STREAM_WORKERS_MAX, cores // D.STREAM_CORES_PER_WORKER))
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamConfig:
-    """How many images are in flight and how large a shared engine batch may grow."""
+    """How many images are in flight, how large a shared engine batch may grow, and how many
+    numba threads each worker's dynamics use (default: the usable cores shared out, at least 1)."""
 
-    workers: int = D.STREAM_WORKERS
+    workers: int = dataclasses.field(default_factory=default_workers)
     max_batch: int = D.STREAM_MAX_BATCH
+    kernel_threads: int | None = None
+    gil_switch_s: float | None = D.STREAM_GIL_SWITCH_S  # None: leave the interpreter's interval
 
     def __post_init__(self) -> None:
-        for name, value in (("workers", self.workers), ("max_batch", self.max_batch)):
+        checks = [("workers", self.workers), ("max_batch", self.max_batch)]
+        if self.kernel_threads is not None:
+            checks.append(("kernel_threads", self.kernel_threads))
+        for name, value in checks:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} is not allowed; allowed: an integer >= 1.")
+        if self.gil_switch_s is not None and not 1e-5 <= self.gil_switch_s <= 0.1:
+            raise ConfigError(f"gil_switch_s={self.gil_switch_s!r} is not allowed; allowed: None or 1e-5 to 0.1 seconds.")
+
+    def threads_per_worker(self) -> int:
+        return self.kernel_threads or kernel_threads(self.workers)
 
 
 @dataclasses.dataclass

@@ -1,0 +1,39 @@
+"""A shorter GIL switch interval while several workers run.
+
+Why: a thread that returns from a nogil kernel (numba, onnxruntime, large numpy operations)
+must take the GIL back, and while another thread runs Python it waits up to the interpreter's
+switch interval (5 ms by default) for it. The dynamics of one image go in and out of kernels
+dozens of times, so beside a thread running Python they took 2.7x as long (0.52 s instead of
+0.19 s for 1024²) with 5 ms, and 1.2x with 0.5 ms (benchmarks/results/cores.md). The interval
+is process-wide: it is lowered while the first stream runs and restored when the last one ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+
+_lock = threading.Lock()
+_active = [0, 0.0]  # streams running, the interval to restore
+
+
+@contextlib.contextmanager
+def gil_switch_interval(seconds: float | None) -> Iterator[None]:
+    """Run the block with the GIL switch interval at most ``seconds`` (None: unchanged)."""
+    if seconds is None:
+        yield
+        return
+    with _lock:
+        if _active[0] == 0:
+            _active[1] = sys.getswitchinterval()
+        _active[0] += 1
+        sys.setswitchinterval(min(seconds, _active[1]))
+    try:
+        yield
+    finally:
+        with _lock:
+            _active[0] -= 1
+            if _active[0] == 0:
+                sys.setswitchinterval(_active[1])
