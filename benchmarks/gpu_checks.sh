@@ -8,6 +8,9 @@
 #                                     starter weights are recovered from the shipped ONNX there.
 #   benchmarks/gpu_checks.sh resident the GPU-resident path vs the host path vs the reference (latency, folder,
 #                                     memory of 2048^2, masks), then the GPU tests (bench_gpu_resident.py)
+#   benchmarks/gpu_checks.sh cores    the many-core host half of issue 16 (item 4) on the machine's CPUs, no GPU:
+#                                     bench_cores.py (GIL, GIL convoy, folder through the streaming engine with
+#                                     3 / default / 16 workers; needs no carry; chain after `resident` in one call)
 #   benchmarks/gpu_checks.sh warm     compiled engines: cold vs warm start through the compile cache,
 #                                     host staging tiles/s, 1024^2 latency (bench_gpu_warm_start.py)
 #   benchmarks/gpu_checks.sh net      the prepared call of issues 16/17: bench_gpu_net.py (net variants,
@@ -82,6 +85,13 @@ resident)
     step "GPU tests"
     timeout "${TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu \
         tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
+    ;;
+cores)
+    environment
+    step "bench_cores"
+    timeout "${CORES_S:-280}" python3 benchmarks/bench_cores.py --n-images "${CORES_IMAGES:-80}" --rounds 2 \
+        --gil-seconds 3 --stream plain auto auto@0.5 3 16x1 --out cores_16 2>&1 | tee -a "$LOG"
+    cp benchmarks/results/cores_16.* "$OUT"/ 2>/dev/null
     ;;
 warm)
     environment

@@ -193,9 +193,9 @@ def switch_5ms():
     sys.setswitchinterval(before)
 
 
-@pytest.mark.parametrize(("config", "inside"), [(StreamConfig(workers=3), 0.0005),
-                                                (StreamConfig(workers=3, gil_switch_s=None), 0.005),
-                                                (StreamConfig(workers=1), 0.005)])
+@pytest.mark.parametrize(("config", "inside"), [(StreamConfig(workers=3, gil_switch_s=0.0005), 0.0005),
+                                                (StreamConfig(workers=3), 0.005),
+                                                (StreamConfig(workers=1, gil_switch_s=0.0005), 0.005)])
 def test_gil_switch_interval_is_short_while_workers_run_and_restored_after(config, inside, switch_5ms):
     """A worker coming back from a nogil kernel waits up to the switch interval for the GIL."""
     import sys
@@ -211,9 +211,10 @@ def test_a_stream_ending_inside_another_leaves_the_short_interval_until_the_last
 
     release = threading.Event()
     with Pipeline.from_engines(NumpyEngine()) as p:
-        outer = stream_map(p, range(3), lambda view, item: release.wait(30) if item else None, StreamConfig(workers=2))
+        short = StreamConfig(workers=2, gil_switch_s=0.0005)
+        outer = stream_map(p, range(3), lambda view, item: release.wait(30) if item else None, short)
         next(outer)  # item 0 done; item 1 holds a worker, so the outer stream is still running
-        list(stream_map(p, range(2), lambda view, item: None, StreamConfig(workers=2)))
+        list(stream_map(p, range(2), lambda view, item: None, short))
         assert sys.getswitchinterval() == pytest.approx(0.0005)
         release.set()
         list(outer)

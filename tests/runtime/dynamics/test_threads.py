@@ -61,7 +61,8 @@ def test_concurrent_dynamics_on_a_threadsafe_layer_run_unlocked_and_agree():
     assert out["equal"] and min(out["objects"]) > 40
 
 
-@pytest.mark.parametrize(("workers", "cores", "expected"), [(3, 2, 1), (3, 16, 5), (8, 16, 2), (1, 4, 4), (20, 16, 1)])
+@pytest.mark.parametrize(("workers", "cores", "expected"),
+                         [(3, 1, 1), (3, 2, 2), (3, 4, 2), (3, 16, 5), (8, 16, 2), (1, 4, 4), (20, 16, 2)])
 def test_kernel_threads_share_the_cores_out(workers, cores, expected, monkeypatch):
     import numba
 

@@ -17,8 +17,8 @@ The GIL and the cores: onnxruntime releases the GIL while it runs, and every num
 the dynamics is compiled ``nogil`` (``dynamics.threads``), so a worker in dynamics does not stop
 the others; what holds the GIL is the Python between kernels (``benchmarks/bench_cores.py``
 measures how much). Each worker launches its kernels on its share of the cores
-(``StreamConfig.kernel_threads``, default usable cores // workers), and hosts with more cores
-get more workers (``default_workers``). On numba's workqueue layer, which aborts the process on
+(``StreamConfig.kernel_threads``, default ``dynamics.threads.kernel_threads``), and hosts with
+more cores get more workers (``default_workers``). On numba's workqueue layer, which aborts the process on
 concurrent parallel launches, those launches take turns.
 """
 

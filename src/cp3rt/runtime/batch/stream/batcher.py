@@ -34,7 +34,7 @@ def default_workers(cores: int | None = None) -> int:
 @dataclasses.dataclass(frozen=True)
 class StreamConfig:
     """How many images are in flight, how large a shared engine batch may grow, and how many
-    numba threads each worker's dynamics use (default: the usable cores shared out, at least 1)."""
+    numba threads each worker's dynamics use (default: the usable cores shared out, at least 2 where there are 2)."""
 
     workers: int = dataclasses.field(default_factory=default_workers)
     max_batch: int = D.STREAM_MAX_BATCH

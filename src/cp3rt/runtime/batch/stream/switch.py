@@ -1,11 +1,15 @@
-"""A shorter GIL switch interval while several workers run.
+"""A shorter GIL switch interval while several workers run (``StreamConfig.gil_switch_s``).
 
-Why: a thread that returns from a nogil kernel (numba, onnxruntime, large numpy operations)
-must take the GIL back, and while another thread runs Python it waits up to the interpreter's
-switch interval (5 ms by default) for it. The dynamics of one image go in and out of kernels
-dozens of times, so beside a thread running Python they took 2.7x as long (0.52 s instead of
-0.19 s for 1024²) with 5 ms, and 1.2x with 0.5 ms (benchmarks/results/cores.md). The interval
-is process-wide: it is lowered while the first stream runs and restored when the last one ends.
+Why it exists: a thread that returns from a nogil kernel (numba, onnxruntime, large numpy
+operations) must take the GIL back, and while another thread runs Python it waits up to the
+interpreter's switch interval (5 ms by default). The dynamics of one image go in and out of
+kernels dozens of times, so beside a thread running Python they took 2.6x as long (0.52 s
+instead of 0.20 s for 1024²) at 5 ms, 1.2x at 0.5 ms (benchmarks/results/cores.md).
+Why it is off by default: that is one image's latency; on a machine whose cores are all busy
+the waiting costs no throughput, and the extra switching does (a folder on 2 cores: 5 % slower
+at 0.5 ms). Whether it pays on a many-core host is measured by ``gpu_checks.sh cores``.
+The interval is process-wide: it is lowered while the first stream runs and restored when the
+last one ends.
 """
 
 from __future__ import annotations
