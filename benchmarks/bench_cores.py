@@ -312,6 +312,9 @@ def main() -> None:
                 "images_per_s": len(images) / statistics.median(secs), "config": runs[-1]["config"],
                 "objects": runs[-1]["objects"],
                 "identical_to_after_plain": _same_masks(runs[-1]["masks"], reference) if reference else None}
+    if args.rev:  # leave no worktree registered in the repository
+        subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(trees["before"].parent)],
+                       check=False, capture_output=True)
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / f"{args.out}.json").write_text(json.dumps(result, indent=2))
     (HERE / "results" / f"{args.out}.md").write_text(report(result))

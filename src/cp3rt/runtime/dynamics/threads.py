@@ -75,8 +75,8 @@ def use_kernel_threads(n: int) -> None:
 def kernel_threads(workers: int, cores: int | None = None) -> int:
     """numba threads for each of ``workers`` threads sharing ``cores`` (default: the usable cores):
     an equal share, but at least 2 where there are 2 cores, since a worker often has the dynamics
-    to itself while the others wait on the engine (2 cores, 3 workers: 1 thread each was 9 %
-    slower than 2, benchmarks/results/cores.md)."""
+    to itself while the others wait on the engine (2 cores, 3 workers: 1 thread each was slower
+    than 2 in both rounds, 52.2 s vs 50.3 s, benchmarks/results/cores.md)."""
     cores = cores if cores is not None else usable_cores()
     share = max(min(2, cores), cores // max(1, workers))
     return max(1, min(numba.config.NUMBA_NUM_THREADS, share))

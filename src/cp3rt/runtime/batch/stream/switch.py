@@ -6,8 +6,8 @@ interpreter's switch interval (5 ms by default). The dynamics of one image go in
 kernels dozens of times, so beside a thread running Python they took 2.6x as long (0.52 s
 instead of 0.20 s for 1024²) at 5 ms, 1.2x at 0.5 ms (benchmarks/results/cores.md).
 Why it is off by default: that is one image's latency; on a machine whose cores are all busy
-the waiting costs no throughput, and the extra switching does (a folder on 2 cores: 5 % slower
-at 0.5 ms). Whether it pays on a many-core host is measured by ``gpu_checks.sh cores``.
+the waiting costs no throughput, and the extra switching bought none (a folder on 2 cores:
+51.2 s at 0.5 ms vs 50.3 s at 5 ms). Whether it pays on a many-core host is measured by ``gpu_checks.sh cores``.
 The interval is process-wide: it is lowered while the first stream runs and restored when the
 last one ends.
 """
