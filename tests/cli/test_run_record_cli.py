@@ -66,8 +66,9 @@ def test_the_record_names_models_hashes_parameters_and_every_image(tmp_path, cap
         e = entries[img.name]
         masks = tifffile.imread(out / f"{img.stem}_cp_masks.tif")
         assert e["status"] == "done" and e["objects"] == len(np.unique(masks)) - 1 > 0
-        assert e["seconds"] > 0 and set(e["timings"]) >= {"segment", "dynamics", "write"}
+        assert e["seconds"] > 0 and set(e["timings"]) >= {"segment", "dynamics", "write"} and e["diameter"] == 17.0
     assert entries["broken.tif"]["status"] == "failed" and "broken.tif" in entries["broken.tif"]["error"]
+    assert entries["broken.tif"]["diameter"] is None
     assert record["summary"]["done"] == 2 and record["summary"]["failed"] == 1
 
     # a second run skips both: a record of its own, no second writer of the first

@@ -4,6 +4,8 @@ labels into the OME-Zarr's labels/ group or a BigTIFF, re-runs skip done images,
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -65,7 +67,7 @@ def test_ome_zarr_input_gets_labels_group_and_rerun_skips(tmp_path, scene, fake_
     assert (root / "labels" / "cp3rt" / "0" / ".zattrs").stat().st_mtime_ns == mtime
 
 
-def test_tiff_with_blocks_flag_writes_bigtiff_next_to_small_images(tmp_path, scene, fake_pipeline):
+def test_tiff_with_blocks_flag_writes_bigtiff_next_to_small_images(tmp_path, scene, fake_pipeline, capsys):
     image, truth = scene
     tifffile.imwrite(tmp_path / "big.tif", image)
     tifffile.imwrite(tmp_path / "small.png.tif", image[:100, :100])
@@ -73,6 +75,10 @@ def test_tiff_with_blocks_flag_writes_bigtiff_next_to_small_images(tmp_path, sce
     assert huge == [tmp_path / "big.tif"] and regular == []
     assert main(["run", str(tmp_path / "big.tif"), "--blocks", "--diameter", str(DIAM),
                  "--block-size", str(BLOCK), "--out", str(tmp_path / "out")]) == 0
+    # the diameter the blocks ran at reaches the summary and the run record, as for image files
+    assert f"{DIAM:.1f}" in capsys.readouterr().out
+    [record] = (tmp_path / "out").glob("cp3rt_run_*.json")
+    assert [e["diameter"] for e in json.loads(record.read_text())["images"]] == [DIAM]
     out = tmp_path / "out" / "big_cp_masks.tif"
     with tifffile.TiffFile(out) as tf:
         assert tf.is_bigtiff

@@ -101,8 +101,10 @@ def _utc_now() -> _dt.datetime:
 
 
 def outcome_entry(outcome: ImageOutcome) -> dict[str, Any]:
-    """One image's line of the record: file, status, objects, seconds (and per stage)."""
+    """One image's line of the record: file, status, objects, the diameter it was segmented at
+    (px; None when not computed in this run), seconds (and per stage)."""
     return {"file": os.fspath(outcome.path), "status": outcome.status, "objects": int(outcome.n_objects),
+            "diameter": None if outcome.diameter is None else round(float(outcome.diameter), 4),
             "seconds": round(sum(outcome.timings.values()), 6),
             "timings": {k: round(float(v), 6) for k, v in outcome.timings.items()},
             "outputs": [os.fspath(p) for p in outcome.outputs], "error": outcome.error, "note": outcome.note}

@@ -85,11 +85,12 @@ def write_block_labels(
     return (final,), summary
 
 
-def outcome_of(path: Path, written: tuple[Path, ...], summary: Any, seconds: float) -> ImageOutcome:
-    """``summary``: a plane or volume block summary (its ``n_objects``), None when skipped."""
+def outcome_of(path: Path, written: tuple[Path, ...], summary: Any, seconds: float, diameter: float) -> ImageOutcome:
+    """``summary``: a plane or volume block summary (its ``n_objects``), None when skipped;
+    ``diameter``: the one every block was segmented at."""
     if summary is None:
         return ImageOutcome(path, "skipped", outputs=written)
-    return ImageOutcome(path, "done", summary.n_objects, {"segment": seconds}, written)
+    return ImageOutcome(path, "done", summary.n_objects, {"segment": seconds}, written, diameter=float(diameter))
 
 
 def failed_outcome(path: Path, err: BaseException) -> ImageOutcome:

@@ -72,7 +72,7 @@ def segment_image_file(
             labels_root=labels_root)
         if outputs.overlay and summary is not None:  # drawn with the labels it shows
             written += (_overview(pipeline, path, image, written[0], outputs, summary.n_objects, diameter),)
-        return outcome_of(path, written, summary, time.perf_counter() - t0)
+        return outcome_of(path, written, summary, time.perf_counter() - t0, diameter)
     except (Cp3rtError, OSError) as err:
         return failed_outcome(path, err)
 

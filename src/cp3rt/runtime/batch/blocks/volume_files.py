@@ -203,6 +203,6 @@ def segment_volume_file(
             lambda out, s: dict(n_objects=s.n_objects, blocks=s.n_blocks, diameter=diameter, halo=list(s.halo),
                                 anisotropy=run.anisotropy),
             labels_root=labels_root)
-        return outcome_of(path, written, summary, time.perf_counter() - t0)
+        return outcome_of(path, written, summary, time.perf_counter() - t0, diameter)
     except (Cp3rtError, OSError) as err:
         return failed_outcome(path, err)
