@@ -131,8 +131,29 @@ def test_a_killed_run_leaves_a_record_that_parses(tmp_path):
     assert all((out / f"{stem}_cp_masks.tif").is_file() for stem in done)
 
 
-@pytest.mark.parametrize("flag", ["--no-such-flag"])
-def test_a_refused_run_writes_no_record(tmp_path, flag, capsys):
+@pytest.mark.parametrize("flags", [["--no-such-flag"], ["--workers", "0"], ["--dynamics-threads", "0"],
+                                   ["--cluster", "local:1", "--workers", "2"]])
+def test_a_refused_run_writes_no_record(tmp_path, flags, capsys):
     _crops(tmp_path / "in", 1)
-    assert main(["run", str(tmp_path / "in"), *RUN, flag]) == 2
+    assert main(["run", str(tmp_path / "in"), *RUN, *flags]) == 2
     assert not list((tmp_path / "in").glob("cp3rt_run_*"))
+    assert not list((tmp_path / "in").glob("*_cp_masks.tif"))
+    if "--cluster" in flags:  # one line that says why
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith("error: --workers") and "--cluster" in line
+
+
+def test_workers_and_dynamics_threads_size_the_run_and_leave_the_masks_alone(tmp_path):
+    """``--workers/--dynamics-threads`` (many-core hosts, shared nodes): recorded in the run
+    record (None: the defaults), and the masks are those of the default configuration, byte for byte."""
+    images = _crops(tmp_path / "in", 4)
+    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "default")]) == 0
+    assert main(["run", str(tmp_path / "in"), *RUN, "--workers", "1", "--dynamics-threads", "1",
+                 "--out", str(tmp_path / "sized")]) == 0
+    _, default = _record(tmp_path / "default")
+    _, sized = _record(tmp_path / "sized")
+    assert (default["parameters"]["workers"], default["parameters"]["dynamics_threads"]) == (None, None)
+    assert (sized["parameters"]["workers"], sized["parameters"]["dynamics_threads"]) == (1, 1)
+    for img in images:
+        name = f"{img.stem}_cp_masks.tif"
+        assert (tmp_path / "sized" / name).read_bytes() == (tmp_path / "default" / name).read_bytes()

@@ -89,3 +89,49 @@ def test_with_a_cluster_files_and_fields_are_tasks_and_huge_images_run_here(tmp_
     opened.clear()
     run_inputs(inputs[2:], PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "o2"), cluster=cluster)
     assert opened == []  # nothing runs here: no nets are opened
+
+
+def test_the_stream_config_sizes_every_in_process_runner(tmp_path, monkeypatch):
+    """``stream`` (``cp3rt run --workers/--dynamics-threads``) reaches the image files' streaming
+    engine, the huge image's blocks and every plate field's blocks; without it each takes the defaults."""
+    from cp3rt.runtime.batch.stream import StreamConfig, map as stream_map_module
+
+    inputs = _inputs(tmp_path)
+    _stand_in(monkeypatch)
+    pools = []
+    workers_class = stream_map_module._Workers
+
+    def spy(n, kernel_threads, items, work):
+        pools.append((n, kernel_threads))
+        return workers_class(n, kernel_threads, items, work)
+
+    monkeypatch.setattr(stream_map_module, "_Workers", spy)
+    routes = route_inputs(inputs, RUN)
+    summary = run_inputs(routes, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "out"), block_size=BLOCK,
+                         stream=StreamConfig(workers=2, kernel_threads=1))
+    assert summary.ok
+    # one pool for the two files, one for the huge image, one per plate field
+    assert pools == [(2, 1)] * (2 + len(WELLS) * FIELDS)
+    pools.clear()
+    run_inputs(routes, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "o2"), block_size=BLOCK)
+    default = StreamConfig()
+    assert pools == [(default.workers, default.threads_per_worker())] * (2 + len(WELLS) * FIELDS)
+
+
+def test_one_image_file_runs_on_the_calling_thread_unless_threads_are_given(tmp_path, monkeypatch):
+    """A single file keeps the lowest latency (this thread, all cores) by default; with an explicit
+    ``stream`` (``--dynamics-threads`` on a shared node) it runs on a worker that applies it."""
+    from cp3rt.runtime.batch.stream import StreamConfig, map as stream_map_module
+
+    inputs = _inputs(tmp_path)[2:3]
+    _stand_in(monkeypatch)
+    pools = []
+    workers_class = stream_map_module._Workers
+    monkeypatch.setattr(stream_map_module, "_Workers", lambda n, k, items, work: (
+        pools.append((n, k)), workers_class(n, k, items, work))[1])
+    assert run_inputs(inputs, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "a")).ok
+    assert pools == []
+    assert run_inputs(inputs, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "b"),
+                      stream=StreamConfig(workers=1, kernel_threads=1)).ok
+    assert pools == [(1, 1)]
+    assert (tmp_path / "a" / "a_cp_masks.tif").read_bytes() == (tmp_path / "b" / "a_cp_masks.tif").read_bytes()

@@ -64,6 +64,10 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   mean area per well) is written next to the plate (or into --out); --table adds
   `<plate>_objects.csv` (every object, with its well and field), --overlay `<plate>_wells.png`
   (a heat-map of objects per well).
+- Many images: several are in flight at once (--workers; each holds its image, so memory grows
+  with them) and their tiles share network calls; --dynamics-threads sets each one's numba
+  threads. Both default from the usable cores. On the CPU backends the masks do not depend on
+  either (identical in benchmarks/results/cores.md and workers_memory.md).
 - Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
   Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
   file, each block of a huge image and each plate field is a task; failed tasks are retried.
@@ -120,10 +124,13 @@ def run(
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge images and plate fields are tasks; a failed task is retried."),
     blocks: bool = typer.Option(False, "--blocks", help=f"Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over {D.HUGE_IMAGE_SIDE} px a side)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help=f"Images (or blocks of a huge 2-D image) in flight at once, their tiles sharing network calls; each holds its image in memory. Default: {D.STREAM_WORKERS}, or one per {D.STREAM_CORES_PER_WORKER} cores up to {D.STREAM_WORKERS_MAX}. Not with --cluster."),
+    dynamics_threads: Optional[int] = typer.Option(None, "--dynamics-threads", min=1, help="numba threads of each worker's dynamics (default: the usable cores shared out among the workers, at least 2). Not with --cluster."),
 ) -> None:
     from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, route_inputs, run_inputs
     from cp3rt.runtime.batch.object_outputs import table_format
 
+    stream = _stream_config(workers, dynamics_threads, cluster)
     run_cfg = RunConfig(
         diameter=diameter, channels=(chan, chan2), flow_threshold=flow_threshold,
         cellprob_threshold=cellprob_threshold, niter=niter or None, min_size=min_size,
@@ -136,16 +143,35 @@ def run(
                             overlay=overlay, overwrite=overwrite, table=table_format(table), rois=rois,
                             outlines=outlines, exclude_on_edges=exclude_on_edges)
     _execute(lambda: route_inputs(inputs, run_cfg, force_blocks=blocks),
-             lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, **kw),
+             lambda routes, **kw: run_inputs(routes, pipe_cfg, run_cfg, outputs, block_size=block_size, stream=stream, **kw),
              cluster, out=out, do_3D=run_cfg.do_3D, config=pipe_cfg, record=lambda routes: _start_record(
-                 routes, pipe_cfg, run_cfg, outputs, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
+                 routes, pipe_cfg, run_cfg, outputs, stream, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
 
 
-def _start_record(routes, pipe_cfg, run_cfg, outputs, **parameters):  # noqa: ANN001, ANN003 - the run's own values
-    """The run record (``cp3rt_run_<UTC>.json``) in --out, or in the inputs' common folder."""
+def _stream_config(workers: int | None, dynamics_threads: int | None, cluster: str | None):  # noqa: ANN202
+    """The streaming engine's workers and threads as given; None (the defaults) when neither is."""
+    from cp3rt.errors import ConfigError
+    from cp3rt.runtime.batch.stream import StreamConfig
+
+    if cluster is not None:
+        if workers is not None or dynamics_threads is not None:
+            raise ConfigError("--workers and --dynamics-threads size this process's streaming engine; with --cluster "
+                              "the tasks run on the cluster's workers (local:N sets their number).")
+    if workers is None and dynamics_threads is None:
+        return None
+    if workers is None:
+        return StreamConfig(kernel_threads=dynamics_threads)
+    return StreamConfig(workers=workers, kernel_threads=dynamics_threads)
+
+
+def _start_record(routes, pipe_cfg, run_cfg, outputs, stream, **parameters):  # noqa: ANN001, ANN003 - the run's own values
+    """The run record (``cp3rt_run_<UTC>.json``) in --out, or in the inputs' common folder;
+    ``stream``'s workers and threads as they resolved (None: the defaults)."""
     from cp3rt.cli.app import command_line
     from cp3rt.runtime.batch.run_record import record_dir, start_run_record
 
+    parameters.update(workers=stream.workers if stream else None,
+                      dynamics_threads=stream.threads_per_worker() if stream else None)
     where = record_dir(outputs.out_dir, [*routes.images, *routes.huge, *routes.plates])
     return start_run_record(pipe_cfg, None, where, run=run_cfg, outputs=outputs, extra_parameters=parameters,
                             command=command_line())

@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from cp3rt import defaults as D
 from cp3rt.runtime.batch.blocks.files import merge_summaries, run_huge, split_inputs
+from cp3rt.runtime.batch.blocks.image_files import local_runner
 from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
 from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, run_batch
 from cp3rt.runtime.batch.out_paths import check_output_dir, check_plate_outputs, plan_outputs
 from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
 from cp3rt.runtime.batch.provenance import describe_config, describe_nets
-from cp3rt.runtime.batch.stream import stream_batch
+from cp3rt.runtime.batch.stream import StreamConfig, stream_batch
 from cp3rt.runtime.config import PipelineConfig, RunConfig
 from cp3rt.runtime.pipeline import Pipeline
 
@@ -94,6 +95,7 @@ def run_inputs(
     on_event: OnEvent | None = None,
     cancel: Cancel | None = None,
     record: RunRecorder | None = None,
+    stream: StreamConfig | None = None,
 ) -> BatchSummary:
     """Segment every input (see the module docstring for the routes) and write its outputs;
     one outcome per image file, huge image and plate field. ``inputs`` are INPUT arguments or
@@ -101,7 +103,10 @@ def run_inputs(
     None takes each kind's default. Nets open here once, only when work runs in this process.
     ``cancel`` (set from another thread or a signal handler) stops it early: the summary then
     counts the images ``not_started``. ``record`` (``batch.run_record.start_run_record``) gets
-    the nets as they open, every image as it ends and the summary (``finish``)."""
+    the nets as they open, every image as it ends and the summary (``finish``). ``stream``: the
+    streaming engine's workers and threads for the work done in this process (image files and
+    the blocks of huge images); None: its defaults, and a single image file runs on this thread
+    with all cores. A cluster's tasks do not use it."""
     routes = inputs if isinstance(inputs, InputRoutes) else route_inputs(inputs, run)
     config = config or PipelineConfig()
     run = run or RunConfig()
@@ -114,7 +119,7 @@ def run_inputs(
 
     def go(todo: InputRoutes) -> BatchSummary:
         return _run_routes(todo, config, run, outputs, block_size=block_size, cluster=cluster,
-                           on_event=on_event, cancel=cancel, record=record)
+                           on_event=on_event, cancel=cancel, record=record, stream=stream)
 
     summary = _settle_claimed(go(routes), routes, go, cancel)
     if record is not None:
@@ -124,7 +129,8 @@ def run_inputs(
 
 def _run_routes(routes: InputRoutes, config: PipelineConfig, run: RunConfig, outputs: OutputOptions, *,
                 block_size: int | None, cluster: Cluster | None, on_event: OnEvent | None,
-                cancel: Cancel | None, record: RunRecorder | None = None) -> BatchSummary:
+                cancel: Cancel | None, record: RunRecorder | None = None,
+                stream: StreamConfig | None = None) -> BatchSummary:
     parts = []
     if record is not None and not record.record.models and cluster is not None:
         record.set_models(describe_config(config))  # the workers open the nets
@@ -139,7 +145,7 @@ def _run_routes(routes: InputRoutes, config: PipelineConfig, run: RunConfig, out
             if record is not None and not record.record.models:
                 record.set_models(describe_nets(pipeline))
             parts += _in_process(pipeline, routes, config, run, outputs, block_size=block_size,
-                                 cluster=cluster, on_event=on_event, cancel=cancel)
+                                 cluster=cluster, on_event=on_event, cancel=cancel, stream=stream)
     return merge_summaries(*parts)
 
 
@@ -171,21 +177,25 @@ def _noted(outcome: ImageOutcome) -> ImageOutcome:
 
 def _in_process(pipeline: Pipeline, routes: InputRoutes, config: PipelineConfig, run: RunConfig,
                 outputs: OutputOptions, *, block_size: int | None, cluster: Cluster | None,
-                on_event: OnEvent | None, cancel: Cancel | None) -> list[BatchSummary]:
+                on_event: OnEvent | None, cancel: Cancel | None,
+                stream: StreamConfig | None = None) -> list[BatchSummary]:
     """The parts that run with this process's nets: with a cluster only the huge images (their
     blocks are tasks), without one everything."""
     parts = []
     if routes.images and cluster is None:
         # Many files: the streaming engine (images in flight, shared engine batches).
-        runner = stream_batch if len(routes.images) > 1 else run_batch
-        parts.append(runner(pipeline, routes.images, run, outputs, on_event=on_event, cancel=cancel))
+        if len(routes.images) > 1 or stream is not None:  # one file, explicit threads: a worker applies them
+            parts.append(stream_batch(pipeline, routes.images, run, outputs, on_event=on_event, cancel=cancel,
+                                      stream=stream))
+        else:
+            parts.append(run_batch(pipeline, routes.images, run, outputs, on_event=on_event, cancel=cancel))
     if routes.huge:  # zarr / OME-Zarr / big TIFF: in blocks, labels to OME-Zarr or BigTIFF
-        blocks_on = None if cluster is None else cluster.block_runner(
+        blocks_on = local_runner(pipeline, stream) if cluster is None else cluster.block_runner(
             config, run, nchan=pipeline.segment_net.nchan)  # every block one task
         parts.append(run_huge(pipeline, routes.huge, run, outputs, block_size=block_size,
                               on_event=on_event, runner=blocks_on, cancel=cancel))
     if cluster is None:
         for plate in routes.plates if not is_cancelled(cancel) else ():  # HCS plate: every field, labels into it, <plate>_wells.csv
             parts.append(run_plate(pipeline, plate, run, outputs, block_size=block_size or D.BLOCK_SIZE,
-                                   on_event=on_event).batch)
+                                   on_event=on_event, stream=stream).batch)
     return parts

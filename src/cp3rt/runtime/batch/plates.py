@@ -30,6 +30,7 @@ from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, Ou
 from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.batch.stream import StreamConfig
     from cp3rt.runtime.pipeline import Pipeline
 
 CSV_SUFFIX = "_wells.csv"
@@ -185,10 +186,13 @@ def run_plate(
     *,
     block_size: int = D.BLOCK_SIZE,
     on_event: Callable[[BatchEvent], None] | None = None,
+    stream: StreamConfig | None = None,
 ) -> PlateSummary:
     """Segment every field of the plate at ``root`` in this process (done fields skipped
-    unless overwrite), then write ``<plate>_wells.csv`` (see ``finish_plate``)."""
+    unless overwrite; ``stream``: the workers and threads of each field's blocks), then write
+    ``<plate>_wells.csv`` (see ``finish_plate``)."""
     from cp3rt.runtime.batch.blocks.files import segment_file
+    from cp3rt.runtime.batch.blocks.image_files import local_runner
     from cp3rt.runtime.batch.plate_objects import field_outputs
 
     root = Path(root)
@@ -202,7 +206,7 @@ def run_plate(
     for i, f in enumerate(fields):
         emit(BatchEvent("start", i, len(fields), f.path))
         outcome = segment_file(pipeline, f.path, run, field_outputs(outputs), block_size=block_size,
-                               labels_root=labels_root(f, root, out_plate),
+                               labels_root=labels_root(f, root, out_plate), runner=local_runner(pipeline, stream),
                                progress=lambda d, n, i=i, f=f: emit(
                                    BatchEvent("tiles", i, len(fields), f.path, d, n)))
         outcomes.append(outcome)

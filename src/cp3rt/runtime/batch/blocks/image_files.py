@@ -24,6 +24,7 @@ from cp3rt.runtime.batch.files import ImageOutcome, OutputOptions
 from cp3rt.runtime.config import RunConfig
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cp3rt.runtime.batch.stream import StreamConfig
     from cp3rt.runtime.pipeline import Pipeline
 
 
@@ -36,9 +37,11 @@ class BlockRunner(Protocol):
                  ) -> BlockSummary: ...
 
 
-def local_runner(pipeline: Pipeline) -> BlockRunner:
+def local_runner(pipeline: Pipeline, stream: StreamConfig | None = None) -> BlockRunner:
+    """Blocks in this process, through the streaming engine (``stream``: its workers and threads)."""
+
     def runner(path, image, out, *, scratch_parent, **kw):
-        return segment_blocks(pipeline, image, out, **kw)
+        return segment_blocks(pipeline, image, out, stream=stream, **kw)
 
     return runner
 
