@@ -199,7 +199,7 @@ def test_an_unexpected_error_is_one_line_and_a_traceback_only_with_v(tmp_path, c
 def test_out_naming_a_file_is_one_error_before_any_image(tmp_path, capsys):
     _crops(tmp_path / "in", 2, size=64)
     (tmp_path / "taken").write_text("a file")
-    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "taken")]) == 1
+    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "taken")]) == 2  # a bad option
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --out") and "taken is a file" in err and len(err.splitlines()) == 1, err
 

@@ -103,6 +103,15 @@ def test_help_names_the_journal_and_the_run_options(capsys):
     assert "--cluster" not in text and "--block-size" not in text
 
 
+def test_an_out_that_is_a_file_is_one_line_before_watching(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "taken").write_text("a file")
+    assert main(["watch", str(tmp_path / "in"), "--once", "--out", str(tmp_path / "taken")]) == 2  # a bad option
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {tmp_path / 'taken'} is a file; give a folder (it is created if missing).", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "taken"]  # no journal, no record
+
+
 def test_a_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["watch", str(tmp_path / "nope"), "--once"]) == 1
     err = capsys.readouterr().err.strip()

@@ -15,12 +15,12 @@ from PIL import Image
 from scale_testutil import NumpyEngine, blob_image
 
 from cp3rt import Pipeline
-from cp3rt.errors import ConfigError, OutputError
+from cp3rt.errors import ConfigError
 from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, run_inputs
 from cp3rt.runtime.batch.cancel import Cancel
 from cp3rt.runtime.batch.claims import lock_path, try_claim
 from cp3rt.runtime.batch.inputs import route_inputs
-from cp3rt.runtime.batch.out_paths import check_output_dir
+from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.io.read import check_tiff_data, read_image
 
 RUN = RunConfig(channels=(0, 0), diameter=20.0)
@@ -240,7 +240,7 @@ def test_out_naming_a_file_fails_once_before_any_work(tmp_path, stand_in):
     _image(tmp_path / "a.tif")
     (tmp_path / "afile").write_text("x")
     for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
-        with pytest.raises(OutputError, match="afile.*not a folder") as err:
+        with pytest.raises(ConfigError, match="afile.* is a file") as err:
             _run([tmp_path / "a.tif"], out)
         assert "\n" not in str(err.value)
     assert stand_in == []

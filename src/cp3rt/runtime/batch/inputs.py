@@ -29,7 +29,8 @@ from cp3rt.runtime.batch.blocks.image_files import local_runner
 from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
 from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, run_batch
-from cp3rt.runtime.batch.out_paths import check_output_dir, check_plate_outputs, plan_outputs
+from cp3rt.runtime.batch.out_paths import check_plate_outputs, plan_outputs
+from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
 from cp3rt.runtime.batch.provenance import describe_config, describe_nets
 from cp3rt.runtime.batch.stream import StreamConfig, stream_batch
@@ -111,7 +112,8 @@ def run_inputs(
     config = config or PipelineConfig()
     run = run or RunConfig()
     outputs = outputs or OutputOptions()
-    check_output_dir(outputs.out_dir)
+    if outputs.out_dir is not None:
+        check_output_dir(outputs.out_dir)
     outputs = plan_outputs([*routes.images, *routes.huge], outputs)
     check_plate_outputs(routes.plates, outputs)
     if record is not None:

@@ -1,5 +1,6 @@
-"""Where a batch's outputs go, decided once before any work: ``check_output_dir`` (``--out``
-must be a folder) and ``plan_outputs`` (no two inputs may ever write the same output file).
+"""Where a batch's outputs go, decided once before any work (after ``io.out_dir.check_output_dir``:
+``--out`` must be a folder cp3rt can write): ``plan_outputs`` (no two inputs may ever write the
+same output file).
 
 The rule for inputs whose outputs would collide (``<stem>_cp_masks.tif`` and the other kinds
 all derive from the stem):
@@ -21,22 +22,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from cp3rt.errors import ConfigError, OutputError
+from cp3rt.errors import ConfigError
 from cp3rt.runtime.batch.files import OutputOptions
-
-
-def check_output_dir(path: str | os.PathLike[str] | None) -> None:
-    """Refuse an output folder that cannot be one (an existing file, or a file on its way);
-    a missing folder is fine (it is created at the first write)."""
-    if path is None:
-        return
-    p = Path(path)
-    for part in (p, *p.parents):
-        if part.exists():
-            if not part.is_dir():
-                what = "is a file" if part == p else f"is inside {part}, which is a file"
-                raise OutputError(f"--out {p} {what}, not a folder; name a folder (it is created if missing).")
-            return
 
 
 def plan_outputs(items: Sequence[Path], outputs: OutputOptions) -> OutputOptions:

@@ -30,11 +30,11 @@ from cp3rt.errors import ConfigError, InputError
 from cp3rt.runtime.batch.cancel import Cancel
 from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchSummary, ImageOutcome, OutputOptions, process_file
-from cp3rt.runtime.batch.out_paths import check_output_dir
 from cp3rt.runtime.batch.watch.complete import FileKey, Settler, file_key
 from cp3rt.runtime.batch.watch.detect import Finder, open_events
 from cp3rt.runtime.batch.watch.journal import Journal
 from cp3rt.runtime.config import PipelineConfig, RunConfig
+from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.pipeline import ImageRunner, Pipeline
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -148,7 +148,8 @@ def check_folders(root: Path, outputs: OutputOptions) -> None:
     """Refuse a watched folder that is not one, and an output folder that cannot be one."""
     if not Path(root).is_dir():
         raise InputError(f"{root} is not a folder; cp3rt watch watches a folder (and its subfolders).")
-    check_output_dir(outputs.out_dir)
+    if outputs.out_dir is not None:
+        check_output_dir(outputs.out_dir)
 
 
 def _recording(record: RunRecorder, emit: Callable[[WatchEvent], None]) -> Callable[[WatchEvent], None]:
