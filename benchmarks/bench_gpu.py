@@ -244,9 +244,18 @@ def synthetic_image(seed: int, size: int = 1024) -> np.ndarray:
 def mosaic(images: list[np.ndarray], first: int, scale: float, size: int) -> np.ndarray:
     """A size x size image tiled from ``images`` (starting at ``first``), each resized by ``scale``:
     real objects at the diameter the net was trained for, at the benchmark's image size."""
+    return tile_parts(zoomed(images, scale), first, size)
+
+
+def zoomed(images: list[np.ndarray], scale: float) -> list[np.ndarray]:
+    """``images`` resized by ``scale`` (bilinear), float32: the parts of a mosaic, made once."""
     from scipy.ndimage import zoom
 
-    parts = [zoom(np.asarray(im, np.float32), scale, order=1) for im in images]
+    return [zoom(np.asarray(im, np.float32), scale, order=1) for im in images]
+
+
+def tile_parts(parts: list[np.ndarray], first: int, size: int) -> np.ndarray:
+    """A size x size image tiled row by row from ``parts``, starting at ``parts[first]``."""
     out = np.zeros((size, size), np.float32)
     k, y = first, 0
     while y < size:

@@ -6,6 +6,10 @@
 #                                     git-ignored via .git/info/exclude); then pass
 #                                     carry=[".whl", ".gpucarry"] to each device call. The trained
 #                                     starter weights are recovered from the shipped ONNX there.
+#   benchmarks/gpu_checks.sh issue16  THE ONE CALL for issue 16's must-shows (fits one 600 s command): bench_gpu_resident
+#                                     (latency, 200-image folder, reference, 2048^2 memory in a fresh process, masks,
+#                                     a pass/fail table against the bars), bench_stream with torch-cuda (stream vs
+#                                     one-at-a-time on 200 images), then the GPU tests
 #   benchmarks/gpu_checks.sh resident the GPU-resident path vs the host path vs the reference (latency, folder,
 #                                     memory of 2048^2, masks), then the GPU tests (bench_gpu_resident.py)
 #   benchmarks/gpu_checks.sh cores    the many-core host half of issue 16 (item 4) on the machine's CPUs, no GPU:
@@ -77,6 +81,18 @@ net)
         tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
     step "bench_dynamics_gpu"
     timeout "${DYN_S:-100}" python3 benchmarks/bench_dynamics_gpu.py --out "$OUT" 2>&1 | tee -a "$LOG"
+    ;;
+issue16)
+    environment
+    step "bench_gpu_resident"
+    timeout "${RESIDENT_S:-270}" python3 benchmarks/bench_gpu_resident.py --images .gpucarry/data --out "$OUT" 2>&1 | tee -a "$LOG"
+    step "bench_stream torch-cuda (stream vs one at a time, 200 images)"
+    timeout "${STREAM_S:-150}" python3 benchmarks/bench_stream.py --backend torch-cuda --repeats 1 \
+        --out stream_gpu 2>&1 | tee -a "$LOG"
+    cp benchmarks/results/stream_gpu.* "$OUT"/ 2>/dev/null
+    step "GPU tests"
+    timeout "${TESTS_S:-120}" python3 -m pytest -q -p no:cacheprovider -rs -m gpu \
+        tests/engines/test_torch_cuda.py tests/runtime/dynamics/test_dynamics_cuda.py 2>&1 | tee -a "$LOG"
     ;;
 resident)
     environment

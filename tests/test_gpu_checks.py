@@ -59,8 +59,9 @@ def test_the_parser_sees_the_calls_of_the_resident_mode():
 @pytest.mark.slow
 def test_the_resident_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     """``bench_gpu_resident.py --smoke-cpu``: the benchmark's own code (models recovered from the
-    shipped ONNX, both paths, latency, folder, the masks comparison, the results file) on the
-    torch CPU engine at small sizes; the host and the resident path must give the same masks."""
+    shipped ONNX, both paths and the reference, latency, folder, the masks comparison, the verdict
+    against issue 16's bars, the results files) on the CPU at small sizes; the host and the
+    resident path must give the same masks. Only the device-memory step needs CUDA."""
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu_resident.py"), "--smoke-cpu",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "CP3RT_CACHE_DIR": str(tmp_path / "cache")},
@@ -69,6 +70,12 @@ def test_the_resident_benchmark_runs_end_to_end_on_the_cpu(tmp_path):
     result = json.loads((tmp_path / "gpu_resident_smoke.json").read_text())
     assert [row["what"] for row in result["rows"]] == ["segment", "restore -> segment"]
     for row in result["rows"]:
-        for path in ("host", "resident"):
+        for path in ("host", "resident", "reference"):
             assert row[path]["p50_ms"] > 0 and row[path]["folder_equiv_per_s"] > 0
     assert result["masks_resident_vs_host_fp32"] == {"ap": [1.0, 1.0, 1.0], "images": 4}
+    verdict = {v["key"]: v for v in result["verdict"]}
+    assert len(verdict) == 8 and verdict["masks_ap90_fp32"]["pass"] is True
+    assert verdict["big_device_in_use_gib"]["value"] is None and verdict["big_device_in_use_gib"]["pass"] is None
+    ratio = result["rows"][0]["resident"]["folder_equiv_per_s"] / result["rows"][0]["reference"]["folder_equiv_per_s"]
+    assert verdict["segment_folder_x_reference"]["value"] == pytest.approx(ratio)
+    assert "## Issue 16's bars" in (tmp_path / "gpu_resident_smoke.md").read_text()
