@@ -9,6 +9,7 @@ cell probabilities have a trained net's spread on a blob tile: the dynamics find
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -43,6 +44,20 @@ def fingerprint() -> dict:
         "tcmalloc_preloaded": tcmalloc, "load_average_at_start": os.getloadavg(),
         "command": " ".join([sys.executable, *sys.argv]),
     }
+
+
+def environment_line(env: dict) -> str:
+    """The one Markdown line of a results file that says what machine and libraries measured it."""
+    return (f"CPU: {env['cpu']} x{env['cores']}; numba {env['numba']}; onnxruntime {env['onnxruntime']}; "
+            f"tcmalloc preloaded: {env['tcmalloc_preloaded']}; load average at start: {env['load_average_at_start']}")
+
+
+def write_results(name: str, result: dict, report: str) -> None:
+    """``results/<name>.json`` and ``.md`` (the Markdown also printed)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{name}.md").write_text(report)
+    print(report)
 
 
 def _layer() -> str:

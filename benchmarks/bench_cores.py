@@ -266,7 +266,7 @@ def main() -> None:
     ap.add_argument("--out", default="cores")
     args = ap.parse_args()
 
-    from _scale_common import fingerprint, small_net_onnx
+    from _scale_common import fingerprint, small_net_onnx, write_results
     from bench_stream import make_folder
 
     env = fingerprint()
@@ -315,18 +315,16 @@ def main() -> None:
     if args.rev:  # leave no worktree registered in the repository
         subprocess.run(["git", "-C", str(HERE.parent), "worktree", "remove", "--force", str(trees["before"].parent)],
                        check=False, capture_output=True)
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{args.out}.json").write_text(json.dumps(result, indent=2))
-    (HERE / "results" / f"{args.out}.md").write_text(report(result))
-    print(report(result))
+    write_results(args.out, result, report(result))
 
 
 def report(res: dict) -> str:
+    from _scale_common import environment_line
+
     env = res["environment"]
     md = [f"# Many-core hosts: GIL and streaming ({res['date']})", "",
           f"Command: `{env['command']}`", "",
-          f"CPU: {env['cpu']} x{env['cores']}; numba {env['numba']}; onnxruntime {env['onnxruntime']}; "
-          f"tcmalloc preloaded: {env['tcmalloc_preloaded']}; load average at start: {env['load_average_at_start']}",
+          environment_line(env),
           f"Before = git revision {res['rev_before']}; after = this tree. {res['n_images']} images, "
           f"{res['rounds']} rounds (alternating order), each measurement in a fresh interpreter.", "",
           "## The GIL (1024², 1 numba thread, 1 onnxruntime thread)", "",

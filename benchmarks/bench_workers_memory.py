@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--huge-side", type=int, default=6144)
     ap.add_argument("--out", default="workers_memory")
     args = ap.parse_args()
-    from _scale_common import fingerprint
+    from _scale_common import fingerprint, write_results
 
     work = Path(tempfile.mkdtemp(prefix="bench_workers_memory_"))
     folder, huge = write_inputs(work, args.n_images, args.side, args.huge_side)
@@ -111,18 +111,16 @@ def main() -> None:
     result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "environment": fingerprint(),
               "n_images": args.n_images, "side": args.side, "huge_side": args.huge_side, "rows": rows,
               "gib_per_extra_worker": per_worker}
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / f"{args.out}.json").write_text(json.dumps(result, indent=2))
-    (HERE / "results" / f"{args.out}.md").write_text(report(result))
-    print(report(result))
+    write_results(args.out, result, report(result))
 
 
 def report(res: dict) -> str:
+    from _scale_common import environment_line
+
     env = res["environment"]
     md = [f"# Host memory of `cp3rt run` by streaming workers ({res['date']})", "",
           f"Command: `{env['command']}`", "",
-          f"CPU: {env['cpu']} x{env['cores']}; numba {env['numba']}; onnxruntime {env['onnxruntime']}; "
-          f"tcmalloc preloaded: {env['tcmalloc_preloaded']}; load average at start: {env['load_average_at_start']}", "",
+          environment_line(env), "",
           f"Folder: {res['n_images']} images of {res['side']}² px, restore -> segment (cp3rt_denoise_nuclei -> "
           f"cp3rt_nuclei, onnxruntime CPU). Huge: one {res['huge_side']}² px TIFF in 2048² blocks, segment only. "
           "Peak resident memory of the `cp3rt run` process (kernel ru_maxrss); wall seconds on this machine's cores.", "",
