@@ -50,6 +50,8 @@ def run_image(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer, pr
 
     with timer.stage("normalize"):
         x = normalize_image(image, seg_norm) if seg_norm is not None else image
+    shape = tuple(image.shape[-2:])
+    del image  # the un-normalised copy is not needed again: one image less in memory per worker
     if diameter is None and cfg.estimate_diameter and nets.size_model() is not None:
         with timer.stage("segment"):
             diameter = _estimate_diameter(x, seg, nets.size_model(), cfg)
@@ -58,7 +60,7 @@ def run_image(nets: Nets, raw: np.ndarray, cfg: RunConfig, timer: StageTimer, pr
         out = _net(x, seg, rescale, cfg, cfg.resample, progress)
     with timer.stage("dynamics"):
         niter = niter_for(rescale, cfg.resample, cfg.niter)
-        masks = compute_masks_with(out.dP, out.cellprob, cfg.dynamics(niter, tuple(image.shape[-2:])))
+        masks = compute_masks_with(out.dP, out.cellprob, cfg.dynamics(niter, shape))
     return Result(
         masks=masks, dP=out.dP, cellprob=out.cellprob, style=out.style, restored=restored,
         diameter=float(seg.diam_mean / rescale), rescale=float(rescale), niter=int(niter),
