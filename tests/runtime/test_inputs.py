@@ -91,14 +91,11 @@ def test_with_a_cluster_files_and_fields_are_tasks_and_huge_images_run_here(tmp_
     assert opened == []  # nothing runs here: no nets are opened
 
 
-def test_the_stream_config_sizes_every_in_process_runner(tmp_path, monkeypatch):
-    """``stream`` (``cp3rt run --workers/--dynamics-threads``) reaches the image files' streaming
-    engine, the huge image's blocks and every plate field's blocks; without it each takes the defaults."""
-    from cp3rt.runtime.batch.stream import StreamConfig, map as stream_map_module
+def _worker_pools(monkeypatch) -> list[tuple[int, int]]:
+    """(workers, numba threads each) of every worker pool the streaming engine starts from now on."""
+    from cp3rt.runtime.batch.stream import map as stream_map_module
 
-    inputs = _inputs(tmp_path)
-    _stand_in(monkeypatch)
-    pools = []
+    pools: list[tuple[int, int]] = []
     workers_class = stream_map_module._Workers
 
     def spy(n, kernel_threads, items, work):
@@ -106,6 +103,17 @@ def test_the_stream_config_sizes_every_in_process_runner(tmp_path, monkeypatch):
         return workers_class(n, kernel_threads, items, work)
 
     monkeypatch.setattr(stream_map_module, "_Workers", spy)
+    return pools
+
+
+def test_the_stream_config_sizes_every_in_process_runner(tmp_path, monkeypatch):
+    """``stream`` (``cp3rt run --workers/--dynamics-threads``) reaches the image files' streaming
+    engine, the huge image's blocks and every plate field's blocks; without it each takes the defaults."""
+    from cp3rt.runtime.batch.stream import StreamConfig
+
+    inputs = _inputs(tmp_path)
+    _stand_in(monkeypatch)
+    pools = _worker_pools(monkeypatch)
     routes = route_inputs(inputs, RUN)
     summary = run_inputs(routes, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "out"), block_size=BLOCK,
                          stream=StreamConfig(workers=2, kernel_threads=1))
@@ -121,14 +129,11 @@ def test_the_stream_config_sizes_every_in_process_runner(tmp_path, monkeypatch):
 def test_one_image_file_runs_on_the_calling_thread_unless_threads_are_given(tmp_path, monkeypatch):
     """A single file keeps the lowest latency (this thread, all cores) by default; with an explicit
     ``stream`` (``--dynamics-threads`` on a shared node) it runs on a worker that applies it."""
-    from cp3rt.runtime.batch.stream import StreamConfig, map as stream_map_module
+    from cp3rt.runtime.batch.stream import StreamConfig
 
     inputs = _inputs(tmp_path)[2:3]
     _stand_in(monkeypatch)
-    pools = []
-    workers_class = stream_map_module._Workers
-    monkeypatch.setattr(stream_map_module, "_Workers", lambda n, k, items, work: (
-        pools.append((n, k)), workers_class(n, k, items, work))[1])
+    pools = _worker_pools(monkeypatch)
     assert run_inputs(inputs, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "a")).ok
     assert pools == []
     assert run_inputs(inputs, PipelineConfig(), RUN, OutputOptions(out_dir=tmp_path / "b"),

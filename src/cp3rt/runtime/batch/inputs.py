@@ -30,11 +30,11 @@ from cp3rt.runtime.batch.cancel import Cancel, is_cancelled
 from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions, run_batch
 from cp3rt.runtime.batch.out_paths import check_plate_outputs, plan_outputs
-from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.batch.plates import PlateSummary, plate_fields, run_plate, split_plates
 from cp3rt.runtime.batch.provenance import describe_config, describe_nets
 from cp3rt.runtime.batch.stream import StreamConfig, stream_batch
 from cp3rt.runtime.config import PipelineConfig, RunConfig
+from cp3rt.runtime.io.out_dir import check_output_dir
 from cp3rt.runtime.pipeline import Pipeline
 
 if TYPE_CHECKING:  # pragma: no cover
