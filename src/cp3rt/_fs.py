@@ -10,17 +10,19 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike[str], *, owner: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it onto ``final`` only if the block succeeds.
 
     The temporary file lives in the same folder so the rename is atomic on POSIX and Windows.
     Its name keeps the final suffix (``x.tif`` -> ``.x.tif.<random>.part.tif``) so writers that
-    look at the extension still work. On any error the temporary file is removed.
+    look at the extension still work; ``owner`` goes into it too (``.x.tif.<owner>.<random>...``)
+    for files no claim guards, so a later run can tell a dead writer's leftovers. On any error
+    the temporary file is removed.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=f".part{final.suffix}", dir=final.parent
+        prefix=f".{final.name}." + (f"{owner}." if owner else ""), suffix=f".part{final.suffix}", dir=final.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -46,9 +48,9 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write_bytes(final: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``final`` atomically."""
-    with atomic_path(final) as tmp:
+def atomic_write_bytes(final: str | os.PathLike[str], data: bytes, *, owner: str | None = None) -> None:
+    """Write ``data`` to ``final`` atomically (``owner``: see ``atomic_path``)."""
+    with atomic_path(final, owner=owner) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -189,3 +189,49 @@ def test_images_finishing_on_many_threads_are_all_recorded(tmp_path):
         t.join()
     assert len(json.loads(recorder.path.read_text())["images"]) == 100
     assert [p.name for p in tmp_path.iterdir()] == [recorder.path.name]
+
+
+def test_a_killed_writers_temporary_record_files_are_removed_by_the_next_run(tmp_path):
+    """SIGKILL during a record write leaves ``.cp3rt_run_<t>.json.<pid>@<host>.<rnd>.part.json``:
+    the next record started in that folder removes it when that pid is gone on this host, and
+    leaves a live writer's, another host's and an untagged (older) one alone."""
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(gone.stdout)
+    record = "cp3rt_run_20261206T011250Z.json"
+    dead = tmp_path / f".{record}.{dead_pid}@{host}.k2x_9a.part.json"
+    dead_later = tmp_path / f".cp3rt_run_20261206T011250Z-2.json.{dead_pid}@{host}.q1.part.json"
+    live = tmp_path / f".{record}.{os.getpid()}@{host}.a1b2.part.json"
+    elsewhere = tmp_path / f".{record}.{dead_pid}@not-{host}.a1b2.part.json"
+    untagged = tmp_path / f".{record}.a1b2c3.part.json"
+    image_partial = tmp_path / f".x_cp_masks.tif.{dead_pid}@{host}.a1.part.tif"  # claims guard those
+    for p in (dead, dead_later, live, elsewhere, untagged, image_partial):
+        p.write_text("{")
+    R.start_run_record(PipelineConfig(), None, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (live, elsewhere, untagged, image_partial))
+
+
+def test_a_records_temporary_files_carry_their_writer(tmp_path, monkeypatch):
+    """Both kinds of record write (the first publish and the later replacements) name their
+    temporary file after this process, so that the test above's cleanup can find them."""
+    from cp3rt.runtime.batch.record_files import RECORD_PARTIAL, writer_tag
+
+    seen = []
+    real_mkstemp = R.tempfile.mkstemp
+
+    def spy(*args, **kw):
+        fd, name = real_mkstemp(*args, **kw)
+        seen.append(os.path.basename(name))
+        return fd, name
+
+    monkeypatch.setattr("tempfile.mkstemp", spy)
+    recorder = R.start_run_record(PipelineConfig(), None, tmp_path, flush_seconds=0.0)
+    recorder.write()
+    recorder.write()
+    assert len(seen) == 2 and all(RECORD_PARTIAL.match(n) and f".{writer_tag()}." in n for n in seen), seen

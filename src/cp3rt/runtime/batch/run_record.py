@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cp3rt._fs import atomic_write_bytes
+from cp3rt.runtime.batch.record_files import PREFIX, remove_dead_partials, writer_tag
 from cp3rt.runtime.batch.provenance import (
     ModelInfo,
     describe_config,
@@ -52,7 +53,6 @@ __all__ = ["ModelInfo", "RunRecord", "RunRecorder", "describe_config", "describe
            "file_sha256", "host_info", "package_versions", "record_dir", "record_path", "start_run_record"]
 
 SCHEMA = "cp3rt.run_record/1"
-PREFIX = "cp3rt_"  # + run_ / watch_ + UTC time + .json
 FLUSH_SECONDS = 2.0  # add() rewrites the file at most this often; finish() always does
 
 
@@ -159,7 +159,7 @@ class RunRecorder:
                 self._last = time.monotonic()
             text = json.dumps(data, indent=2, allow_nan=False) + "\n"
             if self._published:
-                atomic_write_bytes(self.path, text.encode("utf-8"))
+                atomic_write_bytes(self.path, text.encode("utf-8"), owner=writer_tag())
             else:  # first write: never onto another run's record of the same second
                 self.path = _publish_new(self.path, text.encode("utf-8"))
                 self._published = True
@@ -195,7 +195,7 @@ def _publish_new(path: Path, data: bytes) -> Path:
     a complete temporary file (``cp3rt._fs`` naming) is hard-linked to the name - atomic, and
     refused when the name exists; where links are not supported, renamed onto a free name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part.json", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", suffix=".part.json", dir=path.parent)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -217,8 +217,6 @@ def _publish_new(path: Path, data: bytes) -> Path:
 
 
 _TAKEN = re.compile(r"-\d+$")
-
-
 def record_path(out_dir: str | os.PathLike[str], tool: str = "cp3rt run", when: _dt.datetime | None = None,
                 *, base: Path | None = None) -> Path:
     """A free ``cp3rt_<run|watch>_<YYYYmmddTHHMMSSZ>.json`` in ``out_dir`` (``-2``, ``-3``... when
@@ -252,6 +250,7 @@ def start_run_record(
     ``nets_info`` may be None and set later (``set_models``). ``command`` defaults to this
     process's ``sys.argv``."""
     started = _utc_now()
+    remove_dead_partials(out_dir)  # before this run's own writes: what a killed run left
     parameters = {"pipeline": _plain(config), "run": _plain(run) if run is not None else None,
                   "outputs": _plain(outputs) if outputs is not None else None, **_plain(extra_parameters or {})}
     record = RunRecord(
