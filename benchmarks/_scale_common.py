@@ -52,6 +52,27 @@ def environment_line(env: dict) -> str:
             f"tcmalloc preloaded: {env['tcmalloc_preloaded']}; load average at start: {env['load_average_at_start']}")
 
 
+def run_cp3rt(args: list[str], env: dict) -> dict:
+    """One ``cp3rt ARGS...`` process as a user starts it: its peak resident memory (GiB), wall
+    seconds and CPU seconds (user + system, every thread: the kernel's rusage of the child)."""
+    import subprocess
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty run cannot block on it
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "cp3rt.cli.app", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (ru_maxrss in KiB on Linux)
+        seconds = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            log.seek(0)
+            raise SystemExit(f"cp3rt {' '.join(args)} failed ({code}): {log.read().decode(errors='replace')[-2000:]}")
+    return {"peak_rss_gib": usage.ru_maxrss * 1024 / 2**30, "seconds": seconds,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime}
+
+
 def write_results(name: str, result: dict, report: str) -> None:
     """``results/<name>.json`` and ``.md`` (the Markdown also printed)."""
     RESULTS.mkdir(exist_ok=True)

@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -52,25 +51,10 @@ def write_inputs(work: Path, n_images: int, side: int, huge_side: int) -> tuple[
         image = mosaic(frames, 3 * k, 17.0 / 60.0, side)
         tifffile.imwrite(folder / f"img{k:02d}.tif", np.clip(image, 0, 65535).astype(np.uint16))
     huge = work / "huge.tif"
-    tifffile.imwrite(huge, np.clip(mosaic(frames, 0, 17.0 / 60.0, huge_side), 0, 65535).astype(np.uint16),
-                     bigtiff=True)
+    if huge_side:  # 0: no huge input wanted
+        tifffile.imwrite(huge, np.clip(mosaic(frames, 0, 17.0 / 60.0, huge_side), 0, 65535).astype(np.uint16),
+                         bigtiff=True)
     return folder, huge
-
-
-def run_cli(args: list[str], env: dict) -> dict:
-    """One ``cp3rt run`` process: its peak resident memory (GiB) and wall seconds."""
-    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty run cannot block on it
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "cp3rt.cli.app", "run", *args], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (ru_maxrss in KiB on Linux)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            log.seek(0)
-            raise SystemExit(f"cp3rt run {' '.join(args)} failed ({proc.returncode}): "
-                             f"{log.read().decode(errors='replace')[-2000:]}")
-    return {"peak_rss_gib": usage.ru_maxrss * 1024 / 2**30, "seconds": seconds}
 
 
 def same_bytes(a: Path, b: Path, pattern: str) -> tuple[int, int]:
@@ -84,12 +68,14 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=10)
     ap.add_argument("--side", type=int, default=2048)
     ap.add_argument("--huge-side", type=int, default=6144)
+    ap.add_argument("--kinds", nargs="+", choices=("folder", "huge"), default=["folder", "huge"])
     ap.add_argument("--out", default="workers_memory")
     args = ap.parse_args()
-    from _scale_common import fingerprint, write_results
+    from _scale_common import fingerprint, run_cp3rt, write_results
 
+    started, env_start = datetime.datetime.now().isoformat(timespec="seconds"), fingerprint()  # before the load we add
     work = Path(tempfile.mkdtemp(prefix="bench_workers_memory_"))
-    folder, huge = write_inputs(work, args.n_images, args.side, args.huge_side)
+    folder, huge = write_inputs(work, args.n_images, args.side, args.huge_side if "huge" in args.kinds else 0)
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "src"), CP3RT_CACHE_DIR=str(work / "cache"))
     subprocess.run([sys.executable, "-m", "cp3rt.cli.app", "warmup", *MODELS[:2], "--restore", "cp3rt_denoise_nuclei",
                     "--backend", "ort", "--no-volumes"], env=env, check=True, capture_output=True)  # numba and export caches filled before any timing
@@ -97,19 +83,22 @@ def main() -> None:
     for w in args.workers:
         for kind, inputs, extra in (("folder", [folder], ["--restore", "cp3rt_denoise_nuclei"]),
                                     ("huge", [huge], ["--blocks"])):
+            if kind not in args.kinds:
+                continue
             out = work / f"{kind}_w{w}"
-            res = run_cli([*map(str, inputs), *MODELS, *extra, "--workers", str(w), "--out", str(out)], env)
+            res = run_cp3rt(["run", *map(str, inputs), *MODELS, *extra, "--workers", str(w), "--out", str(out)], env)
             first = work / f"{kind}_w{args.workers[0]}"
             same, total = same_bytes(out, first, "*_cp_masks.tif")
             rows.append({"kind": kind, "workers": w, **res, "identical_masks": same, "masks": total})
             print(json.dumps(rows[-1]), flush=True)
     per_worker = {}
-    for kind in ("folder", "huge"):
+    for kind in args.kinds:
         peaks = {r["workers"]: r["peak_rss_gib"] for r in rows if r["kind"] == kind}
         lo, hi = min(peaks), max(peaks)
         per_worker[kind] = (peaks[hi] - peaks[lo]) / (hi - lo) if hi > lo else None
-    result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "environment": fingerprint(),
-              "n_images": args.n_images, "side": args.side, "huge_side": args.huge_side, "rows": rows,
+    result = {"date": started, "environment": env_start,
+              "n_images": args.n_images, "side": args.side,
+              "huge_side": args.huge_side if "huge" in args.kinds else None, "rows": rows,
               "gib_per_extra_worker": per_worker}
     write_results(args.out, result, report(result))
 
@@ -122,8 +111,9 @@ def report(res: dict) -> str:
           f"Command: `{env['command']}`", "",
           environment_line(env), "",
           f"Folder: {res['n_images']} images of {res['side']}² px, restore -> segment (cp3rt_denoise_nuclei -> "
-          f"cp3rt_nuclei, onnxruntime CPU). Huge: one {res['huge_side']}² px TIFF in 2048² blocks, segment only. "
-          "Peak resident memory of the `cp3rt run` process (kernel ru_maxrss); wall seconds on this machine's cores.", "",
+          "cp3rt_nuclei, onnxruntime CPU). "
+          + (f"Huge: one {res['huge_side']}² px TIFF in 2048² blocks, segment only. " if res.get("huge_side") else "")
+          + "Peak resident memory of the `cp3rt run` process (kernel ru_maxrss); wall seconds on this machine's cores.", "",
           "| input | --workers | peak RSS (GiB) | wall s | masks identical to the first row's |", "|---|---|---|---|---|"]
     for r in res["rows"]:
         md.append(f"| {r['kind']} | {r['workers']} | {r['peak_rss_gib']:.2f} | {r['seconds']:.1f} | "

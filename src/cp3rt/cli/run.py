@@ -65,10 +65,10 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   `<plate>_objects.csv` (every object, with its well and field), --overlay `<plate>_wells.png`
   (a heat-map of objects per well).
 - Many images: several are in flight at once (--workers; each holds its image, so memory grows
-  with them: about 0.39 GiB more per worker for 2048² images, restore -> segment, on the CPU
-  backend) and their tiles share network calls; --dynamics-threads sets each one's numba
-  threads. Both default from the usable cores. On the CPU backends the masks do not depend on
-  either (identical in benchmarks/results/cores.md and workers_memory.md).
+  with them: about 0.39 GiB more per worker for 2048² images and 0.94 GiB for 4096², restore ->
+  segment, on the CPU backend) and their tiles share network calls; --dynamics-threads sets
+  each one's numba threads. Both default from the usable cores. On the CPU backends the masks
+  do not depend on either (identical in benchmarks/results/cores.md and workers_memory.md).
 - Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
   Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
   file, each block of a huge image and each plate field is a task; failed tasks are retried.
