@@ -132,7 +132,8 @@ def test_a_killed_run_leaves_a_record_that_parses(tmp_path):
 
 
 @pytest.mark.parametrize("flags", [["--no-such-flag"], ["--workers", "0"], ["--dynamics-threads", "0"],
-                                   ["--cluster", "local:1", "--workers", "2"]])
+                                   ["--cluster", "local:1", "--workers", "2"], ["--threads", "0"],
+                                   ["--threads", "2", "--dynamics-threads", "3"]])
 def test_a_refused_run_writes_no_record(tmp_path, flags, capsys):
     _crops(tmp_path / "in", 1)
     assert main(["run", str(tmp_path / "in"), *RUN, *flags]) == 2
@@ -141,6 +142,10 @@ def test_a_refused_run_writes_no_record(tmp_path, flags, capsys):
     if "--cluster" in flags:  # one line that says why
         [line] = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("error: --workers") and "--cluster" in line
+    if "--dynamics-threads" in flags and "--threads" in flags:
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line == ("error: --dynamics-threads 3 is above --threads 2, the cap on every CPU thread pool; "
+                        "lower it or raise --threads.")
 
 
 def test_workers_and_dynamics_threads_size_the_run_and_leave_the_masks_alone(tmp_path):
@@ -157,3 +162,17 @@ def test_workers_and_dynamics_threads_size_the_run_and_leave_the_masks_alone(tmp
     for img in images:
         name = f"{img.stem}_cp_masks.tif"
         assert (tmp_path / "sized" / name).read_bytes() == (tmp_path / "default" / name).read_bytes()
+
+
+def test_threads_cap_is_recorded_and_leaves_the_masks_alone(tmp_path):
+    """``--threads`` (an acquisition PC keeping cores for the microscope software): recorded in
+    the run record's pipeline, and onnxruntime on one thread gives the default run's masks, byte for byte."""
+    images = _crops(tmp_path / "in", 3)
+    assert main(["run", str(tmp_path / "in"), *RUN, "--out", str(tmp_path / "default")]) == 0
+    assert main(["run", str(tmp_path / "in"), *RUN, "--threads", "1", "--out", str(tmp_path / "capped")]) == 0
+    _, default = _record(tmp_path / "default")
+    _, capped = _record(tmp_path / "capped")
+    assert (default["parameters"]["pipeline"]["cpu_threads"], capped["parameters"]["pipeline"]["cpu_threads"]) == (None, 1)
+    for img in images:
+        name = f"{img.stem}_cp_masks.tif"
+        assert (tmp_path / "capped" / name).read_bytes() == (tmp_path / "default" / name).read_bytes()

@@ -98,7 +98,7 @@ def test_help_names_the_journal_and_the_run_options(capsys):
     assert main(["watch", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for needle in ("--pattern", "--poll", "--settle", "--once", "--model", "--restore", "--diameter",
-                   "--backend", "--out", "cp3rt_watch.jsonl", "143"):
+                   "--backend", "--out", "--threads", "cp3rt_watch.jsonl", "143"):
         assert needle in text, needle
     assert "--cluster" not in text and "--block-size" not in text
 
@@ -172,3 +172,15 @@ def test_the_run_record_names_the_command_as_typed_not_the_host_process(tmp_path
     assert main(args) == 0
     record = json.loads(next(out.glob("cp3rt_watch_*.json")).read_text())
     assert record["command"] == ["cp3rt", *args]
+
+
+def test_threads_caps_the_watch_and_is_recorded(tmp_path):
+    """``--threads`` reaches the pipeline of a watch (the acquisition PC's case); a subprocess,
+    since the cap applies to the thread that runs the images."""
+    images = _crops(tmp_path / "in", 2)
+    proc = _watch(tmp_path / "in", "--once", *RUN, "--threads", "1", "--out", tmp_path / "out", workdir=tmp_path)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    record = json.loads(next((tmp_path / "out").glob("cp3rt_watch_*.json")).read_text())
+    assert record["parameters"]["pipeline"]["cpu_threads"] == 1
+    assert all((tmp_path / "out" / f"{img.stem}_cp_masks.tif").is_file() for img in images)

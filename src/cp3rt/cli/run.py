@@ -69,6 +69,10 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   segment, on the CPU backend) and their tiles share network calls; --dynamics-threads sets
   each one's numba threads. Both default from the usable cores. On the CPU backends the masks
   do not depend on either (identical in benchmarks/results/cores.md and workers_memory.md).
+- Sharing the PC (acquisition software on the same cores): --threads N sizes the network's CPU
+  threads and the dynamics' to N, with at most N images in flight sharing them; the network of
+  one image and the dynamics of another still overlap in a folder run
+  (benchmarks/results/threads_cap.md: cores kept busy, with and without it).
 - Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
   Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
   file, each block of a huge image and each plate field is a task; failed tasks are retried.
@@ -87,6 +91,7 @@ def register(app: typer.Typer) -> None:
     )(run)
 
 
+# long: one line per typer option (the command's whole surface); the body is 20 lines
 def run(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders or glob patterns."),
     model: str = typer.Option(D.SEGMENT_MODEL, "--model", "-m", help="Segmentation model: zoo name, weight file or .onnx."),
@@ -126,12 +131,13 @@ def run(
     blocks: bool = typer.Option(False, "--blocks", help=f"Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over {D.HUGE_IMAGE_SIDE} px a side)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help=f"Images (or blocks of a huge 2-D image) in flight at once, their tiles sharing network calls; each holds its image in memory. Default: {D.STREAM_WORKERS}, or one per {D.STREAM_CORES_PER_WORKER} cores up to {D.STREAM_WORKERS_MAX}. Not with --cluster."),
-    dynamics_threads: Optional[int] = typer.Option(None, "--dynamics-threads", min=1, help="numba threads of each worker's dynamics (default: the usable cores shared out among the workers, at least 2). Not with --cluster."),
+    dynamics_threads: Optional[int] = typer.Option(None, "--dynamics-threads", min=1, help="numba threads of each worker's dynamics (default: the usable cores shared out among the workers, at least 2; with --threads N: N shared out, at least 1). Not with --cluster."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads cp3rt may use (default: the usable cores): the network's on the CPU backends (onnxruntime, OpenVINO, torch) and the dynamics' numba threads, shared out among the images in flight (at most N of them). For a PC whose cores the acquisition software needs. On a cluster: per worker process."),
 ) -> None:
     from cp3rt.runtime import OutputOptions, PipelineConfig, RunConfig, route_inputs, run_inputs
     from cp3rt.runtime.batch.object_outputs import table_format
 
-    stream = _stream_config(workers, dynamics_threads, cluster)
+    stream = _stream_config(workers, dynamics_threads, threads, cluster)
     run_cfg = RunConfig(
         diameter=diameter, channels=(chan, chan2), flow_threshold=flow_threshold,
         cellprob_threshold=cellprob_threshold, niter=niter or None, min_size=min_size,
@@ -139,7 +145,7 @@ def run(
         anisotropy=anisotropy, stitch_threshold=stitch_threshold, z_axis=z_axis, channel_axis=channel_axis, gpu_resident=gpu_resident,
     )
     pipe_cfg = PipelineConfig(segment=model, restore=restore, restore_chan2=restore_chan2, backend=backend,
-                              precision=precision, compile=compile_nets)
+                              precision=precision, compile=compile_nets, cpu_threads=threads)
     outputs = OutputOptions(out_dir=out, save_flows=save_flows, save_restored=save_restored, save_seg=save_seg,
                             overlay=overlay, overwrite=overwrite, table=table_format(table), rois=rois,
                             outlines=outlines, exclude_on_edges=exclude_on_edges)
@@ -149,8 +155,10 @@ def run(
                  routes, pipe_cfg, run_cfg, outputs, stream, inputs=inputs, cluster=cluster, blocks=blocks, block_size=block_size))
 
 
-def _stream_config(workers: int | None, dynamics_threads: int | None, cluster: str | None):  # noqa: ANN202
-    """The streaming engine's workers and threads as given; None (the defaults) when neither is."""
+def _stream_config(workers: int | None, dynamics_threads: int | None, threads: int | None,
+                   cluster: str | None):  # noqa: ANN202
+    """The streaming engine's workers and threads as given; None (the defaults, which follow
+    --threads) when neither is."""
     from cp3rt.errors import ConfigError
     from cp3rt.runtime.batch.stream import StreamConfig
 
@@ -158,11 +166,12 @@ def _stream_config(workers: int | None, dynamics_threads: int | None, cluster: s
         if workers is not None or dynamics_threads is not None:
             raise ConfigError("--workers and --dynamics-threads size this process's streaming engine; with --cluster "
                               "the tasks run on the cluster's workers (local:N sets their number).")
+    if threads is not None and dynamics_threads is not None and dynamics_threads > threads:
+        raise ConfigError(f"--dynamics-threads {dynamics_threads} is above --threads {threads}, the cap on "
+                          "every CPU thread pool; lower it or raise --threads.")
     if workers is None and dynamics_threads is None:
         return None
-    if workers is None:
-        return StreamConfig(kernel_threads=dynamics_threads)
-    return StreamConfig(workers=workers, kernel_threads=dynamics_threads)
+    return StreamConfig(workers=workers, kernel_threads=dynamics_threads, cpu_threads=threads)
 
 
 def _start_record(routes, pipe_cfg, run_cfg, outputs, stream, **parameters):  # noqa: ANN001, ANN003 - the run's own values

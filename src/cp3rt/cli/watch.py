@@ -53,7 +53,7 @@ A network share (no file events arrive from other machines): look every 5 s; onl
 # `cp3rt run` options that do not apply to a watched folder.
 _NOT_FOR_WATCH = ("inputs", "cluster", "blocks", "block_size", "workers", "dynamics_threads")  # one image at a time
 # run option -> config field, where the names differ; chan/chan2/niter/table are converted below.
-_FIELD = {"model": "segment", "compile_nets": "compile", "do_3d": "do_3D", "out": "out_dir"}
+_FIELD = {"model": "segment", "compile_nets": "compile", "do_3d": "do_3D", "out": "out_dir", "threads": "cpu_threads"}
 
 
 def register(app: typer.Typer) -> None:

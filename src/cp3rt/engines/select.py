@@ -46,7 +46,8 @@ def open_engine(
     ``ort``/``auto`` open an exported ``.onnx`` (``providers`` and ``ort_options`` go to
     :class:`~cp3rt.engines.ort.OrtEngine`); ``torch`` opens a weight file or zoo name on
     ``device``; ``openvino`` opens an ``.onnx`` on the CPU with OpenVINO at ``precision``
-    (fp32, or bf16 arithmetic); ``trt`` opens a TensorRT ``.plan`` or builds one from an ``.onnx`` export (plan
+    (fp32, or bf16 arithmetic); the ``threads`` option also sizes OpenVINO's and torch-on-CPU's
+    thread pools; ``trt`` opens a TensorRT ``.plan`` or builds one from an ``.onnx`` export (plan
     cache); ``torch-cuda`` runs a weight file on the GPU at ``precision`` (default fp16),
     TorchInductor-compiled with ``compile`` (compiled code cached under ``cache_dir``).
     """
@@ -57,7 +58,7 @@ def open_engine(
     source = os.fspath(artefact_or_weights)
     if backend in ("torch", "torch-cuda"):
         return _open_torch(backend, source, device=device, precision=precision, compile=compile,
-                           cache_dir=cache_dir)
+                           cache_dir=cache_dir, threads=ort_options.get("threads"))
     if backend == "trt" or (backend == "auto" and Path(source).suffix.lower() in PLAN_SUFFIXES):
         return _open_trt(source, device)
     if Path(source).suffix.lower() != ONNX_SUFFIX:
@@ -79,7 +80,7 @@ def open_engine(
 
 
 def _open_torch(backend: str, source: str, *, device: str, precision: str | None, compile: bool,
-                cache_dir: str | os.PathLike[str] | None) -> Engine:
+                cache_dir: str | os.PathLike[str] | None, threads: int | None = None) -> Engine:
     """A weight file or zoo name on torch (``device``) or torch-cuda (``precision``, ``compile``)."""
     if Path(source).suffix.lower() == ONNX_SUFFIX:
         raise ConfigError(
@@ -88,7 +89,7 @@ def _open_torch(backend: str, source: str, *, device: str, precision: str | None
     if backend == "torch":
         from cp3rt.engines.torch_engine import TorchEngine
 
-        return TorchEngine(source, device=device)
+        return TorchEngine(source, device=device, threads=threads)
     from cp3rt.engines.torch_cuda import TorchCudaEngine
 
     return TorchCudaEngine(source, precision=precision or "fp16",

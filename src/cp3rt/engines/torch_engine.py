@@ -27,10 +27,14 @@ class TorchEngine(BaseEngine):
 
     device_resident = True
 
-    def __init__(self, weights: str | os.PathLike[str], *, device: str = "cpu") -> None:
+    def __init__(self, weights: str | os.PathLike[str], *, device: str = "cpu", threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"threads={threads!r} is not allowed; allowed: None (torch decides) or an int >= 1.")
         torch = require("torch", "the torch reference backend")
         self._torch = torch
         self._device = _device(torch, device)
+        if threads is not None and self._device.type == "cpu":
+            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
         from cp3rt.models.weights import load_cpnet, read_weight_file  # needs torch: only here
         from cp3rt.zoo import resolve_weights, runtime_diameters
 

@@ -62,6 +62,9 @@ class PipelineConfig:
     cache_dir: Path | None = None
     download: bool = True
     compile: bool = False  # torch-cuda only: TorchInductor-compiled nets (cp3rt.engines.compile_cache)
+    # CPU threads: the nets' pool on the CPU backends and the dynamics' numba threads (shared out
+    # among the images in flight). None: the usable cores. For PCs that share cores with acquisition.
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segment", _model_text("segment", self.segment, optional=False))
@@ -86,6 +89,9 @@ class PipelineConfig:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir))
         if not isinstance(self.compile, bool):
             raise _bad("compile", self.compile, "True or False")
+        if self.cpu_threads is not None and (
+                isinstance(self.cpu_threads, bool) or not isinstance(self.cpu_threads, int) or self.cpu_threads < 1):
+            raise _bad("cpu_threads", self.cpu_threads, "None (the usable cores) or an integer >= 1")
         if self.compile and self.backend != "torch-cuda":
             raise ConfigError(
                 f"compile=True compiles the nets with TorchInductor, which only the 'torch-cuda' backend "

@@ -84,6 +84,11 @@ class Nets:
     size_model: Callable[[], SizeModel | None] = _no_size_model
 
 
+# Backends whose net runs on a CPU thread pool that PipelineConfig.cpu_threads sizes ("auto" may
+# pick onnxruntime on the CPU; on TensorRT the option is not used).
+CPU_THREADED_BACKENDS = ("auto", "ort", "openvino", "torch")
+
+
 def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:
     """Resolve/export ``spec`` (see cp3rt.artefacts), open its engine and check its role."""
     from cp3rt.artefacts import resolve_model
@@ -99,6 +104,8 @@ def open_net(spec: str, role: str, cfg: PipelineConfig) -> Net:
     # the other backends take it from the graph.
     extra = ({"precision": cfg.precision, "compile": cfg.compile, "cache_dir": cfg.cache_dir}
              if cfg.backend == "torch-cuda" else {"precision": cfg.precision} if cfg.backend == "openvino" else {})
+    if cfg.cpu_threads is not None and cfg.backend in CPU_THREADED_BACKENDS:
+        extra["threads"] = cfg.cpu_threads
     engine = open_engine(source.path, backend=cfg.backend, **extra)
     try:
         manifest = engine.manifest if engine.manifest is not None else source.manifest

@@ -18,6 +18,7 @@ import numpy as np
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, DownloadError, InputError, ModelNotFoundError
 from cp3rt.runtime.config import PipelineConfig, RunConfig
+from cp3rt.runtime.dynamics.threads import cap_kernel_threads
 from cp3rt.runtime.nets import Net, Nets, check_tile_size, find_size_model, net_from_engine, open_net
 from cp3rt.runtime.result import Result, StageTimer
 from cp3rt.runtime.stages.image import run_image
@@ -51,13 +52,14 @@ class Pipeline:
         cache_dir: str | os.PathLike[str] | None = None,
         download: bool = True,
         compile: bool = False,
+        cpu_threads: int | None = None,
         run: RunConfig | None = None,
         **run_settings: Any,
     ) -> None:
         config = PipelineConfig(
             segment=segment, restore=restore, restore_chan2=restore_chan2, backend=backend,
             precision=precision, cache_dir=Path(cache_dir) if cache_dir is not None else None,
-            download=download, compile=compile,
+            download=download, compile=compile, cpu_threads=cpu_threads,
         )
         self._init(config, (run or RunConfig()).replace(**run_settings))
 
@@ -75,12 +77,15 @@ class Pipeline:
         *,
         restore_chan2: Engine | None = None,
         run: RunConfig | None = None,
+        cpu_threads: int | None = None,
     ) -> Pipeline:
         """A Pipeline around engines opened elsewhere (any object with the Engine protocol and
-        a manifest). The Pipeline takes ownership: ``close()`` closes them."""
+        a manifest). The Pipeline takes ownership: ``close()`` closes them. ``cpu_threads``
+        caps the dynamics' numba threads (the engines' own threads were set by their opener)."""
         self = cls.__new__(cls)
         self._setup(PipelineConfig(segment=_label(segment), restore=_label(restore) if restore else None,
-                                   restore_chan2=_label(restore_chan2) if restore_chan2 else None),
+                                   restore_chan2=_label(restore_chan2) if restore_chan2 else None,
+                                   cpu_threads=cpu_threads),
                     run or RunConfig())
         for attr, engine, role in (("segment_net", segment, "segment"), ("restore_net", restore, "restore"),
                                    ("restore_chan2_net", restore_chan2, "restore")):
@@ -154,6 +159,7 @@ class Pipeline:
             raw = _load(image)
         if isinstance(image, (str, os.PathLike)):
             cfg = _file_axes(image, raw, cfg)
+        cap_kernel_threads(self.config.cpu_threads)
         return run_stages(self.nets(), raw, cfg, timer, progress)
 
     def nets(self) -> Nets:

@@ -72,6 +72,13 @@ def use_kernel_threads(n: int) -> None:
     _learn_layer()  # set_num_threads has loaded the layer: no lock needed from here if it is safe
 
 
+def cap_kernel_threads(cap: int | None) -> None:
+    """Lower this thread's numba threads to ``cap`` where they are more (None: leave them):
+    ``PipelineConfig.cpu_threads`` applied wherever an image starts."""
+    if cap is not None and numba.get_num_threads() > cap:
+        use_kernel_threads(cap)
+
+
 def kernel_threads(workers: int, cores: int | None = None) -> int:
     """numba threads for each of ``workers`` threads sharing ``cores`` (default: the usable cores):
     an equal share, but at least 2 where there are 2 cores, since a worker often has the dynamics

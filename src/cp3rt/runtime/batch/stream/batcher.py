@@ -14,7 +14,7 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.dynamics.threads import kernel_threads, usable_cores
+from cp3rt.runtime.dynamics.threads import cap_kernel_threads, kernel_threads, usable_cores
 from cp3rt.runtime.nets import Nets
 from cp3rt.runtime.pipeline import run_stages
 
@@ -34,25 +34,41 @@ def default_workers(cores: int | None = None) -> int:
 @dataclasses.dataclass(frozen=True)
 class StreamConfig:
     """How many images are in flight, how large a shared engine batch may grow, and how many
-    numba threads each worker's dynamics use (default: the usable cores shared out, at least 2 where there are 2)."""
+    numba threads each worker's dynamics use.
 
-    workers: int = dataclasses.field(default_factory=default_workers)
+    Without ``cpu_threads`` the defaults come from the usable cores (:func:`default_workers`;
+    threads: an equal share, at least 2 where there are 2). With it (a cap, as
+    ``PipelineConfig.cpu_threads``) at most that many workers, and the cap shared out among
+    them, at least 1 each, so that the dynamics of all images in flight stay within it."""
+
+    workers: int | None = None  # None: the default, resolved to an int on construction
     max_batch: int = D.STREAM_MAX_BATCH
     kernel_threads: int | None = None
     gil_switch_s: float | None = D.STREAM_GIL_SWITCH_S  # None: leave the interpreter's interval
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
-        checks = [("workers", self.workers), ("max_batch", self.max_batch)]
-        if self.kernel_threads is not None:
-            checks.append(("kernel_threads", self.kernel_threads))
+        checks = [("max_batch", self.max_batch)]
+        checks += [(name, value) for name, value in (("workers", self.workers), ("kernel_threads", self.kernel_threads),
+                                                     ("cpu_threads", self.cpu_threads)) if value is not None]
         for name, value in checks:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}={value!r} is not allowed; allowed: an integer >= 1.")
         if self.gil_switch_s is not None and not 1e-5 <= self.gil_switch_s <= 0.1:
             raise ConfigError(f"gil_switch_s={self.gil_switch_s!r} is not allowed; allowed: None or 1e-5 to 0.1 seconds.")
+        if None not in (self.kernel_threads, self.cpu_threads) and self.kernel_threads > self.cpu_threads:
+            raise ConfigError(f"kernel_threads={self.kernel_threads} is above cpu_threads={self.cpu_threads}, "
+                              "the cap it is taken from; lower it or raise the cap.")
+        if self.workers is None:
+            cap = self.cpu_threads
+            object.__setattr__(self, "workers", default_workers() if cap is None else min(cap, default_workers(cap)))
 
     def threads_per_worker(self) -> int:
-        return self.kernel_threads or kernel_threads(self.workers)
+        if self.kernel_threads is not None:
+            return self.kernel_threads
+        if self.cpu_threads is not None:
+            return max(1, self.cpu_threads // self.workers)
+        return kernel_threads(self.workers)
 
 
 @dataclasses.dataclass
@@ -183,6 +199,7 @@ class StreamingView:
 
     def run(self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None,
             run: RunConfig | None = None) -> Result:
+        cap_kernel_threads(self.config.cpu_threads)
         return run_stages(self._nets, image, run or self.run_config, progress=progress)
 
 

@@ -73,8 +73,9 @@ def stream_map(
     ``(item, value, error)`` in completion order. ``work`` runs a whole image (read ->
     pipeline -> write) through ``view``, whose engines share batches with the other workers.
     Only ``workers`` items are in flight at any time, so memory stays bounded; ``stats``
-    (optional) receives the batcher's counters."""
-    config = config or StreamConfig()
+    (optional) receives the batcher's counters. Without ``config`` the defaults follow the
+    pipeline's ``cpu_threads``."""
+    config = config or StreamConfig(cpu_threads=pipeline.config.cpu_threads)
     batcher = TileBatcher(config.max_batch, stats=stats)
     view = streaming_view(pipeline, batcher)
     workers = _Workers(config.workers, config.threads_per_worker(), items, lambda item: work(view, item))
