@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results" / "preprocess")
     args = parser.parse_args()
 
+    environment, started = _fingerprint(), dt.datetime.now(dt.timezone.utc).isoformat()  # before the load we add
     cases = _cases()
     for ours, ref, _ in cases.values():
         for _ in range(args.warmup):
@@ -157,10 +158,10 @@ def main() -> None:
         results[name] = row
 
     record = {
-        "benchmark": "preprocess", "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "benchmark": "preprocess", "date": started,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "ld_preload": os.environ.get("LD_PRELOAD", ""), "warmup": args.warmup,
-        "rounds": args.rounds, "environment": _fingerprint(), "results": results,
+        "rounds": args.rounds, "environment": environment, "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

@@ -130,3 +130,8 @@ def test_torch_cpu_pool_gets_the_cap(tmp_path):
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="threads"):
         TorchEngine(weights, threads=0)
+
+
+def test_openvino_compiles_with_the_cap():
+    with Pipeline(str(MODELS / "cp3rt_nuclei.onnx"), backend="openvino", cpu_threads=1) as p:
+        assert int(p.segment_net.engine._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
