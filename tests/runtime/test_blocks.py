@@ -113,3 +113,24 @@ def test_global_lowhigh_matches_percentiles_on_small_images():
     got = global_lowhigh(img, nchan=2)
     for c in range(2):
         np.testing.assert_allclose(got[c], np.percentile(img[c], (1, 99)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm", [None, NormalizeConfig(lowhigh=(0.0, 120_000.0))], ids=["no-normalisation", "given-lowhigh"])
+def test_a_normalisation_that_needs_no_image_is_kept_by_the_blocks(norm):
+    """No normalisation, or a fixed lowhigh (a whole screen on one intensity scale), is the
+    caller's: blocks must equal one piece run with it (they used to normalise by the whole
+    image's percentiles whatever the run said)."""
+    image, _ = _seam_image()
+    run = RunConfig(diameter=DIAM, normalize=norm)
+    out, summary = _blocks(image, run=run)
+    with Pipeline.from_engines(NumpyEngine()) as p:
+        whole = p.run(image, run=run).masks
+    assert summary.lowhigh == (norm.lowhigh if norm is not None else None)
+    ap = average_precision(whole, out, [0.9])[0][0]
+    assert ap >= MIN_AP90, f"AP@0.9 blocks vs one piece {ap:.4f} < {MIN_AP90}"
+
+
+def test_tiled_normalisation_is_refused_in_blocks_with_the_reason():
+    image, _ = _seam_image()
+    with pytest.raises(ConfigError, match=r"tile_norm_blocksize=100 .*block layout"):
+        _blocks(image, run=RunConfig(diameter=DIAM, normalize=NormalizeConfig(tile_norm_blocksize=100)))

@@ -240,3 +240,11 @@ def test_bad_inputs_name_the_problem():
         with pytest.raises(ConfigError, match="sampling_3d"):
             segment_volume_blocks(p, np.zeros((8, 64, 64)), np.zeros((8, 64, 64), np.uint32), diameter=DIAM,
                                   run=run, sampling_3d="linear")
+
+
+def test_tiled_normalisation_is_refused_in_volume_blocks():
+    """It used to be dropped without a word (the blocks then ran on whole-volume percentiles)."""
+    vol = np.zeros((8, 64, 64), np.float32)
+    run = RunConfig(do_3D=True, normalize=NormalizeConfig(tile_norm_blocksize=32))
+    with pytest.raises(ConfigError, match=r"tile_norm_blocksize=32 .*block layout"):
+        _blocks(vol, run)

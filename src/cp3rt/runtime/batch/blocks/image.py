@@ -6,7 +6,8 @@ output is any writable (Y, X) uint32 array of the same size (zarr, BigTIFF memma
 
 1. Intensities are normalised with one (low, high) pair per channel for the whole image,
    taken from a strided subsample (<= ~16 M pixels), so blocks agree on the scale; per-block
-   percentiles would put seams into the intensities.
+   percentiles would put seams into the intensities. A run that does not normalise, or gives
+   its own ``lowhigh``, keeps that; tiled normalisation is refused (it is per neighbourhood).
 2. Blocks (cores + halo >= 2 diameters, ``plan``) run through the streaming engine: a few
    blocks in flight, their tiles sharing engine batches. Each core is written with the
    block's local labels; a frame of the block's labels is kept on disk.
@@ -48,7 +49,7 @@ class BlockSummary:
     n_blocks: int
     n_objects: int
     halo: int
-    lowhigh: tuple[tuple[float, float], ...]
+    lowhigh: Any  # the (low, high) pair(s) the blocks were normalised with; None: not normalised
 
 
 def global_lowhigh(image: Any, percentiles: tuple[float, float] = D.PERCENTILES, *,
@@ -83,22 +84,36 @@ class BlockJob:
 
     grid: BlockGrid
     run: RunConfig
-    lowhigh: tuple[tuple[float, float], ...]
+    lowhigh: Any  # None: the run does not normalise
 
 
 def plan_job(image: Any, *, nchan: int, diameter: float, run: RunConfig, block_size: int = D.BLOCK_SIZE,
              halo_diameters: float = D.BLOCK_HALO_DIAMETERS) -> BlockJob:
-    """Check ``image`` ((Y, X) or (C, Y, X)), lay out its blocks and fix its normalisation."""
+    """Check ``image`` ((Y, X) or (C, Y, X)), lay out its blocks and fix its normalisation:
+    the run's own where it is image-independent (none, or a given ``lowhigh``), else the
+    whole image's percentiles, so that every block sees one intensity scale."""
     if len(image.shape) not in (2, 3):
         raise InputError(f"block processing takes (Y, X) or (C, Y, X) images, got shape {tuple(image.shape)}.")
     shape = tuple(int(s) for s in image.shape[-2:])
     grid = BlockGrid.for_diameter(shape, diameter, block_size, halo_diameters)
-    lowhigh = global_lowhigh(image, run.normalize.percentiles if run.normalize else D.PERCENTILES,
-                             channels=run.channels, nchan=nchan)
-    norm = dataclasses.replace(run.normalize or NormalizeConfig(), lowhigh=lowhigh, tile_norm_blocksize=0)
+    norm = check_block_normalization(run.normalize)
+    if norm is not None and norm.normalizes and norm.lowhigh is None:
+        norm = dataclasses.replace(norm, lowhigh=global_lowhigh(image, norm.percentiles, channels=run.channels,
+                                                                nchan=nchan))
     block_run = run.replace(diameter=float(diameter), normalize=norm,
                             channel_axis=0 if len(image.shape) == 3 else None, z_axis=None)
-    return BlockJob(grid, block_run, lowhigh)
+    return BlockJob(grid, block_run, norm.lowhigh if norm is not None and norm.normalizes else None)
+
+
+def check_block_normalization(norm: NormalizeConfig | None) -> NormalizeConfig | None:
+    """``norm`` if blocks can keep it; tiled normalisation is refused: each block would see its
+    own neighbourhood's field, and the masks would depend on the block layout."""
+    if norm is not None and norm.tile_norm_blocksize > 0:
+        raise ConfigError(
+            f"tile_norm_blocksize={norm.tile_norm_blocksize} (tiled normalisation) cannot run in blocks: every "
+            "block would be normalised by its own neighbourhood and the masks would depend on the block layout; "
+            "use tile_norm_blocksize=0 (the whole image's percentiles) or a fixed lowhigh.")
+    return norm
 
 
 def segment_block(runner: Any, image: Any, job: BlockJob, block: Block) -> np.ndarray:

@@ -7,7 +7,7 @@ output is any writable (Z, Y, X) uint32 array of the same size. Same scheme as t
 
 1. One (low, high) per channel for the whole volume, from a strided subsample (<= ~16 M
    voxels, planes spread over Z), so blocks agree on the intensity scale. A ``lowhigh`` given
-   in ``run.normalize`` is kept. Stitched volumes (``stitch_threshold``) are therefore
+   in ``run.normalize`` is kept, as is no normalisation; tiled normalisation is refused. Stitched volumes (``stitch_threshold``) are therefore
    normalised over the whole volume, as ``norm3D=True`` does in one piece.
 2. Blocks (cores + halo >= 2 diameters; in Z ``2 * diameter / anisotropy`` planes, objects
    being that many planes tall) go one after another through ``pipeline.run`` with ``do_3D``
@@ -37,8 +37,8 @@ import numpy as np
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.batch.blocks.image import (SAMPLE_PIXELS, Steps, count_objects, global_lowhigh, keep_block,
-                                              relabel_cores)
+from cp3rt.runtime.batch.blocks.image import (SAMPLE_PIXELS, Steps, check_block_normalization, count_objects,
+                                              global_lowhigh, keep_block, relabel_cores)
 from cp3rt.runtime.batch.blocks.merge import FrameStore, global_tables
 from cp3rt.runtime.batch.blocks.plan import BlockGrid
 from cp3rt.runtime.config import RunConfig
@@ -122,11 +122,11 @@ def segment_volume_blocks(
         run = run.replace(sampling_3d=sampling_3d)
     grid = BlockGrid.for_diameter(shape, diameter, block_size, halo_diameters,
                                   block_size_z=block_size_z, anisotropy=run.anisotropy)
-    norm = run.normalize
+    norm = check_block_normalization(run.normalize)
     if norm is not None and norm.normalizes:
         lowhigh = norm.lowhigh or volume_lowhigh(volume, norm.percentiles, channels=run.channels,
                                                  nchan=pipeline.segment_net.nchan)
-        norm = dataclasses.replace(norm, lowhigh=lowhigh, tile_norm_blocksize=0)
+        norm = dataclasses.replace(norm, lowhigh=lowhigh)
     block_run = run.replace(diameter=float(diameter), normalize=norm,
                             channel_axis=1 if len(volume.shape) == 4 else None, z_axis=0)
     frames = FrameStore.temporary(grid.seam_halos, scratch)
