@@ -1,7 +1,7 @@
 """Issue 18 item 1, library level (numpy stand-in net): bad files reported and skipped while the
 others proceed; a restart neither redoes nor skips (journal); a torn journal line survives;
 new subfolders are picked up; the polling fallback works without watchdog; the backlog is
-visible and files are taken in arrival order."""
+visible and files are taken in arrival order; a huge TIFF goes through the blocks."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ import sys
 import threading
 
 import tifffile
+from scale_testutil import NumpyEngine, blob_image
 from watch_testutil import RUN, Watching, stand_in, wait_until, write_tif
 
+from cp3rt import Pipeline
+from cp3rt import defaults as D
 from cp3rt.runtime import OutputOptions, PipelineConfig
-from cp3rt.runtime.batch.watch import WatchOptions, watch_folder
+from cp3rt.runtime.batch.blocks.files import segment_file
+from cp3rt.runtime.batch.watch import WatchOptions, loop, watch_folder
 from cp3rt.runtime.batch.watch.journal import Journal, read_records
+from cp3rt.runtime.quality.metrics import average_precision
 
 JOURNAL = "cp3rt_watch.jsonl"
 
@@ -185,3 +190,26 @@ def test_a_later_file_of_the_same_stem_is_refused_in_a_later_session_too(tmp_pat
     (outcome,) = second.batch.outcomes
     assert "x.png" in outcome.error and "x.tif" in outcome.error and "\n" not in outcome.error
     assert (out / "x_cp_masks.tif").read_bytes() == masks
+
+
+def test_a_huge_tiff_is_segmented_in_blocks_as_cp3rt_run_does(tmp_path, monkeypatch):
+    """A TIFF over the huge-image side dropped into a watched folder goes through the blocks
+    (bounded memory, labels to a BigTIFF) instead of being read whole; its masks are those of
+    the image in one piece. The regular file beside it is read whole as before."""
+    stand_in(monkeypatch)
+    in_blocks = []
+    monkeypatch.setattr(loop, "segment_file", lambda *a, **kw: in_blocks.append(a[1]) or segment_file(*a, **kw))
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    huge = blob_image((96, D.HUGE_IMAGE_SIDE + 160), 40, 5, radius=7)[0]
+    tifffile.imwrite(root / "strip.tif", huge)
+    write_tif(root / "small.tif", 1)
+    assert _status(_once(root, out)) == {"strip.tif": "done", "small.tif": "done"}
+    assert [p.name for p in in_blocks] == ["strip.tif"]
+    with tifffile.TiffFile(out / "strip_cp_masks.tif") as tif:
+        masks = tif.asarray()
+        assert tif.is_bigtiff and masks.shape == huge.shape
+    with Pipeline.from_engines(NumpyEngine(nchan=2), run=RUN) as p:
+        whole = p.run(huge).masks
+    assert whole.max() > 20 and average_precision(whole, masks, [0.9])[0][0] >= 0.99
+    assert tifffile.imread(out / "small_cp_masks.tif").max() == 6  # the regular file, whole

@@ -47,7 +47,9 @@ A network share (no file events arrive from other machines): look every 5 s; onl
   atomically; a bad file is one `failed` line and the watch goes on.
 - Ctrl-C (SIGINT) or SIGTERM stops after the image in flight (no partial file is left); exit code
   130 / 143. --once processes what is there and exits (1 if a file failed).
-- Huge images (blocks), plates and clusters are `cp3rt run`'s; watch reads each file whole.
+- A TIFF over {D.HUGE_IMAGE_SIDE} px a side is segmented in blocks, as `cp3rt run` does (labels to a
+  BigTIFF `<stem>_cp_masks.tif`, masks only; a stop is heard between two blocks); every other
+  file is read whole. Zarr folders, plates and clusters are `cp3rt run`'s.
 """
 
 # `cp3rt run` options that do not apply to a watched folder.

@@ -6,7 +6,8 @@ or polling, plus a full scan at the start and a safety rescan), waits until each
 (``complete.Settler``) and puts it on an unbounded first-in-first-out queue: back-pressure is
 that queue, nothing is dropped, and its length (the backlog) goes out with every event. The
 caller's thread takes files off the queue one by one through ``batch.files.process_file`` (its
-claims, atomic outputs and one-line failures; a bad file is recorded and the loop goes on) and
+claims, atomic outputs and one-line failures; a bad file is recorded and the loop goes on; a
+huge TIFF goes through ``blocks.files.segment_file`` instead, as ``cp3rt run`` routes it) and
 writes one journal record per file (``journal``), so a restart resumes without redoing or
 skipping anything. A set ``Cancel`` stops the loop after the image in flight.
 
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 from cp3rt import defaults as D
 from cp3rt.errors import ConfigError, InputError
-from cp3rt.runtime.batch.cancel import Cancel
+from cp3rt.runtime.batch.blocks.files import segment_file, split_inputs
+from cp3rt.runtime.batch.cancel import Cancel, Cancelled
 from cp3rt.runtime.batch.claims import wait_released
 from cp3rt.runtime.batch.files import BatchSummary, ImageOutcome, OutputOptions, process_file
 from cp3rt.runtime.batch.watch.complete import FileKey, Settler, file_key
@@ -197,15 +199,29 @@ def _one(pipeline: ImageRunner, item: _Ready, run: RunConfig, outputs: OutputOpt
     if other != item.path:
         return ImageOutcome(item.path, "failed", error=f"{item.path}: its outputs would overwrite those "
                             f"of {other} ({masks.name}); rename one of them.")
-    outcome = process_file(pipeline, item.path, run, outputs, lambda _d, _n: None)
-    while outcome.status == "claimed":  # another live run computes it: wait, then look again
-        if not wait_released(outcome.outputs[0], cancel):
-            return None
-        outcome = process_file(pipeline, item.path, run, outputs, lambda _d, _n: None)
+    segment = _segmenter(item.path, run, cancel)
+    try:
+        outcome = segment(pipeline, item.path, run, outputs)
+        while outcome.status == "claimed":  # another live run computes it: wait, then look again
+            if not wait_released(outcome.outputs[0], cancel):
+                return None
+            outcome = segment(pipeline, item.path, run, outputs)
+    except Cancelled:  # a huge image abandoned between two blocks (its partial output removed)
+        return None
     if outcome.status == "failed" and not item.complete:
         outcome = dataclasses.replace(outcome, error=f"{outcome.error} (the file never became a complete "
                                       "image while unchanged; a copy that died?)")
     return outcome
+
+
+def _segmenter(path: Path, run: RunConfig, cancel: Cancel) -> Callable[..., ImageOutcome]:
+    """How ``cp3rt run`` would route ``path``: a huge TIFF (or, in a volume run, a huge volume)
+    in blocks, labels to a BigTIFF, so that it never has to fit in memory whole; anything else
+    whole. A stop is heard between two blocks of a huge image, and after a whole one."""
+    huge, _ = split_inputs([path], volumes=run.is_volume)
+    if huge:
+        return lambda pipeline, image, run_cfg, outs: segment_file(pipeline, image, run_cfg, outs, cancel=cancel)
+    return lambda pipeline, image, run_cfg, outs: process_file(pipeline, image, run_cfg, outs, lambda _d, _n: None)
 
 
 class _Detector(threading.Thread):
