@@ -126,6 +126,17 @@ def test_refuses_in_one_line_and_writes_nothing_below_the_bar(tmp_path: Path, ca
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_cli_without_holdout_says_the_bar_was_only_checked_on_the_calibration_images(tmp_path: Path, capsys) -> None:
+    args = ["export", MODEL, "--precision", "int8", "--calibrate", str(_folder(tmp_path, "calib", [5])),
+            "--diameter", str(DIAMETER), "--min-ap50", "0", "--min-ap75", "0"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: the accuracy bar was checked only on the calibration images; add --holdout DIR "
+                     "(other images of the same kind) to check it on images the calibration has not seen."]
+    assert main([*args, "--holdout", str(_folder(tmp_path, "check", [6])), "--out", str(tmp_path / "b")]) == 0
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+
+
 def test_impossible_bar_is_refused_by_the_library(exported, tmp_path: Path) -> None:
     root = exported[0]
     cfg = Int8Config(MODEL, root / "calib", tmp_path / "engines", diameter=DIAMETER,
