@@ -235,3 +235,33 @@ def test_a_records_temporary_files_carry_their_writer(tmp_path, monkeypatch):
     recorder.write()
     recorder.write()
     assert len(seen) == 2 and all(RECORD_PARTIAL.match(n) and f".{writer_tag()}." in n for n in seen), seen
+
+
+def test_a_growing_record_is_rewritten_less_often(tmp_path, monkeypatch):
+    """A long watch must not spend its time rewriting its record: the interval grows with the
+    time a write takes (FLUSH_COST_FACTOR x), and finish() always writes the last word."""
+    now = [1000.0]
+    monkeypatch.setattr(R, "time", type("Clock", (), {"monotonic": staticmethod(lambda: now[0])}))
+    recorder = R.start_run_record(PipelineConfig(), None, tmp_path, flush_seconds=2.0)
+
+    def add_and_count(name, at):
+        now[0] = at
+        recorder.add(ImageOutcome(tmp_path / name, "done", 1, {"dynamics": 0.5}))
+        return len(json.loads(recorder.path.read_text())["images"])
+
+    assert add_and_count("a.tif", 1000.0) == 1  # the first image: written at once
+    recorder._write_seconds = 1.0  # as if that write had taken a second
+    assert add_and_count("b.tif", 1003.0) == 1  # past flush_seconds, not past 50 x 1 s
+    assert add_and_count("c.tif", 1000.0 + R.FLUSH_COST_FACTOR) == 3
+    recorder.finish()
+    assert len(json.loads(recorder.path.read_text())["images"]) == 3
+
+
+def test_record_text_is_the_indented_json_with_one_line_per_image():
+    head = {"tool": "cp3rt run", "parameters": {"run": {"diameter": 17.0}}, "summary": None}
+    entries = [{"file": "a.tif", "objects": 3, "timings": {"dynamics": 0.5}}, {"file": "b\"c.tif", "error": None}]
+    text = R.record_json(head, entries)
+    assert json.loads(text) == {**head, "images": entries}
+    assert json.loads(R.record_json(head, [])) == {**head, "images": []}
+    lines = text.splitlines()
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[-4:-2]] == entries

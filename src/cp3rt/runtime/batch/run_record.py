@@ -5,7 +5,8 @@ every parameter, package versions, the host, and per image its status, objects a
 Usage (``run_inputs(..., record=...)`` does the middle part itself)::
 
     recorder = start_run_record(config, describe_nets(pipeline), out_dir, run=run, outputs=outputs)
-    recorder.add(outcome)          # after each image (written now and then, never half)
+    recorder.add(outcome)          # after each image (written now and then, never half: at most
+                                   # every 2 s, and at most once per 50x its last write's time)
     recorder.finish(summary)       # complete: True, the summary's outcomes are the last word
 
 The file is ``cp3rt_run_<UTC time>.json`` (``cp3rt_watch_...`` for ``tool="cp3rt watch"``); it
@@ -54,6 +55,9 @@ __all__ = ["ModelInfo", "RunRecord", "RunRecorder", "describe_config", "describe
 
 SCHEMA = "cp3rt.run_record/1"
 FLUSH_SECONDS = 2.0  # add() rewrites the file at most this often; finish() always does
+# ... and, as the record grows, at most once per this many times its last write took: a day-long
+# watch must not spend its time rewriting (50k images: 0.7 s a write, benchmarks/results/run_record.md).
+FLUSH_COST_FACTOR = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +114,15 @@ def outcome_entry(outcome: ImageOutcome) -> dict[str, Any]:
             "outputs": [os.fspath(p) for p in outcome.outputs], "error": outcome.error, "note": outcome.note}
 
 
+def record_json(head: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> str:
+    """The record's text: ``head`` indented, then ``"images"`` with one entry per line. The same
+    JSON as ``json.dumps(..., indent=2)`` gives, but each entry goes through the C encoder
+    (which ``indent`` turns off): half the time at 10k images, and a line per image to grep."""
+    top = json.dumps(dict(head), indent=2, allow_nan=False)
+    lines = ",\n".join("    " + json.dumps(e, allow_nan=False) for e in entries)
+    return f'{top[:-2]},\n  "images": [' + (f"\n{lines}\n  ]" if entries else "]") + "\n}\n"
+
+
 # ---- the recorder -----------------------------------------------------------------------------
 class RunRecorder:
     """Collects per-image entries and keeps the record file up to date (see the module docstring).
@@ -122,6 +135,7 @@ class RunRecorder:
         self._lock = threading.Lock()
         self._flush = flush_seconds
         self._last = 0.0
+        self._write_seconds = 0.0  # how long the last write took
         self._extra: dict[str, Any] = {}
         self.errors: list[str] = []  # why a write failed (add / finish never raise for it)
         self._write_lock = threading.Lock()
@@ -136,7 +150,9 @@ class RunRecorder:
         """One image's outcome; the file is rewritten if the last write is ``flush_seconds`` old."""
         with self._lock:
             self._entries.append(outcome_entry(outcome))
-            due = time.monotonic() - self._last >= self._flush
+            elapsed = time.monotonic() - self._last
+            # flush_seconds=0: every add writes (strict callers, tests); else the growing interval
+            due = elapsed >= self._flush and (self._flush == 0 or elapsed >= FLUSH_COST_FACTOR * self._write_seconds)
         if due:
             self._try_write()
 
@@ -152,17 +168,20 @@ class RunRecorder:
     def write(self, *, complete: bool = False, summary: Mapping[str, Any] | None = None) -> Path:
         """Replace the file with the record so far (atomically)."""
         with self._write_lock:  # one writer at a time, snapshot taken inside: the newest lands last
+            t0 = time.monotonic()
             with self._lock:
-                data = {**self.record.to_dict(), "complete": complete,
+                head = {**self.record.to_dict(), "complete": complete,
                         "finished": _utc_now().isoformat(timespec="seconds") if complete else None,
-                        **self._extra, "summary": summary, "images": list(self._entries)}
-                self._last = time.monotonic()
-            text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+                        **self._extra, "summary": summary}
+                entries = list(self._entries)
+                self._last = t0
+            text = record_json(head, entries)
             if self._published:
                 atomic_write_bytes(self.path, text.encode("utf-8"), owner=writer_tag())
             else:  # first write: never onto another run's record of the same second
                 self.path = _publish_new(self.path, text.encode("utf-8"))
                 self._published = True
+            self._write_seconds = time.monotonic() - t0
         return self.path
 
     def finish(self, summary: BatchSummary | None = None, *, stopped_by: str | None = None) -> Path:
@@ -248,7 +267,7 @@ def start_run_record(
 ) -> RunRecorder:
     """Start the record of a run whose outputs go to ``out_dir`` (nothing is written yet);
     ``nets_info`` may be None and set later (``set_models``). ``command`` defaults to this
-    process's ``sys.argv``."""
+    process's ``sys.argv``; ``flush_seconds=0`` rewrites the file after every image."""
     started = _utc_now()
     remove_dead_partials(out_dir)  # before this run's own writes: what a killed run left
     parameters = {"pipeline": _plain(config), "run": _plain(run) if run is not None else None,
