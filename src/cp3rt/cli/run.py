@@ -75,7 +75,8 @@ Cytoplasm in green, nuclei in red, an exported ONNX model (`cp3rt export cyto3 -
   (benchmarks/results/threads_cap.md: cores kept busy, with and without it).
 - Clusters: `--cluster local:4` (worker processes here) or `--cluster tcp://HOST:8786` (a running
   Dask scheduler; inputs and outputs must be on a filesystem every worker sees). Each image
-  file, each block of a huge image and each plate field is a task; failed tasks are retried.
+  file, each block of a huge 2-D image and each plate field is a task; failed tasks are
+  retried. A huge volume (--do-3d) runs its 3-D blocks in this process.
 - Exit codes: 0 every image done or skipped; 1 some image failed (each failure is one line naming
   its file, -v adds tracebacks) or an input cannot be found; 2 a bad option or colliding output
   names (nothing run); 130 stopped by SIGINT, 143 by SIGTERM.
@@ -127,7 +128,7 @@ def run(
     stitch_threshold: float = typer.Option(0.0, "--stitch-threshold", min=0.0, max=1.0, help="Segment a volume plane by plane and join masks of consecutive planes with IoU above this (0 = off)."),
     z_axis: Optional[int] = typer.Option(None, "--z-axis", help="Axis of the file that holds Z (default: a bare 3-D TIFF is Z, Y, X with --do-3d/--stitch-threshold)."),
     channel_axis: Optional[int] = typer.Option(None, "--channel-axis", help="Axis of the file that holds channels (default: as the file declares them: ImageJ/OME C, RGB; a stack whose extra axis the file does not name is refused, never averaged)."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge images and plate fields are tasks; a failed task is retried."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", help="Run on Dask: local[:N] worker processes or tcp://HOST:PORT (needs the scale extra). Image files, blocks of huge 2-D images and plate fields are tasks (a huge volume's 3-D blocks run in this process); a failed task is retried."),
     blocks: bool = typer.Option(False, "--blocks", help=f"Process every TIFF in blocks (automatic for zarr/OME-Zarr inputs and TIFFs over {D.HUGE_IMAGE_SIDE} px a side)."),
     block_size: Optional[int] = typer.Option(None, "--block-size", min=D.MIN_BLOCK_SIDE, help=f"Side of a block (pixels) for huge images (default {D.BLOCK_SIZE}; {D.BLOCK_SIZE_3D} in Y/X for huge volumes with --do-3d); a halo of {D.BLOCK_HALO_DIAMETERS:g} diameters is added around it."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help=f"Images (or blocks of a huge 2-D image) in flight at once, their tiles sharing network calls; each holds its image in memory. Default: {D.STREAM_WORKERS}, or one per {D.STREAM_CORES_PER_WORKER} cores up to {D.STREAM_WORKERS_MAX}. Not with --cluster."),
