@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cp3rt._fs import atomic_write_bytes
-from cp3rt.runtime.batch.record_files import PREFIX, remove_dead_partials, writer_tag
 from cp3rt.runtime.batch.provenance import (
     ModelInfo,
     describe_config,
@@ -45,6 +44,7 @@ from cp3rt.runtime.batch.provenance import (
     host_info,
     package_versions,
 )
+from cp3rt.runtime.batch.record_files import PREFIX, remove_dead_partials, writer_tag
 
 if TYPE_CHECKING:  # pragma: no cover
     from cp3rt.runtime.batch.files import BatchEvent, BatchSummary, ImageOutcome, OutputOptions
@@ -56,7 +56,7 @@ __all__ = ["ModelInfo", "RunRecord", "RunRecorder", "describe_config", "describe
 SCHEMA = "cp3rt.run_record/1"
 FLUSH_SECONDS = 2.0  # add() rewrites the file at most this often; finish() always does
 # ... and, as the record grows, at most once per this many times its last write took: a day-long
-# watch must not spend its time rewriting (50k images: 0.7 s a write, benchmarks/results/run_record.md).
+# watch must not spend its time rewriting (50k images: 0.8 s a write, benchmarks/results/run_record.md).
 FLUSH_COST_FACTOR = 50
 
 
@@ -236,6 +236,8 @@ def _publish_new(path: Path, data: bytes) -> Path:
 
 
 _TAKEN = re.compile(r"-\d+$")
+
+
 def record_path(out_dir: str | os.PathLike[str], tool: str = "cp3rt run", when: _dt.datetime | None = None,
                 *, base: Path | None = None) -> Path:
     """A free ``cp3rt_<run|watch>_<YYYYmmddTHHMMSSZ>.json`` in ``out_dir`` (``-2``, ``-3``... when

@@ -7,8 +7,9 @@ output is any writable (Z, Y, X) uint32 array of the same size. Same scheme as t
 
 1. One (low, high) per channel for the whole volume, from a strided subsample (<= ~16 M
    voxels, planes spread over Z), so blocks agree on the intensity scale. A ``lowhigh`` given
-   in ``run.normalize`` is kept, as is no normalisation; tiled normalisation is refused. Stitched volumes (``stitch_threshold``) are therefore
-   normalised over the whole volume, as ``norm3D=True`` does in one piece.
+   in ``run.normalize`` is kept, as is no normalisation; tiled normalisation is refused.
+   Stitched volumes (``stitch_threshold``) are therefore normalised over the whole volume, as
+   ``norm3D=True`` does in one piece.
 2. Blocks (cores + halo >= 2 diameters; in Z ``2 * diameter / anisotropy`` planes, objects
    being that many planes tall) go one after another through ``pipeline.run`` with ``do_3D``
    or stitching: the net already batches the planes of a block's three views, so running

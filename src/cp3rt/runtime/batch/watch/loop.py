@@ -199,13 +199,12 @@ def _one(pipeline: ImageRunner, item: _Ready, run: RunConfig, outputs: OutputOpt
     if other != item.path:
         return ImageOutcome(item.path, "failed", error=f"{item.path}: its outputs would overwrite those "
                             f"of {other} ({masks.name}); rename one of them.")
-    segment = _segmenter(item.path, run, cancel)
     try:
-        outcome = segment(pipeline, item.path, run, outputs)
+        outcome = _segment(pipeline, item.path, run, outputs, cancel)
         while outcome.status == "claimed":  # another live run computes it: wait, then look again
             if not wait_released(outcome.outputs[0], cancel):
                 return None
-            outcome = segment(pipeline, item.path, run, outputs)
+            outcome = _segment(pipeline, item.path, run, outputs, cancel)
     except Cancelled:  # a huge image abandoned between two blocks (its partial output removed)
         return None
     if outcome.status == "failed" and not item.complete:
@@ -214,14 +213,15 @@ def _one(pipeline: ImageRunner, item: _Ready, run: RunConfig, outputs: OutputOpt
     return outcome
 
 
-def _segmenter(path: Path, run: RunConfig, cancel: Cancel) -> Callable[..., ImageOutcome]:
-    """How ``cp3rt run`` would route ``path``: a huge TIFF (or, in a volume run, a huge volume)
+def _segment(pipeline: ImageRunner, path: Path, run: RunConfig, outputs: OutputOptions,
+             cancel: Cancel) -> ImageOutcome:
+    """``path`` as ``cp3rt run`` would route it: a huge TIFF (or, in a volume run, a huge volume)
     in blocks, labels to a BigTIFF, so that it never has to fit in memory whole; anything else
     whole. A stop is heard between two blocks of a huge image, and after a whole one."""
     huge, _ = split_inputs([path], volumes=run.is_volume)
     if huge:
-        return lambda pipeline, image, run_cfg, outs: segment_file(pipeline, image, run_cfg, outs, cancel=cancel)
-    return lambda pipeline, image, run_cfg, outs: process_file(pipeline, image, run_cfg, outs, lambda _d, _n: None)
+        return segment_file(pipeline, path, run, outputs, cancel=cancel)
+    return process_file(pipeline, path, run, outputs, lambda _d, _n: None)
 
 
 class _Detector(threading.Thread):
